@@ -1,0 +1,7 @@
+//! kdr: a runbook executor for Kafka disaster recovery.
+//!
+//! Data flows plan → engine → steps → kafka/mm2 → journal → report. The binary in
+//! `main.rs` only parses the command line, runs, and maps the outcome to an exit code.
+
+pub mod kafka;
+pub mod mm2;

@@ -5,3 +5,4 @@
 
 pub mod kafka;
 pub mod mm2;
+pub mod plan;

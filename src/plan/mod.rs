@@ -84,6 +84,43 @@ pub struct Plan {
     pub incident_log_dir: PathBuf,
     pub failover: Vec<Step>,
     pub failback: Vec<Step>,
+    /// Every value that came from `${env:…}` or `${file:…}`: redacted from anything kdr writes.
+    pub secrets: Secrets,
+}
+
+/// Secret values, kept so output can be scrubbed of them; never shown by `Debug`.
+#[derive(Clone, Default)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn new(mut values: Vec<String>) -> Self {
+        // Longest first, so a secret that contains another is replaced whole. Very short values
+        // would scrub ordinary text ("1", "on") and are not worth the noise.
+        values.retain(|v| v.chars().count() >= 4);
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Secrets(values)
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.0 {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} redacted)", self.0.len())
+    }
 }
 
 impl Plan {
@@ -362,7 +399,7 @@ impl StepKind {
     pub fn default_timeout(&self) -> Duration {
         const MINUTE: Duration = Duration::from_secs(60);
         match self {
-            StepKind::Declare(_) => 2 * MINUTE,
+            StepKind::Declare(_) => 30 * MINUTE,
             StepKind::QuiesceProducers(q) => q.idle_for + 2 * MINUTE,
             StepKind::WaitReplication(_) => 5 * MINUTE,
             StepKind::Repoint(r) => r.verify_writes_within.unwrap_or_default() + 5 * MINUTE,
@@ -433,8 +470,11 @@ pub fn load_bytes(
         Err(problem) => return Err(invalid(text, vec![problem])),
     };
     let mut problems = Vec::new();
-    subst::resolve(&mut root, base_dir, lookup, &mut problems);
-    let plan = check(path, &text, &root, &mut problems);
+    let secrets = subst::resolve(&mut root, base_dir, lookup, &mut problems);
+    let plan = check(path, &text, &root, &mut problems).map(|plan| Plan {
+        secrets: Secrets::new(secrets),
+        ..plan
+    });
     problems.sort_by_key(|p| (p.line, p.column));
     problems.dedup();
     match plan {
@@ -637,6 +677,7 @@ fn check(path: &Path, text: &str, root: &Node, problems: &mut Vec<Problem>) -> O
         incident_log_dir: incident_log_dir?,
         failover,
         failback,
+        secrets: Secrets::default(),
     })
     .filter(|_| version.is_some())
 }

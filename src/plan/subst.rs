@@ -27,8 +27,11 @@ impl Lookup for SystemLookup {
 }
 
 /// Resolve every substitution in the tree, collecting one problem per failed substitution.
-pub fn resolve(root: &mut Node, base_dir: &Path, lookup: &dyn Lookup, problems: &mut Vec<Problem>) {
-    walk(root, "", base_dir, lookup, problems);
+/// Returns every value a substitution produced, so output can be scrubbed of them.
+pub fn resolve(root: &mut Node, base_dir: &Path, lookup: &dyn Lookup, problems: &mut Vec<Problem>) -> Vec<String> {
+    let mut secrets = Vec::new();
+    walk(root, "", base_dir, lookup, problems, &mut secrets);
+    secrets
 }
 
 fn walk(
@@ -37,6 +40,7 @@ fn walk(
     base_dir: &Path,
     lookup: &dyn Lookup,
     problems: &mut Vec<Problem>,
+    secrets: &mut Vec<String>,
 ) {
     let (line, column) = (node.line, node.column);
     match &mut node.kind {
@@ -44,7 +48,7 @@ fn walk(
             if !value.contains("${") {
                 return;
             }
-            match substitute(value, base_dir, lookup) {
+            match substitute(value, base_dir, lookup, secrets) {
                 Ok(Resolved::Secret(resolved)) => {
                     *raw = Some(std::mem::replace(value, resolved));
                 }
@@ -60,20 +64,20 @@ fn walk(
         }
         NodeKind::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk(item, &join_index(path, i), base_dir, lookup, problems);
+                walk(item, &join_index(path, i), base_dir, lookup, problems, secrets);
             }
         }
         NodeKind::Map(entries) => {
             for (key, value) in entries.iter_mut() {
                 let key_path = join_key(path, key.key_text().unwrap_or("?"));
-                walk(value, &key_path, base_dir, lookup, problems);
+                walk(value, &key_path, base_dir, lookup, problems, secrets);
             }
         }
         _ => {}
     }
 }
 
-fn substitute(text: &str, base_dir: &Path, lookup: &dyn Lookup) -> Result<Resolved, String> {
+fn substitute(text: &str, base_dir: &Path, lookup: &dyn Lookup, secrets: &mut Vec<String>) -> Result<Resolved, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut substituted = false;
@@ -115,6 +119,7 @@ fn substitute(text: &str, base_dir: &Path, lookup: &dyn Lookup) -> Result<Resolv
             ));
         };
         out.push_str(&value);
+        secrets.push(value);
         substituted = true;
         rest = &after[end + 1..];
     }
@@ -155,6 +160,10 @@ mod tests {
         }
     }
 
+    fn substitute_(text: &str, base: &Path, lookup: &dyn Lookup) -> Result<Resolved, String> {
+        substitute(text, base, lookup, &mut Vec::new())
+    }
+
     fn fake() -> Fake {
         Fake(HashMap::from([("PW", "hunter2"), ("USER", "kdr")]))
     }
@@ -163,18 +172,18 @@ mod tests {
     fn env_and_file_values_are_resolved_and_marked_secret() {
         let base = Path::new("/plans");
         let secret = |s: &str| Ok(Resolved::Secret(s.to_owned()));
-        assert_eq!(substitute("${env:PW}", base, &fake()), secret("hunter2"));
+        assert_eq!(substitute_("${env:PW}", base, &fake()), secret("hunter2"));
         assert_eq!(
-            substitute("u=${env:USER};p=${env:PW}", base, &fake()),
+            substitute_("u=${env:USER};p=${env:PW}", base, &fake()),
             secret("u=kdr;p=hunter2")
         );
         assert_eq!(
-            substitute("${file:pw.txt}", base, &fake()),
+            substitute_("${file:pw.txt}", base, &fake()),
             secret("from-file")
         );
-        assert_eq!(substitute("plain", base, &fake()), Ok(Resolved::Unchanged));
+        assert_eq!(substitute_("plain", base, &fake()), Ok(Resolved::Unchanged));
         assert_eq!(
-            substitute("cost $${env:X}", base, &fake()),
+            substitute_("cost $${env:X}", base, &fake()),
             Ok(Resolved::Literal("cost ${env:X}".to_owned()))
         );
     }
@@ -183,16 +192,16 @@ mod tests {
     fn missing_variables_and_bad_syntax_are_errors_that_name_them() {
         let base = Path::new("/plans");
         assert_eq!(
-            substitute("${env:NOPE}", base, &fake()),
+            substitute_("${env:NOPE}", base, &fake()),
             Err("environment variable `NOPE` is not set (referenced as `${env:NOPE}`)".to_owned())
         );
         assert!(
-            substitute("${vault:x}", base, &fake())
+            substitute_("${vault:x}", base, &fake())
                 .unwrap_err()
                 .starts_with("unknown substitution `${vault:x}`")
         );
         assert!(
-            substitute("${env:PW", base, &fake())
+            substitute_("${env:PW", base, &fake())
                 .unwrap_err()
                 .starts_with("unclosed")
         );

@@ -1,0 +1,6 @@
+//! What people read: the live progress on stderr, and tables and JSON on stdout.
+
+mod progress;
+pub mod tables;
+
+pub use progress::{ColorChoice, Progress};

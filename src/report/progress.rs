@@ -1,0 +1,170 @@
+//! Live progress of a run on stderr: one line per step start and finish, hook output indented.
+
+use std::io::{IsTerminal, Write};
+
+use crate::journal::{Event, EventBody, Outcome, StepStatus};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// `auto` is off when stderr is not a terminal, under `NO_COLOR`, or with `TERM=dumb`.
+    pub fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            }
+        }
+    }
+}
+
+pub struct Progress {
+    color: bool,
+    total_steps: usize,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(color: bool, total_steps: usize) -> Self {
+        Progress {
+            color,
+            total_steps,
+            quiet: false,
+        }
+    }
+
+    /// A progress that prints nothing (library use, tests).
+    pub fn silent() -> Self {
+        Progress {
+            color: false,
+            total_steps: 0,
+            quiet: true,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// Free text for the operator (prompts, hints), on stderr.
+    pub fn say(&mut self, text: &str) {
+        if !self.quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{text}");
+        }
+    }
+
+    /// A line of a hook's output, shown as it arrives.
+    pub fn hook_line(&mut self, stream: &str, line: &str) {
+        if !self.quiet {
+            let marker = if stream == "stderr" { "!" } else { "|" };
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "      {} {line}", self.paint("2", marker));
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        if self.quiet {
+            return;
+        }
+        let line = match &event.body {
+            EventBody::RunStarted {
+                plan,
+                direction,
+                operator,
+                dry_run,
+                resumed,
+                ..
+            } => {
+                let mode = match (dry_run, resumed) {
+                    (true, _) => " (dry run)",
+                    (false, true) => " (resumed)",
+                    _ => "",
+                };
+                Some(format!(
+                    "{} {direction} of plan {plan}{mode}, run {}, operator {operator}",
+                    self.paint("1", "kdr"),
+                    event.run_id
+                ))
+            }
+            EventBody::StepStarted { step, kind, summary } => Some(format!(
+                "{} [{step}/{}] {kind}: {summary}",
+                self.paint("36", ">"),
+                self.total_steps
+            )),
+            EventBody::Observation { name, detail, .. } if name != "output" => {
+                Some(format!("      {} {detail}", self.paint("2", "·")))
+            }
+            EventBody::Decision { who, what, why, .. } => Some(format!(
+                "      {} {who}: {what}{}",
+                self.paint("33", "decision"),
+                if why.is_empty() { String::new() } else { format!(" ({why})") }
+            )),
+            EventBody::StepFinished {
+                step,
+                kind,
+                status,
+                duration_ms,
+                message,
+            } => {
+                let (mark, color) = match status {
+                    StepStatus::Ok => ("ok", "32"),
+                    StepStatus::Failed => ("FAILED", "31"),
+                    StepStatus::Skipped => ("skipped", "33"),
+                    StepStatus::DryRun => ("would", "36"),
+                };
+                Some(format!(
+                    "{} [{step}/{}] {kind} {} in {}: {message}",
+                    self.paint(color, if *status == StepStatus::Failed { "x" } else { "+" }),
+                    self.total_steps,
+                    self.paint(color, mark),
+                    format_ms(*duration_ms),
+                ))
+            }
+            EventBody::RunFinished {
+                outcome,
+                duration_ms,
+                message,
+            } => {
+                let color = match outcome {
+                    Outcome::Succeeded | Outcome::DryRun => "32",
+                    _ => "31",
+                };
+                Some(format!(
+                    "{} {} after {}: {message}",
+                    self.paint("1", "run"),
+                    self.paint(color, outcome.as_str()),
+                    format_ms(*duration_ms)
+                ))
+            }
+            EventBody::Observation { .. } => None,
+        };
+        if let Some(line) = line {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+/// `850ms`, `12.3s`, `2m 05s`: short, for humans.
+pub fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}

@@ -20,6 +20,11 @@
 //! the item's docs: unknown record versions are refused, and tombstones are skipped and
 //! counted instead of aborting the read.
 
+pub mod codec;
 pub mod policy;
 
+pub use codec::{
+    Checkpoint, CheckpointKey, DecodeError, EncodeError, Heartbeat, OffsetSync, RecordKind,
+    RecordPart,
+};
 pub use policy::{ClusterRole, OffsetSyncsLocation, ReplicationPolicy};

@@ -22,9 +22,11 @@
 
 pub mod codec;
 pub mod policy;
+pub mod translation;
 
 pub use codec::{
     Checkpoint, CheckpointKey, DecodeError, EncodeError, Heartbeat, OffsetSync, RecordKind,
     RecordPart,
 };
 pub use policy::{ClusterRole, OffsetSyncsLocation, ReplicationPolicy};
+pub use translation::{OffsetSyncStore, Translation};

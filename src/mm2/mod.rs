@@ -21,6 +21,7 @@
 //! counted instead of aborting the read.
 
 pub mod codec;
+pub mod emission;
 pub mod policy;
 pub mod translation;
 
@@ -28,5 +29,6 @@ pub use codec::{
     Checkpoint, CheckpointKey, DecodeError, EncodeError, Heartbeat, OffsetSync, RecordKind,
     RecordPart,
 };
+pub use emission::{Emit, OffsetLagMax, OffsetSyncEmitter, PartitionSyncState, SyncTriggers};
 pub use policy::{ClusterRole, OffsetSyncsLocation, ReplicationPolicy};
 pub use translation::{OffsetSyncStore, Translation};

@@ -20,11 +20,15 @@
 //! the item's docs: unknown record versions are refused, and tombstones are skipped and
 //! counted instead of aborting the read.
 
+pub mod checkpoints;
 pub mod codec;
 pub mod emission;
 pub mod policy;
 pub mod translation;
 
+pub use checkpoints::{
+    CheckpointIndex, HeartbeatView, RawRecord, SkipCounts, SkipReason, SkippedRecord,
+};
 pub use codec::{
     Checkpoint, CheckpointKey, DecodeError, EncodeError, Heartbeat, OffsetSync, RecordKind,
     RecordPart,

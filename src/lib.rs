@@ -3,7 +3,10 @@
 //! Data flows plan → engine → steps → kafka/mm2 → journal → report. The binary in
 //! `main.rs` only parses the command line, runs, and maps the outcome to an exit code.
 
+pub mod app;
+pub mod cli;
 pub mod engine;
+pub mod exit;
 pub mod journal;
 pub mod kafka;
 pub mod mm2;

@@ -32,7 +32,12 @@ impl Gate {
         matches!(self, Gate::Unattended)
     }
 
-    pub async fn ask(&mut self, prompt: &str, timeout: Duration, cancel: &mut watch::Receiver<bool>) -> Answer {
+    pub async fn ask(
+        &mut self,
+        prompt: &str,
+        timeout: Duration,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Answer {
         match self {
             Gate::Unattended => Answer::Closed,
             Gate::Scripted(answers) => answers.pop_front().map_or(Answer::Closed, Answer::Text),

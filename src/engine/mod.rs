@@ -92,7 +92,11 @@ pub async fn run(
             "--yes answers the human gates for the operator, so it needs --operator NAME and --reason TEXT to record who and why".to_owned(),
         ));
     }
-    if matches!(gate, Gate::Terminal) && !request.yes && !request.dry_run && !std::io::stdin().is_terminal() {
+    if matches!(gate, Gate::Terminal)
+        && !request.yes
+        && !request.dry_run
+        && !std::io::stdin().is_terminal()
+    {
         return Err(EngineError::Usage(
             "no terminal to ask at the human gates: run from a terminal, or pass --yes with --operator and --reason".to_owned(),
         ));
@@ -105,10 +109,13 @@ pub async fn run(
     let resume_point = match &request.resume {
         Some(log) => {
             let contents = journal::read(log)?;
-            let point = resume::resume_point(&contents.events, plan, direction).map_err(|source| EngineError::Resume {
-                log: log.clone(),
-                source,
-            })?;
+            let point =
+                resume::resume_point(&contents.events, plan, direction).map_err(|source| {
+                    EngineError::Resume {
+                        log: log.clone(),
+                        source,
+                    }
+                })?;
             if let Some(i) = &point.interrupted
                 && !i.idempotent
                 && request.interrupted_step.is_none()
@@ -141,10 +148,9 @@ pub async fn run(
         Some((log, point)) => (point.run_id.clone(), log.clone()),
         None => {
             let run_id = new_run_id(started_at);
-            let log = request
-                .log
-                .clone()
-                .unwrap_or_else(|| default_log_path(&plan.incident_log_dir, &plan.name, direction, started_at));
+            let log = request.log.clone().unwrap_or_else(|| {
+                default_log_path(&plan.incident_log_dir, &plan.name, direction, started_at)
+            });
             (run_id, log)
         }
     };
@@ -170,7 +176,14 @@ pub async fn run(
 
     if reason.is_empty() && !request.dry_run && !gate.unattended() {
         let mut c = cancel.clone();
-        if let gate::Answer::Text(t) = gate.ask("Reason for this run (recorded in the incident log): ", Duration::from_secs(3600), &mut c).await {
+        if let gate::Answer::Text(t) = gate
+            .ask(
+                "Reason for this run (recorded in the incident log): ",
+                Duration::from_secs(3600),
+                &mut c,
+            )
+            .await
+        {
             reason = t;
         }
     }
@@ -194,12 +207,17 @@ pub async fn run(
         host: lock::hostname(),
         pid: std::process::id(),
     })?;
-    recorder.progress().say(&format!("    incident log: {}", log_path.display()));
+    recorder
+        .progress()
+        .say(&format!("    incident log: {}", log_path.display()));
     if let Some(replaced) = lock.as_ref().and_then(|l| l.replaced.clone()) {
         recorder.decide(
             "kdr",
             "took over a stale run lock",
-            format!("its holder, pid {} on {} (run {}), is no longer running", replaced.pid, replaced.host, replaced.run_id),
+            format!(
+                "its holder, pid {} on {} (run {}), is no longer running",
+                replaced.pid, replaced.host, replaced.run_id
+            ),
             serde_json::to_value(&replaced).unwrap_or_default(),
         )?;
     }
@@ -228,8 +246,21 @@ pub async fn run(
                     gate::Answer::Text(t) if t == "rerun" => InterruptedChoice::Rerun,
                     gate::Answer::Text(t) if t == "skip" => InterruptedChoice::Skip,
                     _ => {
-                        let message = format!("step {} was interrupted and the operator did not say whether to run it again", i.index);
-                        return finish(recorder, plan, direction, request, clock, Vec::new(), Outcome::Aborted, message, lock);
+                        let message = format!(
+                            "step {} was interrupted and the operator did not say whether to run it again",
+                            i.index
+                        );
+                        return finish(
+                            recorder,
+                            plan,
+                            direction,
+                            request,
+                            clock,
+                            Vec::new(),
+                            Outcome::Aborted,
+                            message,
+                            lock,
+                        );
                     }
                 }
             };
@@ -242,16 +273,27 @@ pub async fn run(
             };
             match choice {
                 InterruptedChoice::Rerun => {
-                    recorder.decide(&operator, format!("run interrupted step {} ({}) again", i.index, i.kind), why, serde_json::Value::Null)?;
+                    recorder.decide(
+                        &operator,
+                        format!("run interrupted step {} ({}) again", i.index, i.kind),
+                        why,
+                        serde_json::Value::Null,
+                    )?;
                 }
                 InterruptedChoice::Skip => {
-                    recorder.decide(&operator, format!("skip interrupted step {} ({})", i.index, i.kind), why, serde_json::Value::Null)?;
+                    recorder.decide(
+                        &operator,
+                        format!("skip interrupted step {} ({})", i.index, i.kind),
+                        why,
+                        serde_json::Value::Null,
+                    )?;
                     recorder.record(EventBody::StepFinished {
                         step: i.index,
                         kind: i.kind.clone(),
                         status: StepStatus::Skipped,
                         duration_ms: 0,
-                        message: "interrupted earlier; skipped on resume by the operator".to_owned(),
+                        message: "interrupted earlier; skipped on resume by the operator"
+                            .to_owned(),
                     })?;
                     first_step = i.index + 1;
                 }
@@ -260,7 +302,11 @@ pub async fn run(
     }
 
     let mut reports = Vec::new();
-    let mut outcome = if request.dry_run { Outcome::DryRun } else { Outcome::Succeeded };
+    let mut outcome = if request.dry_run {
+        Outcome::DryRun
+    } else {
+        Outcome::Succeeded
+    };
     let mut message = String::new();
     for step in steps_of_direction.iter().filter(|s| s.index >= first_step) {
         if *cancel.borrow() {
@@ -320,7 +366,9 @@ pub async fn run(
             outcome = stop;
             message = match stop {
                 Outcome::Interrupted => format!("interrupted during step {} ({kind})", step.index),
-                Outcome::Aborted => format!("aborted at step {} ({kind}): {step_message}", step.index),
+                Outcome::Aborted => {
+                    format!("aborted at step {} ({kind}): {step_message}", step.index)
+                }
                 _ => format!(
                     "step {} ({kind}) failed: {step_message}; fix the cause, then continue with `kdr {direction} --plan {} --resume {}`",
                     step.index,
@@ -338,10 +386,15 @@ pub async fn run(
             _ => format!("{done} steps done"),
         };
     }
-    finish(recorder, plan, direction, request, clock, reports, outcome, message, lock)
+    finish(
+        recorder, plan, direction, request, clock, reports, outcome, message, lock,
+    )
 }
 
-#[expect(clippy::too_many_arguments, reason = "the run's closing needs everything the run built")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's closing needs everything the run built"
+)]
 fn finish(
     mut recorder: Recorder,
     plan: &Plan,
@@ -376,14 +429,18 @@ fn finish(
 /// `20261121T203015Z-3f2a9c`: sortable, and unique enough across hosts and processes.
 pub fn new_run_id(at: SystemTime) -> String {
     use std::hash::{BuildHasher, RandomState};
-    let nanos = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let random = RandomState::new().hash_one((nanos, std::process::id())) & 0xff_ffff;
     format!("{}-{random:06x}", compact_time(at))
 }
 
 fn compact_time(at: SystemTime) -> String {
     // 2026-11-21T20:30:15Z → 20261121T203015Z
-    humantime::format_rfc3339_seconds(at).to_string().replace(['-', ':'], "")
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replace(['-', ':'], "")
 }
 
 pub fn default_log_path(dir: &Path, plan: &str, direction: Direction, at: SystemTime) -> PathBuf {

@@ -111,7 +111,10 @@ impl Recorder {
             step: body.step(),
             kind: None,
             name: "withheld".to_owned(),
-            detail: format!("a {} event could not be scrubbed of secrets and was not written", body.name()),
+            detail: format!(
+                "a {} event could not be scrubbed of secrets and was not written",
+                body.name()
+            ),
             data: serde_json::Value::Null,
         })
     }

@@ -42,7 +42,11 @@ pub enum ResumeError {
     Finished(&'static str),
 }
 
-pub fn resume_point(events: &[Event], plan: &Plan, direction: Direction) -> Result<ResumePoint, ResumeError> {
+pub fn resume_point(
+    events: &[Event],
+    plan: &Plan,
+    direction: Direction,
+) -> Result<ResumePoint, ResumeError> {
     let Some(first) = events.first() else {
         return Err(ResumeError::NoStart);
     };
@@ -84,7 +88,9 @@ pub fn resume_point(events: &[Event], plan: &Plan, direction: Direction) -> Resu
         EventBody::RunFinished { outcome, .. } => Some(*outcome),
         _ => None,
     });
-    let last_start = events.iter().rposition(|e| matches!(e.body, EventBody::RunStarted { .. }));
+    let last_start = events
+        .iter()
+        .rposition(|e| matches!(e.body, EventBody::RunStarted { .. }));
     let finished_after_last_start = events
         .iter()
         .rposition(|e| matches!(e.body, EventBody::RunFinished { .. }))
@@ -113,7 +119,10 @@ pub fn resume_point(events: &[Event], plan: &Plan, direction: Direction) -> Resu
             _ => {}
         }
     }
-    let next_step = done.iter().position(|d| !d).map_or(steps.len() + 1, |i| i + 1);
+    let next_step = done
+        .iter()
+        .position(|d| !d)
+        .map_or(steps.len() + 1, |i| i + 1);
     let interrupted = open.filter(|i| *i == next_step).and_then(|index| {
         steps.get(index - 1).map(|s| InterruptedStep {
             index,

@@ -31,7 +31,7 @@ pub enum LockError {
     )]
     Held {
         plan: String,
-        holder: LockHolder,
+        holder: Box<LockHolder>,
         path: PathBuf,
     },
     #[error("failed to take the run lock {}: {source}", path.display())]
@@ -89,7 +89,7 @@ pub fn acquire(dir: &Path, plan: &str, me: LockHolder) -> Result<RunLock, LockEr
                     Ok(holder) if is_alive(&holder) => {
                         return Err(LockError::Held {
                             plan: plan.to_owned(),
-                            holder,
+                            holder: Box::new(holder),
                             path,
                         });
                     }

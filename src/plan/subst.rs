@@ -28,7 +28,12 @@ impl Lookup for SystemLookup {
 
 /// Resolve every substitution in the tree, collecting one problem per failed substitution.
 /// Returns every value a substitution produced, so output can be scrubbed of them.
-pub fn resolve(root: &mut Node, base_dir: &Path, lookup: &dyn Lookup, problems: &mut Vec<Problem>) -> Vec<String> {
+pub fn resolve(
+    root: &mut Node,
+    base_dir: &Path,
+    lookup: &dyn Lookup,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
     let mut secrets = Vec::new();
     walk(root, "", base_dir, lookup, problems, &mut secrets);
     secrets
@@ -64,7 +69,14 @@ fn walk(
         }
         NodeKind::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk(item, &join_index(path, i), base_dir, lookup, problems, secrets);
+                walk(
+                    item,
+                    &join_index(path, i),
+                    base_dir,
+                    lookup,
+                    problems,
+                    secrets,
+                );
             }
         }
         NodeKind::Map(entries) => {
@@ -77,7 +89,12 @@ fn walk(
     }
 }
 
-fn substitute(text: &str, base_dir: &Path, lookup: &dyn Lookup, secrets: &mut Vec<String>) -> Result<Resolved, String> {
+fn substitute(
+    text: &str,
+    base_dir: &Path,
+    lookup: &dyn Lookup,
+    secrets: &mut Vec<String>,
+) -> Result<Resolved, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut substituted = false;

@@ -99,7 +99,11 @@ impl Progress {
                     event.run_id
                 ))
             }
-            EventBody::StepStarted { step, kind, summary } => Some(format!(
+            EventBody::StepStarted {
+                step,
+                kind,
+                summary,
+            } => Some(format!(
                 "{} [{step}/{}] {kind}: {summary}",
                 self.paint("36", ">"),
                 self.total_steps
@@ -110,7 +114,11 @@ impl Progress {
             EventBody::Decision { who, what, why, .. } => Some(format!(
                 "      {} {who}: {what}{}",
                 self.paint("33", "decision"),
-                if why.is_empty() { String::new() } else { format!(" ({why})") }
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({why})")
+                }
             )),
             EventBody::StepFinished {
                 step,
@@ -127,7 +135,14 @@ impl Progress {
                 };
                 Some(format!(
                     "{} [{step}/{}] {kind} {} in {}: {message}",
-                    self.paint(color, if *status == StepStatus::Failed { "x" } else { "+" }),
+                    self.paint(
+                        color,
+                        if *status == StepStatus::Failed {
+                            "x"
+                        } else {
+                            "+"
+                        }
+                    ),
                     self.total_steps,
                     self.paint(color, mark),
                     format_ms(*duration_ms),

@@ -43,7 +43,10 @@ pub fn plan_tables(plan: &Plan) -> String {
     }
     for direction in [Direction::Failover, Direction::Failback] {
         let (source, target) = plan.source_target(direction);
-        out.push_str(&format!("\n{direction} ({} → {})\n", source.role, target.role));
+        out.push_str(&format!(
+            "\n{direction} ({} → {})\n",
+            source.role, target.role
+        ));
         let mut t = table(&["#", "kind", "what it will do", "timeout"]);
         for step in plan.steps(direction) {
             t.add_row(vec![
@@ -89,10 +92,20 @@ pub fn log_table(events: &[Event]) -> String {
     let mut t = table(&["time", "step", "event", "status", "detail"]);
     for e in events {
         let step = match &e.body {
-            EventBody::StepStarted { step, kind, .. } | EventBody::StepFinished { step, kind, .. } => {
+            EventBody::StepStarted { step, kind, .. }
+            | EventBody::StepFinished { step, kind, .. } => {
                 format!("{step} {kind}")
             }
-            EventBody::Observation { step: Some(step), kind, .. } | EventBody::Decision { step: Some(step), kind, .. } => {
+            EventBody::Observation {
+                step: Some(step),
+                kind,
+                ..
+            }
+            | EventBody::Decision {
+                step: Some(step),
+                kind,
+                ..
+            } => {
                 format!("{step} {}", kind.as_deref().unwrap_or(""))
             }
             _ => String::new(),
@@ -116,18 +129,26 @@ pub fn log_table(events: &[Event]) -> String {
             ),
             EventBody::StepStarted { summary, .. } => (String::new(), summary.clone()),
             EventBody::Observation { detail, .. } => (String::new(), detail.clone()),
-            EventBody::Decision { who, what, why, .. } => (String::new(), format!("{who}: {what} ({why})")),
+            EventBody::Decision { who, what, why, .. } => {
+                (String::new(), format!("{who}: {what} ({why})"))
+            }
             EventBody::StepFinished {
                 status,
                 duration_ms,
                 message,
                 ..
-            } => (status.as_str().to_owned(), format!("{message} [{}]", format_ms(*duration_ms))),
+            } => (
+                status.as_str().to_owned(),
+                format!("{message} [{}]", format_ms(*duration_ms)),
+            ),
             EventBody::RunFinished {
                 outcome,
                 duration_ms,
                 message,
-            } => (outcome.as_str().to_owned(), format!("{message} [{}]", format_ms(*duration_ms))),
+            } => (
+                outcome.as_str().to_owned(),
+                format!("{message} [{}]", format_ms(*duration_ms)),
+            ),
         };
         let time = e.ts.get(11..23).unwrap_or(&e.ts).to_owned();
         t.add_row(vec![time, step, e.body.name().to_owned(), status, detail]);

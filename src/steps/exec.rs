@@ -41,13 +41,17 @@ pub struct HookOutcome {
 impl HookOutcome {
     pub fn into_result(self, timeout: Duration) -> StepResult {
         match self.end {
-            HookEnd::Exited(status) if status.success() => Ok(StepDone::Ok("exit status 0".to_owned())),
+            HookEnd::Exited(status) if status.success() => {
+                Ok(StepDone::Ok("exit status 0".to_owned()))
+            }
             HookEnd::Exited(status) => Err(StepError::Failed(describe_status(status))),
             HookEnd::TimedOut => Err(StepError::Failed(format!(
                 "the command did not finish within {} and was terminated",
                 humantime::format_duration(timeout)
             ))),
-            HookEnd::Interrupted => Err(StepError::Interrupted("interrupted; the command was stopped".to_owned())),
+            HookEnd::Interrupted => Err(StepError::Interrupted(
+                "interrupted; the command was stopped".to_owned(),
+            )),
         }
     }
 }
@@ -78,7 +82,10 @@ pub async fn run_hook(
         .env("KDR_DIRECTION", ctx.direction.as_str())
         .env("KDR_STEP", ctx.step.index.to_string())
         .env("KDR_OPERATOR", ctx.operator)
-        .env("KDR_PRIMARY_BOOTSTRAP_SERVERS", &ctx.plan.primary.bootstrap_servers)
+        .env(
+            "KDR_PRIMARY_BOOTSTRAP_SERVERS",
+            &ctx.plan.primary.bootstrap_servers,
+        )
         .env("KDR_DR_BOOTSTRAP_SERVERS", &ctx.plan.dr.bootstrap_servers)
         .env("KDR_SOURCE_BOOTSTRAP_SERVERS", &source.bootstrap_servers)
         .env("KDR_TARGET_BOOTSTRAP_SERVERS", &target.bootstrap_servers)
@@ -90,14 +97,20 @@ pub async fn run_hook(
         .process_group(0)
         .kill_on_drop(true);
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| StepError::Failed(format!("failed to start `sh -c {}`: {e}", command.shown)))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        StepError::Failed(format!("failed to start `sh -c {}`: {e}", command.shown))
+    })?;
     let pgid = child.id().and_then(|id| i32::try_from(id).ok());
 
     let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
-    let out_reader = child.stdout.take().map(|s| tokio::spawn(capture(s, "stdout", lines_tx.clone())));
-    let err_reader = child.stderr.take().map(|s| tokio::spawn(capture(s, "stderr", lines_tx)));
+    let out_reader = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(capture(s, "stdout", lines_tx.clone())));
+    let err_reader = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(capture(s, "stderr", lines_tx)));
 
     let deadline = tokio::time::Instant::now() + timeout;
     let mut cancel = ctx.cancel.clone();
@@ -236,7 +249,8 @@ async fn collect(reader: Option<tokio::task::JoinHandle<Captured>>) -> Captured 
         _ => {
             abort.abort();
             Captured {
-                text: "(output not collected: the pipe stayed open after the command ended)".to_owned(),
+                text: "(output not collected: the pipe stayed open after the command ended)"
+                    .to_owned(),
                 total: 0,
             }
         }

@@ -75,7 +75,10 @@ pub fn summary(plan: &Plan, direction: Direction, step: &Step) -> String {
         ),
         StepKind::QuiesceProducers(q) => format!(
             "{}prove {}'s end offsets stay still for {}",
-            q.run.as_ref().map(|c| format!("run `{}`, then ", c.shown)).unwrap_or_default(),
+            q.run
+                .as_ref()
+                .map(|c| format!("run `{}`, then ", c.shown))
+                .unwrap_or_default(),
             source.role,
             humantime::format_duration(q.idle_for)
         ),
@@ -95,7 +98,11 @@ pub fn summary(plan: &Plan, direction: Direction, step: &Step) -> String {
                 parts.push(format!("run `{}`", c.shown));
             }
             if let Some(w) = &r.write_file {
-                parts.push(format!("write {}'s servers to {}", target.role, w.path.display()));
+                parts.push(format!(
+                    "write {}'s servers to {}",
+                    target.role,
+                    w.path.display()
+                ));
             }
             if let Some(within) = r.verify_writes_within {
                 parts.push(format!(
@@ -111,16 +118,28 @@ pub fn summary(plan: &Plan, direction: Direction, step: &Step) -> String {
             target.role,
             match &t.groups {
                 crate::plan::Groups::All => "the plan's".to_owned(),
-                crate::plan::Groups::List(l) => l.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                crate::plan::Groups::List(l) => l
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             },
             crate::steps::checkpoints_topic_name(plan, direction),
-            if t.allow_rewind { " (rewinds allowed)" } else { "" }
+            if t.allow_rewind {
+                " (rewinds allowed)"
+            } else {
+                ""
+            }
         ),
         StepKind::Validate(v) => format!(
             "check within {} that groups progress on {} without a reset{}",
             humantime::format_duration(v.within),
             target.role,
-            if v.require_producers { " and producers write there" } else { "" }
+            if v.require_producers {
+                " and producers write there"
+            } else {
+                ""
+            }
         ),
         StepKind::Exec(e) => format!("run `{}`", e.run.shown),
         StepKind::Pause(p) => format!("wait for the operator: {}", p.message),
@@ -131,7 +150,11 @@ pub fn summary(plan: &Plan, direction: Direction, step: &Step) -> String {
 pub fn checkpoints_topic_name(plan: &Plan, direction: Direction) -> String {
     let (source, _) = plan.source_target(direction);
     let r = &plan.replication;
-    let isep = if r.internal_separator { r.separator.as_str() } else { "." };
+    let isep = if r.internal_separator {
+        r.separator.as_str()
+    } else {
+        "."
+    };
     format!("{}{isep}checkpoints{isep}internal", source.mm2_alias)
 }
 

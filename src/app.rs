@@ -1,0 +1,221 @@
+//! What each command does, between the parsed command line and the exit code.
+
+use std::io::Write;
+
+use tokio::sync::watch;
+
+use crate::cli::{Cli, Command, LogCommand, Output, PlanCommand, RunArgs};
+use crate::engine::{self, EngineError, RunRequest, gate::Gate};
+use crate::exit;
+use crate::journal::{self, Outcome};
+use crate::plan::{self, Direction, Plan};
+use crate::report::{Progress, tables};
+
+/// The plan `kdr init` prints.
+pub const STARTER_PLAN: &str = include_str!("../runbooks/starter.yaml");
+
+pub fn run(cli: Cli) -> u8 {
+    init_tracing(cli.verbose);
+    let color = cli.color.enabled();
+    match cli.command {
+        Command::Init => {
+            print!("{STARTER_PLAN}");
+            exit::OK
+        }
+        Command::Plan(PlanCommand::Check { plan }) => match plan::load(&plan) {
+            Ok(p) => {
+                println!(
+                    "{}: plan `{}` is valid: {} failover steps, {} failback steps",
+                    plan.display(),
+                    p.name,
+                    p.failover.len(),
+                    p.failback.len()
+                );
+                exit::OK
+            }
+            Err(e) => plan_error(&e),
+        },
+        Command::Plan(PlanCommand::Show { plan, output }) => match plan::load(&plan) {
+            Ok(p) => {
+                match output {
+                    Output::Table => print!("{}", tables::plan_tables(&p)),
+                    Output::Json => print_json(&plan_json(&p)),
+                }
+                exit::OK
+            }
+            Err(e) => plan_error(&e),
+        },
+        Command::Plan(PlanCommand::Schema) => {
+            let schema = schemars::schema_for!(plan::file::PlanFile);
+            print_json(&schema);
+            exit::OK
+        }
+        Command::Log(LogCommand::Show { log, output }) => match journal::read(&log) {
+            Ok(contents) => {
+                match output {
+                    Output::Table => print!("{}", tables::log_table(&contents.events)),
+                    Output::Json => print_json(&contents.events),
+                }
+                if contents.torn_tail {
+                    eprintln!(
+                        "warning: the log's last line was cut short (a crash while writing); it is not shown"
+                    );
+                }
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USAGE
+            }
+        },
+        Command::Failover(args) => run_direction(Direction::Failover, args, color),
+        Command::Failback(args) => run_direction(Direction::Failback, args, color),
+    }
+}
+
+fn plan_error(e: &plan::PlanError) -> u8 {
+    match e {
+        plan::PlanError::Invalid { .. } => eprintln!("{e}"),
+        plan::PlanError::Read { .. } => eprintln!("error: {e}"),
+    }
+    exit::USAGE
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+fn plan_json(p: &Plan) -> serde_json::Value {
+    let steps = |d: Direction| {
+        p.steps(d)
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "step": s.index,
+                    "kind": s.kind.name(),
+                    "summary": crate::steps::summary(p, d, s),
+                    "timeout_ms": s.timeout().as_millis() as u64,
+                    "timeout_is_default": s.timeout_given.is_none(),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    serde_json::json!({
+        "name": p.name,
+        "fingerprint": p.fingerprint,
+        "primary": { "bootstrap_servers": p.primary.bootstrap_servers, "mm2_alias": p.primary.mm2_alias },
+        "dr": { "bootstrap_servers": p.dr.bootstrap_servers, "mm2_alias": p.dr.mm2_alias },
+        "failover": steps(Direction::Failover),
+        "failback": steps(Direction::Failback),
+    })
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "kdr=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KDR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// First Ctrl-C (or SIGTERM): ask the run to stop after the current step. Second: exit now.
+fn spawn_signal_handler(cancel: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut count = 0;
+        loop {
+            let term_recv = async {
+                match term.as_mut() {
+                    Some(t) => t.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = term_recv => {}
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!(
+                    "\ninterrupt: stopping after the current step ends cleanly; press Ctrl-C again to exit at once"
+                );
+                let _ = cancel.send(true);
+            } else {
+                eprintln!("\ninterrupt: exiting now");
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
+}
+
+fn run_direction(direction: Direction, args: RunArgs, color: bool) -> u8 {
+    let plan = match plan::load(&args.plan) {
+        Ok(p) => p,
+        Err(e) => return plan_error(&e),
+    };
+    let request = RunRequest {
+        direction,
+        dry_run: args.dry_run,
+        yes: args.yes,
+        operator: args.operator,
+        reason: args.reason,
+        resume: args.resume,
+        log: args.log,
+        interrupted_step: args.interrupted_step,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        spawn_signal_handler(cancel_tx);
+        let progress = Progress::new(color, plan.steps(direction).len());
+        engine::run(&plan, &request, Gate::Terminal, progress, cancel_rx).await
+    });
+    match result {
+        Ok(report) => {
+            match args.output {
+                Output::Table => print!("{}", tables::run_table(&report)),
+                Output::Json => print_json(&report),
+            }
+            outcome_code(report.outcome)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                EngineError::Usage(_) | EngineError::Resume { .. } => exit::USAGE,
+                EngineError::Lock(_) | EngineError::Journal(_) => exit::FAILED,
+            }
+        }
+    }
+}
+
+pub fn outcome_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Succeeded | Outcome::DryRun => exit::OK,
+        Outcome::Failed => exit::FAILED,
+        Outcome::Aborted => exit::ABORTED,
+        Outcome::Interrupted => exit::INTERRUPTED,
+    }
+}

@@ -1,0 +1,111 @@
+//! Command-line definitions (clap derive) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::InterruptedChoice;
+use crate::report::ColorChoice;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kdr",
+    version,
+    about = "Runbook executor for Kafka disaster recovery: failover, failback and rehearsals of MirrorMaker 2 pairs",
+    long_about = "kdr runs a DR plan's steps in strict order against the primary and DR clusters, stops at human gates, and appends every decision and timestamp to an incident log (JSON Lines).",
+    after_help = crate::exit::HELP,
+)]
+pub struct Cli {
+    /// When to colour the output: auto is off when stderr is not a terminal, under NO_COLOR or TERM=dumb.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+
+    /// More diagnostics on stderr (-v: debug, -vv: trace). Also KDR_LOG=<filter>.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a commented starter plan that passes `kdr plan check`.
+    Init,
+    /// Check, show or describe plan files.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Run the plan's failover steps (primary → dr).
+    #[command(after_help = crate::exit::HELP)]
+    Failover(RunArgs),
+    /// Run the plan's failback steps (dr → primary).
+    #[command(after_help = crate::exit::HELP)]
+    Failback(RunArgs),
+    /// Read incident logs.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate a plan: every problem as file:line:col with its key path. Exit 0 when valid, 2 when not.
+    Check {
+        /// The plan file.
+        plan: PathBuf,
+    },
+    /// Show the ordered steps, one table per direction.
+    Show {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Print the JSON Schema of plan files, for editors.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Show a run's incident log as a table (time, step, event, status, detail).
+    Show {
+        log: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Change nothing: print what each step would do and record it in the log.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer the human gates for the operator; needs --operator and --reason.
+    #[arg(long)]
+    pub yes: bool,
+    /// Who is running this (recorded in the incident log). Default: $USER.
+    #[arg(long)]
+    pub operator: Option<String>,
+    /// Why (recorded in the incident log). Asked for at the terminal when not given.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Continue the run recorded in this incident log after its last finished step.
+    #[arg(long, value_name = "LOG")]
+    pub resume: Option<PathBuf>,
+    /// Write the incident log here instead of <incident_log.dir>/<plan>-<direction>-<time>.jsonl.
+    #[arg(long, value_name = "PATH", conflicts_with = "resume")]
+    pub log: Option<PathBuf>,
+    /// With --resume: what to do with a non-idempotent step that was interrupted mid-way.
+    #[arg(long, value_enum, requires = "resume")]
+    pub interrupted_step: Option<InterruptedChoice>,
+    /// Print the run's summary as JSON on stdout instead of a table.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}

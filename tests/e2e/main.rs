@@ -1,0 +1,5 @@
+//! End-to-end tests: the built `kdr` binary, driven as an operator would drive it.
+
+mod harness;
+mod plan_commands;
+mod runs;

@@ -1,0 +1,657 @@
+//! Runs of plans made only of `exec` and `pause` steps: the engine without a cluster.
+
+use std::time::Duration;
+
+use crate::harness::{Scratch, events, redact, shape, wait, wait_until};
+
+const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "game day"];
+
+fn args<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+#[test]
+fn steps_run_in_order_and_the_log_records_each() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "order",
+        "  - exec: { run: \"echo one >> trail\" }\n  - pause: { message: \"look\" }\n  - exec: { run: \"echo two >> trail; echo $KDR_DIRECTION $KDR_STEP $KDR_SOURCE $KDR_TARGET >> trail\" }\n",
+        "  - exec: { run: \"echo back >> trail\" }\n",
+    );
+    let run = s.kdr(&args(&["failover", "--plan", "order.yaml"], YES));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(s.read("trail"), "one\ntwo\nfailover 3 primary dr\n");
+    let logs = s.logs();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        shape(&logs[0]),
+        [
+            "run_started",
+            "step_started 1",
+            "step_finished 1 ok",
+            "step_started 2",
+            "step_finished 2 ok",
+            "step_started 3",
+            "step_finished 3 ok",
+            "run_finished succeeded"
+        ]
+    );
+    let ev = events(&logs[0]);
+    assert_eq!(ev[0]["operator"], "alice");
+    assert_eq!(ev[0]["reason"], "game day");
+    assert_eq!(ev[0]["direction"], "failover");
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(e["v"], 1);
+        assert_eq!(e["seq"], (i + 1) as u64);
+        assert_eq!(e["run_id"], ev[0]["run_id"]);
+    }
+    // The hook's output is in the log.
+    let output = ev
+        .iter()
+        .find(|e| e["name"] == "output")
+        .expect("output observation");
+    assert_eq!(output["data"]["exit_code"], 0);
+    // And the operator saw it all, in this shape.
+    let stderr = redact(&run.stderr, s.path());
+    let expected = "\
+kdr failover of plan order, run <run>, operator alice
+    incident log: incidents/order-failover-<time>.jsonl
+> [1/3] exec: run `echo one >> trail`
++ [1/3] exec ok in <dur>: exit status 0
+> [2/3] pause: wait for the operator: look
+      decision alice: continue past the pause (--yes given; the pause said: look)
++ [2/3] pause ok in <dur>: continued (--yes)
+> [3/3] exec: run `echo two >> trail; echo $KDR_DIRECTION $KDR_STEP $KDR_SOURCE $KDR_TARGET >> trail`
++ [3/3] exec ok in <dur>: exit status 0
+run succeeded after <dur>: 3 steps done
+";
+    assert_eq!(stderr, expected);
+}
+
+#[test]
+fn a_failed_step_stops_the_run_and_says_how_to_resume() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "stops",
+        "  - exec: { run: \"echo one >> trail\" }\n  - exec: { run: \"echo boom >&2; exit 7\" }\n  - exec: { run: \"echo never >> trail\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&args(&["failover", "--plan", "stops.yaml"], YES));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(s.read("trail"), "one\n");
+    let log = &s.logs()[0];
+    assert_eq!(
+        shape(log),
+        [
+            "run_started",
+            "step_started 1",
+            "step_finished 1 ok",
+            "step_started 2",
+            "step_finished 2 failed",
+            "run_finished failed"
+        ]
+    );
+    let stderr = redact(&run.stderr, s.path());
+    assert!(
+        stderr.contains("x [2/3] exec FAILED in <dur>: the command exited with status 7"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run failed after <dur>: step 2 (exec) failed: the command exited with status 7; fix the cause, then continue with `kdr failover --plan stops.yaml --resume incidents/stops-failover-<time>.jsonl`"),
+        "{stderr}"
+    );
+    let output = events(log)
+        .into_iter()
+        .filter(|e| e["name"] == "output")
+        .nth(1)
+        .expect("second output");
+    assert_eq!(output["data"]["exit_code"], 7);
+    assert_eq!(output["data"]["stderr"], "boom\n");
+}
+
+#[test]
+fn a_step_past_its_timeout_has_its_command_terminated() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "slow",
+        "  - exec: { run: \"echo $$ > pid; sleep 30\", timeout: 300ms, kill_grace: 200ms }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let started = std::time::Instant::now();
+    let run = s.kdr(&args(&["failover", "--plan", "slow.yaml"], YES));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout did not bound the step"
+    );
+    assert!(
+        run.stderr
+            .contains("the command did not finish within 300ms and was terminated"),
+        "{run:?}"
+    );
+    let pid = s.read("pid").trim().to_owned();
+    assert!(!pid.is_empty());
+    wait_until(
+        Duration::from_secs(5),
+        "the hook's shell to be gone",
+        || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        },
+    );
+    let output = events(&s.logs()[0])
+        .into_iter()
+        .find(|e| e["name"] == "output")
+        .expect("output");
+    assert_eq!(output["data"]["timed_out"], true);
+}
+
+#[test]
+fn a_dry_run_runs_nothing_and_records_what_it_would_do() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "dry",
+        "  - exec: { run: \"touch touched\" }\n  - pause: { message: \"look\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    // No terminal and no --yes: a dry run asks nothing, so it may run.
+    let run = s.kdr(&["failover", "--plan", "dry.yaml", "--dry-run"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        !s.file("touched").exists(),
+        "a dry run must not run commands"
+    );
+    let log = &s.logs()[0];
+    assert_eq!(
+        shape(log),
+        [
+            "run_started",
+            "step_started 1",
+            "step_finished 1 dry_run",
+            "step_started 2",
+            "step_finished 2 dry_run",
+            "run_finished dry_run"
+        ]
+    );
+    let finished: Vec<String> = events(log)
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .map(|e| e["message"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        finished,
+        [
+            "would run `touch touched`",
+            "would wait for the operator: look"
+        ]
+    );
+    assert_eq!(events(log)[0]["dry_run"], true);
+}
+
+#[test]
+fn resume_skips_finished_steps_and_reruns_the_failed_one() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "resume",
+        "  - exec: { run: \"echo one >> trail\" }\n  - exec: { run: \"echo try >> trail; test -f fixed\" }\n  - exec: { run: \"echo three >> trail\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let first = s.kdr(&args(&["failover", "--plan", "resume.yaml"], YES));
+    assert_eq!(first.code, 1, "{first:?}");
+    let log = s.logs()[0].clone();
+    s.write("fixed", "");
+    let log_arg = log.display().to_string();
+    let second = s.kdr(&[
+        "failover",
+        "--plan",
+        "resume.yaml",
+        "--resume",
+        &log_arg,
+        "--yes",
+        "--operator",
+        "bob",
+        "--reason",
+        "fixed it",
+    ]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(s.read("trail"), "one\ntry\ntry\nthree\n");
+    assert_eq!(s.logs().len(), 1, "a resumed run appends to its own log");
+    assert_eq!(
+        shape(&log),
+        [
+            "run_started",
+            "step_started 1",
+            "step_finished 1 ok",
+            "step_started 2",
+            "step_finished 2 failed",
+            "run_finished failed",
+            "run_started",
+            "step_started 2",
+            "step_finished 2 ok",
+            "step_started 3",
+            "step_finished 3 ok",
+            "run_finished succeeded"
+        ]
+    );
+    let ev = events(&log);
+    let run_ids: std::collections::BTreeSet<&str> =
+        ev.iter().filter_map(|e| e["run_id"].as_str()).collect();
+    assert_eq!(run_ids.len(), 1, "the resumed run keeps its run id");
+    assert!(
+        ev.windows(2)
+            .all(|w| w[1]["seq"].as_u64() == w[0]["seq"].as_u64().map(|n| n + 1)),
+        "seq continues across the resume"
+    );
+    // A finished run cannot be resumed again.
+    let third = s.kdr(&[
+        "failover",
+        "--plan",
+        "resume.yaml",
+        "--resume",
+        &log_arg,
+        "--yes",
+        "--operator",
+        "bob",
+        "--reason",
+        "again",
+    ]);
+    assert_eq!(third.code, 2, "{third:?}");
+    assert!(
+        third
+            .stderr
+            .contains("the logged run already succeeded: there is nothing to resume"),
+        "{third:?}"
+    );
+}
+
+#[test]
+fn resume_refuses_a_plan_that_changed() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "changed",
+        "  - exec: { run: \"exit 1\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    assert_eq!(
+        s.kdr(&args(&["failover", "--plan", "changed.yaml"], YES))
+            .code,
+        1
+    );
+    let log = s.logs()[0].display().to_string();
+    s.exec_plan(
+        "changed",
+        "  - exec: { run: \"exit 0\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&[
+        "failover",
+        "--plan",
+        "changed.yaml",
+        "--resume",
+        &log,
+        "--yes",
+        "--operator",
+        "a",
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("the plan changed since the logged run"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn an_interrupted_non_idempotent_step_needs_the_operators_word() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "crash",
+        "  - exec: { run: \"echo charge >> trail; touch started; sleep 30\" }\n  - exec: { run: \"echo after >> trail\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    // Kill kdr (SIGKILL, no chance to clean up) while the hook runs.
+    let mut child = s
+        .command(&args(&["failover", "--plan", "crash.yaml"], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(20), "the hook to start", || {
+        s.file("started").exists()
+    });
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let log = s.logs()[0].display().to_string();
+    assert_eq!(shape(&s.logs()[0]), ["run_started", "step_started 1"]);
+
+    // --yes alone does not answer "run it again?".
+    let refused = s.kdr(&[
+        "failover",
+        "--plan",
+        "crash.yaml",
+        "--resume",
+        &log,
+        "--yes",
+        "--operator",
+        "a",
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("step 1 (exec) was interrupted and may have run; it is not idempotent"),
+        "{refused:?}"
+    );
+
+    let skipped = s.kdr(&[
+        "failover",
+        "--plan",
+        "crash.yaml",
+        "--resume",
+        &log,
+        "--yes",
+        "--operator",
+        "a",
+        "--reason",
+        "r",
+        "--interrupted-step",
+        "skip",
+    ]);
+    assert_eq!(skipped.code, 0, "{skipped:?}");
+    assert_eq!(
+        s.read("trail"),
+        "charge\nafter\n",
+        "the charge must not run twice"
+    );
+    let decisions: Vec<String> = events(&s.logs()[0])
+        .iter()
+        .filter(|e| e["event"] == "decision")
+        .map(|e| e["what"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        decisions.contains(&"skip interrupted step 1 (exec)".to_owned()),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn an_interrupted_idempotent_step_is_rerun() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "idem",
+        "  - exec: { run: \"echo run >> trail; test -f again || { touch started; sleep 30; }\", idempotent: true }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let mut child = s
+        .command(&args(&["failover", "--plan", "idem.yaml"], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(20), "the hook to start", || {
+        s.file("started").exists()
+    });
+    child.kill().expect("kill");
+    let _ = child.wait();
+    s.write("again", "");
+    let log = s.logs()[0].display().to_string();
+    let run = s.kdr(&[
+        "failover",
+        "--plan",
+        "idem.yaml",
+        "--resume",
+        &log,
+        "--yes",
+        "--operator",
+        "a",
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(s.read("trail"), "run\nrun\n");
+}
+
+#[test]
+fn a_second_run_of_the_same_plan_is_refused_while_the_first_holds_the_lock() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "locked",
+        "  - exec: { run: \"touch started; while [ ! -f release ]; do sleep 0.05; done\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let first = s
+        .command(&args(&["failover", "--plan", "locked.yaml"], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(20), "the first run to start", || {
+        s.file("started").exists()
+    });
+    let second = s.kdr(&[
+        "failback",
+        "--plan",
+        "locked.yaml",
+        "--yes",
+        "--operator",
+        "bob",
+        "--reason",
+        "me too",
+    ]);
+    assert_eq!(second.code, 1, "{second:?}");
+    let stderr = redact(&second.stderr, s.path());
+    assert!(
+        regex::Regex::new(r"^error: plan `locked` is already running: failover run <run> by alice \(pid \d+ on .+\) since <ts>; lock file incidents/\.locked\.lock\n$")
+            .expect("regex")
+            .is_match(&stderr),
+        "{stderr}"
+    );
+    s.write("release", "");
+    let first = wait(first, Duration::from_secs(30));
+    assert_eq!(first.code, 0, "{first:?}");
+    // Released: the next run may go.
+    assert_eq!(
+        s.kdr(&args(&["failback", "--plan", "locked.yaml"], YES))
+            .code,
+        0
+    );
+}
+
+#[test]
+fn a_stale_lock_from_a_dead_process_is_taken_over_and_recorded() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "stale",
+        "  - exec: { run: \"touch started; sleep 30\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let mut child = s
+        .command(&args(&["failover", "--plan", "stale.yaml"], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(20), "the run to start", || {
+        s.file("started").exists()
+    });
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert!(
+        s.file("incidents/.stale.lock").exists(),
+        "SIGKILL leaves the lock behind"
+    );
+    let run = s.kdr(&args(&["failback", "--plan", "stale.yaml"], YES));
+    assert_eq!(run.code, 0, "{run:?}");
+    let log = s
+        .logs()
+        .into_iter()
+        .find(|l| l.display().to_string().contains("failback"))
+        .expect("failback log");
+    assert!(
+        events(&log)
+            .iter()
+            .any(|e| e["what"] == "took over a stale run lock")
+    );
+}
+
+#[test]
+fn yes_without_operator_and_reason_is_refused() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "yes",
+        "  - exec: { run: \"touch ran\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&["failover", "--plan", "yes.yaml", "--yes"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: --yes answers the human gates for the operator, so it needs --operator NAME and --reason TEXT to record who and why\n"
+    );
+    assert!(!s.file("ran").exists());
+    assert!(
+        s.logs().is_empty(),
+        "nothing is logged for a run that never started"
+    );
+}
+
+#[test]
+fn without_a_terminal_and_without_yes_the_run_refuses_to_start() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "notty",
+        "  - declare: {}\n  - exec: { run: \"touch ran\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&["failover", "--plan", "notty.yaml"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("no terminal to ask at the human gates"),
+        "{run:?}"
+    );
+    assert!(!s.file("ran").exists());
+}
+
+#[test]
+fn ctrl_c_ends_the_current_step_cleanly_and_exits_130() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "sigint",
+        "  - exec: { run: \"trap 'echo got-int >> trail; exit 9' INT; touch started; while true; do sleep 0.05; done\", kill_grace: 5s }\n  - exec: { run: \"echo never >> trail\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let child = s
+        .command(&args(&["failover", "--plan", "sigint.yaml"], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(20), "the hook to start", || {
+        s.file("started").exists()
+    });
+    // SAFETY: sending SIGINT to the kdr child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let run = wait(child, Duration::from_secs(30));
+    assert_eq!(run.code, 130, "{run:?}");
+    assert_eq!(
+        s.read("trail"),
+        "got-int\n",
+        "the hook got the interrupt, and nothing after it ran"
+    );
+    assert_eq!(
+        shape(&s.logs()[0]),
+        [
+            "run_started",
+            "step_started 1",
+            "step_finished 1 failed",
+            "run_finished interrupted"
+        ]
+    );
+    assert!(
+        !s.file("incidents/.sigint.lock").exists(),
+        "the lock is released"
+    );
+}
+
+#[test]
+fn secrets_from_the_environment_never_reach_output_or_the_log() {
+    let s = Scratch::new();
+    let secret = "pa55-w0rd-xyzzy";
+    s.exec_plan(
+        "secret",
+        "  - exec: { run: \"echo token=${env:KDR_E2E_TOKEN}; echo ${env:KDR_E2E_TOKEN} >&2; exit 4\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s
+        .command(&args(
+            &["failover", "--plan", "secret.yaml", "--output", "json"],
+            YES,
+        ))
+        .env("KDR_E2E_TOKEN", secret)
+        .spawn()
+        .map(|c| wait(c, Duration::from_secs(30)))
+        .expect("spawn");
+    assert_eq!(run.code, 1, "{run:?}");
+    let log_text = std::fs::read_to_string(&s.logs()[0]).expect("log");
+    for (what, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("log", &log_text),
+    ] {
+        assert!(!text.contains(secret), "the secret reached {what}:\n{text}");
+    }
+    assert!(log_text.contains("token=***"), "{log_text}");
+    assert!(
+        run.stderr.contains("run `echo token=${env:KDR_E2E_TOKEN};"),
+        "commands are shown as written: {run:?}"
+    );
+}
+
+#[test]
+fn log_show_prints_the_run_as_a_table_and_json() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "show",
+        "  - exec: { run: \"echo hi\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    assert_eq!(
+        s.kdr(&args(&["failover", "--plan", "show.yaml"], YES)).code,
+        0
+    );
+    let log = s.logs()[0].display().to_string();
+    let table = s.kdr(&["log", "show", &log]);
+    assert_eq!(table.code, 0, "{table:?}");
+    let text = redact(&table.stdout, s.path());
+    for needle in [
+        "run_started",
+        "failover of show by alice: game day",
+        "step_finished",
+        "exit status 0",
+        "run_finished",
+        "succeeded",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let json = s.kdr(&["log", "show", &log, "--output", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(
+        value.as_array().map(Vec::len),
+        Some(events(&s.logs()[0]).len())
+    );
+}
+
+#[test]
+fn the_run_summary_is_available_as_json() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "json",
+        "  - exec: { run: \"true\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&args(
+        &["failback", "--plan", "json.yaml", "--output", "json"],
+        YES,
+    ));
+    assert_eq!(run.code, 0, "{run:?}");
+    let value: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(value["outcome"], "succeeded");
+    assert_eq!(value["direction"], "failback");
+    assert_eq!(value["steps"][0]["status"], "ok");
+}

@@ -18,6 +18,10 @@ use gate::Gate;
 use recorder::Recorder;
 use resume::ResumeError;
 
+/// How long past its deadline a step may take to wind down (kill a hook, record its end)
+/// before the engine stops waiting for it.
+const STEP_OVERRUN_GRACE: Duration = Duration::from_secs(15);
+
 /// What the operator asked for.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -51,6 +55,9 @@ pub enum EngineError {
     Lock(#[from] lock::LockError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The plan's client settings cannot make a Kafka client: exit 2.
+    #[error("failed to configure the Kafka clients: {0}")]
+    Config(String),
 }
 
 /// One step's result, for the summary.
@@ -130,6 +137,15 @@ pub async fn run(
         }
         None => None,
     };
+
+    // Clients are only made (not connected) here, so bad client settings fail before anything
+    // is locked or logged. A plan of only exec/pause steps never makes one.
+    let clusters = if plan.needs_clusters(direction) {
+        Some(steps::flow::Clusters::from_plan(plan).map_err(|e| EngineError::Config(e.to_string()))?)
+    } else {
+        None
+    };
+    let mut state = steps::RunState::default();
 
     let operator = request
         .operator
@@ -322,6 +338,7 @@ pub async fn run(
         })?;
         recorder.set_current_step(Some((step.index, kind.clone())));
         let step_clock = Instant::now();
+        let deadline = tokio::time::Instant::now() + step.timeout();
         let result = {
             let mut ctx = StepCtx {
                 plan,
@@ -334,8 +351,19 @@ pub async fn run(
                 gate: &mut gate,
                 recorder: &mut recorder,
                 cancel: cancel.clone(),
+                clusters: clusters.as_ref(),
+                state: &mut state,
+                deadline,
             };
-            steps::run(&mut ctx).await
+            // Steps keep their own deadline; this is the net under it, should a step not.
+            let net = deadline + STEP_OVERRUN_GRACE;
+            match tokio::time::timeout_at(net, steps::run(&mut ctx)).await {
+                Ok(result) => result,
+                Err(_) => Err(StepError::Failed(format!(
+                    "the step did not finish within its timeout of {}",
+                    humantime::format_duration(step.timeout())
+                ))),
+            }
         };
         recorder.set_current_step(None);
         let duration_ms = step_clock.elapsed().as_millis() as u64;

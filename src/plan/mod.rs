@@ -188,6 +188,24 @@ pub struct Replication {
     pub groups: Vec<Selector>,
 }
 
+impl Replication {
+    /// MM2's replication policy for a flow whose source has `source_alias` (Identity needs it
+    /// to answer `topic_source`).
+    pub fn mm2_policy(&self, source_alias: &str) -> crate::mm2::ReplicationPolicy {
+        match self.policy {
+            PolicyKind::Default => crate::mm2::ReplicationPolicy::Default {
+                separator: self.separator.clone(),
+                internal_separator: self.internal_separator,
+            },
+            PolicyKind::Identity => crate::mm2::ReplicationPolicy::Identity {
+                separator: self.separator.clone(),
+                internal_separator: self.internal_separator,
+                source_cluster_alias: Some(source_alias.to_owned()),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyKind {
     Default,

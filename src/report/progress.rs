@@ -26,10 +26,15 @@ impl ColorChoice {
     }
 }
 
+/// Called with every event as it is recorded; `kdr rehearse` uses it to act at a step boundary
+/// (the disaster scenario takes the primary down right after the declaration).
+pub type EventObserver = Box<dyn FnMut(&Event) + Send>;
+
 pub struct Progress {
     color: bool,
     total_steps: usize,
     quiet: bool,
+    observer: Option<EventObserver>,
 }
 
 impl Progress {
@@ -38,7 +43,13 @@ impl Progress {
             color,
             total_steps,
             quiet: false,
+            observer: None,
         }
+    }
+
+    pub fn with_observer(mut self, observer: EventObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// A progress that prints nothing (library use, tests).
@@ -47,6 +58,7 @@ impl Progress {
             color: false,
             total_steps: 0,
             quiet: true,
+            observer: None,
         }
     }
 
@@ -76,6 +88,9 @@ impl Progress {
     }
 
     pub fn event(&mut self, event: &Event) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer(event);
+        }
         if self.quiet {
             return;
         }

@@ -1,8 +1,14 @@
 //! `declare`: the human gate in front of a failover. Automatic failover risks split brain, so a
-//! person declares it, and the log says who, when and why.
+//! person declares it, and the log says who, when and why. Before asking, kdr probes both
+//! clusters and takes the replication snapshot that is the RPO baseline, so the operator
+//! decides on numbers.
 
+use std::collections::BTreeMap;
+
+use super::flow::{Flow, now_ms, total_lag};
 use super::{StepCtx, StepDone, StepError, StepResult};
 use crate::engine::gate::Answer;
+use crate::kafka::Reachability;
 use crate::plan::{Confirm, Declare};
 
 pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
@@ -11,44 +17,31 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
         Confirm::Yes => "yes".to_owned(),
     };
     let what = format!("declare the {} of plan {}", ctx.direction, ctx.plan.name);
+    let snapshot = if ctx.clusters.is_some() {
+        Some(take_snapshot(ctx).await?)
+    } else {
+        None
+    };
     if ctx.dry_run {
         return Ok(StepDone::DryRun(format!(
-            "would ask the operator to type `{expected}` to {what}"
+            "would ask the operator to type `{expected}` to {what}{}",
+            snapshot.map(|s| format!("; {s}")).unwrap_or_default()
         )));
     }
+    let snapshot = snapshot.map(|s| format!("; {s}")).unwrap_or_default();
     if ctx.gate.unattended() {
-        ctx.recorder.decide(
-            ctx.operator,
-            what,
-            ctx.reason,
-            serde_json::json!({ "confirmed_by": "--yes" }),
-        )?;
-        return Ok(StepDone::Ok(format!(
-            "declared by {} (--yes): {}",
-            ctx.operator, ctx.reason
-        )));
+        ctx.recorder.decide(ctx.operator, what, ctx.reason, serde_json::json!({ "confirmed_by": "--yes" }))?;
+        return Ok(StepDone::Ok(format!("declared by {} (--yes): {}{snapshot}", ctx.operator, ctx.reason)));
     }
     ctx.recorder.progress().say(&format!(
         "\n  About to {what}.\n  Operator: {}\n  Reason:   {}\n",
         ctx.operator, ctx.reason
     ));
     let prompt = format!("  Type `{expected}` to declare, anything else aborts: ");
-    match ctx
-        .gate
-        .ask(&prompt, ctx.step.timeout(), &mut ctx.cancel)
-        .await
-    {
+    match ctx.gate.ask(&prompt, ctx.step.timeout(), &mut ctx.cancel).await {
         Answer::Text(t) if t == expected => {
-            ctx.recorder.decide(
-                ctx.operator,
-                what,
-                ctx.reason,
-                serde_json::json!({ "confirmed_by": "typed" }),
-            )?;
-            Ok(StepDone::Ok(format!(
-                "declared by {}: {}",
-                ctx.operator, ctx.reason
-            )))
+            ctx.recorder.decide(ctx.operator, what, ctx.reason, serde_json::json!({ "confirmed_by": "typed" }))?;
+            Ok(StepDone::Ok(format!("declared by {}: {}{snapshot}", ctx.operator, ctx.reason)))
         }
         Answer::Text(t) => {
             ctx.recorder.decide(
@@ -57,19 +50,120 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
                 format!("typed `{t}` instead of `{expected}`"),
                 serde_json::Value::Null,
             )?;
-            Err(StepError::Aborted(format!(
-                "not declared: the operator typed `{t}`, not `{expected}`"
-            )))
+            Err(StepError::Aborted(format!("not declared: the operator typed `{t}`, not `{expected}`")))
         }
-        Answer::Closed => Err(StepError::Aborted(
-            "not declared: the terminal closed".to_owned(),
-        )),
+        Answer::Closed => Err(StepError::Aborted("not declared: the terminal closed".to_owned())),
         Answer::TimedOut => Err(StepError::Aborted(format!(
             "not declared: no answer within {}",
             humantime::format_duration(ctx.step.timeout())
         ))),
-        Answer::Cancelled => Err(StepError::Interrupted(
-            "interrupted at the declaration".to_owned(),
-        )),
+        Answer::Cancelled => Err(StepError::Interrupted("interrupted at the declaration".to_owned())),
     }
+}
+
+/// Probe both clusters and record the RPO baseline: lag per partition, newest heartbeat age,
+/// newest checkpoint age per group. Returns a one-line summary.
+async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
+    let flow = ctx.flow()?;
+    let source_role = flow.source_plan.role;
+    let target_role = flow.target_plan.role;
+    let source = flow.source_reachable().await;
+    match &source {
+        Reachability::Reachable(info) => {
+            ctx.recorder.observe(
+                "source_probe",
+                format!("{source_role} is reachable ({} brokers)", info.brokers.len()),
+                serde_json::to_value(&source).unwrap_or_default(),
+            )?;
+        }
+        Reachability::Unreachable { reason } => {
+            ctx.recorder.observe(
+                "source_probe",
+                format!("{source_role} is unreachable: {reason}"),
+                serde_json::to_value(&source).unwrap_or_default(),
+            )?;
+            ctx.state.source_unreachable = Some(reason.clone());
+        }
+    }
+    let target = match flow.target.probe().await {
+        Ok(r) => r,
+        Err(e) => Reachability::Unreachable { reason: e.to_string() },
+    };
+    if let Reachability::Unreachable { reason } = &target {
+        ctx.recorder.observe("target_probe", format!("{target_role} is unreachable: {reason}"), serde_json::to_value(&target).unwrap_or_default())?;
+        return Err(StepError::Failed(format!(
+            "the {target_role} cluster is unreachable ({reason}): there is nothing to fail over to"
+        )));
+    }
+    ctx.recorder.observe("target_probe", format!("{target_role} is reachable"), serde_json::to_value(&target).unwrap_or_default())?;
+
+    let source_up = ctx.state.source_unreachable.is_none();
+    let partitions = if source_up {
+        ctx.bounded("list the replicated topics on the source", flow.partitions_from_source()).await?
+    } else {
+        ctx.bounded("list the replicated topics on the target", flow.partitions_from_target()).await?
+    };
+    if partitions.is_empty() {
+        return Err(StepError::Failed(format!(
+            "no topic of the plan ({}) was found on {}: check replication.topics",
+            flow.topics.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            if source_up { source_role } else { target_role }
+        )));
+    }
+    let lags = if source_up {
+        Some(ctx.bounded("measure replication lag", flow.measure_lag(&partitions, None)).await?)
+    } else {
+        None
+    };
+    if let Some(lags) = &lags {
+        ctx.state.last_source_ends = Some(
+            lags.iter()
+                .filter_map(|l| l.source_end.map(|e| ((l.source_topic.clone(), l.partition), e)))
+                .collect::<BTreeMap<_, _>>(),
+        );
+    }
+    let heartbeat = flow.newest_heartbeat_ms(ctx.remaining().min(super::flow::OPERATION_TIMEOUT)).await;
+    let heartbeat_age = heartbeat.map(|ts| now_ms() - ts);
+    let checkpoint_ages = checkpoint_ages(ctx, &flow).await;
+    let summary = match &lags {
+        Some(l) => format!(
+            "replication lag at declaration: {} records over {} partitions",
+            total_lag(l),
+            l.len()
+        ),
+        None => format!("replication lag unknown: {source_role} is unreachable"),
+    };
+    ctx.recorder.observe(
+        "rpo_baseline",
+        format!(
+            "{summary}; newest heartbeat {}",
+            heartbeat_age.map_or("none seen".to_owned(), |a| format!("{a} ms old"))
+        ),
+        serde_json::json!({
+            "source_reachable": source_up,
+            "partitions": lags.as_ref().map_or_else(|| serde_json::to_value(&partitions).unwrap_or_default(), |l| serde_json::to_value(l).unwrap_or_default()),
+            "total_lag_records": lags.as_ref().map(|l| total_lag(l)),
+            "heartbeat_age_ms": heartbeat_age,
+            "checkpoint_age_ms": checkpoint_ages,
+        }),
+    )?;
+    ctx.state.partitions = Some(partitions);
+    ctx.state.baseline = lags;
+    Ok(summary)
+}
+
+async fn checkpoint_ages(ctx: &mut StepCtx<'_>, flow: &Flow) -> serde_json::Value {
+    let within = ctx.remaining().min(super::flow::OPERATION_TIMEOUT);
+    let Ok(index) = flow.checkpoints(within).await else {
+        return serde_json::Value::Null;
+    };
+    let now = now_ms();
+    let mut ages = serde_json::Map::new();
+    for group in index.groups() {
+        if crate::plan::matches_any(&ctx.plan.replication.groups, group) {
+            let newest = index.for_group(group).iter().map(|(_, ts)| *ts).max();
+            ages.insert(group.to_owned(), serde_json::json!(newest.map(|ts| now - ts)));
+        }
+    }
+    serde_json::Value::Object(ages)
 }

@@ -3,7 +3,13 @@
 
 mod declare;
 mod exec;
+pub mod flow;
 mod pause;
+mod quiesce;
+mod repoint;
+mod translate;
+mod validate;
+mod wait_replication;
 
 use std::time::Duration;
 
@@ -26,11 +32,66 @@ pub struct StepCtx<'a> {
     pub gate: &'a mut Gate,
     pub recorder: &'a mut Recorder,
     pub cancel: watch::Receiver<bool>,
+    /// Clients for both clusters; `None` for plans whose steps never talk to Kafka.
+    pub clusters: Option<&'a flow::Clusters>,
+    /// What earlier steps of this run learnt (lost on `--resume`; steps re-measure then).
+    pub state: &'a mut RunState,
+    /// When the step's own work must be done.
+    pub deadline: tokio::time::Instant,
+}
+
+/// What the Kafka steps hand to each other within one run.
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// Why the source cluster is considered gone, once a step found it unreachable.
+    pub source_unreachable: Option<String>,
+    /// The source's end offsets the last time they could be read.
+    pub last_source_ends: Option<std::collections::BTreeMap<(String, i32), i64>>,
+    /// The replicated partitions, once listed.
+    pub partitions: Option<Vec<flow::ReplicatedPartition>>,
+    /// Lag per partition when the disaster was declared: the RPO baseline.
+    pub baseline: Option<Vec<flow::PartitionLag>>,
+    /// Records accepted as lost, per partition.
+    pub accepted_loss: Vec<flow::PartitionLag>,
+    /// Offsets translate_offsets committed, per group: (topic, partition, offset).
+    pub committed: std::collections::BTreeMap<String, Vec<(String, i32, i64)>>,
 }
 
 impl StepCtx<'_> {
     pub fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    pub fn flow(&self) -> Result<flow::Flow, StepError> {
+        let clusters = self
+            .clusters
+            .ok_or_else(|| StepError::Failed("no Kafka clients were made for this run".to_owned()))?;
+        Ok(flow::Flow::new(self.plan, clusters, self.direction))
+    }
+
+    /// Run Kafka work under the step's deadline and Ctrl-C.
+    pub async fn bounded<T>(
+        &mut self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, crate::kafka::KafkaError>>,
+    ) -> Result<T, StepError> {
+        let mut cancel = self.cancel.clone();
+        tokio::select! {
+            r = tokio::time::timeout_at(self.deadline, work) => match r {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(StepError::Failed(format!("failed to {what}: {e}"))),
+                Err(_) => Err(StepError::Failed(format!(
+                    "failed to {what}: the step's timeout ({}) passed first",
+                    humantime::format_duration(self.step.timeout())
+                ))),
+            },
+            _ = cancel.changed() => Err(StepError::Interrupted(format!("interrupted while trying to {what}"))),
+        }
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(tokio::time::Instant::now())
     }
 }
 
@@ -164,10 +225,11 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> StepResult {
         StepKind::Exec(exec) => exec::run(ctx, exec).await,
         StepKind::Pause(pause) => pause::run(ctx, pause).await,
         StepKind::Declare(declare) => declare::run(ctx, declare).await,
-        other => Err(StepError::Failed(format!(
-            "the `{}` step needs the Kafka layer, which this build of kdr does not have yet",
-            other.name()
-        ))),
+        StepKind::QuiesceProducers(q) => quiesce::run(ctx, q).await,
+        StepKind::WaitReplication(w) => wait_replication::run(ctx, w).await,
+        StepKind::Repoint(r) => repoint::run(ctx, r).await,
+        StepKind::TranslateOffsets(t) => translate::run(ctx, t).await,
+        StepKind::Validate(v) => validate::run(ctx, v).await,
     }
 }
 

@@ -66,3 +66,6 @@ pub use types::{
     BrokerInfo, ClusterInfo, GroupDescription, MemberInfo, PartitionRead, RawRecord, Reachability,
     ReadOptions, TopicCreation, TopicInfo, TopicPartition, Watermarks,
 };
+
+#[cfg(test)]
+mod tests;

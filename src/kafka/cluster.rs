@@ -26,6 +26,7 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
+use rdkafka::metadata::Metadata;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::assignment::decode_consumer_assignment;
@@ -878,20 +879,7 @@ impl Session {
             return Ok(topics);
         }
         let metadata = self.sliced(|wait| self.consumer.fetch_metadata(None, wait), |_| None)?;
-        let mut topics: Vec<TopicInfo> = metadata
-            .topics()
-            .iter()
-            .map(|topic| {
-                let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-                partitions.sort_unstable();
-                TopicInfo {
-                    name: topic.name().to_owned(),
-                    partitions,
-                }
-            })
-            .collect();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(self.topics.get_or_init(|| topics))
+        Ok(self.topics.get_or_init(|| topics_of(&metadata)))
     }
 
     /// `TopicNotFound` or `PartitionNotFound` for the first asked partition the cluster
@@ -921,15 +909,7 @@ impl Session {
             .consumer
             .fetch_metadata(None, wait(self.remaining()?))
             .ok()?;
-        let topics: Vec<TopicInfo> = metadata
-            .topics()
-            .iter()
-            .map(|topic| TopicInfo {
-                name: topic.name().to_owned(),
-                partitions: topic.partitions().iter().map(|p| p.id()).collect(),
-            })
-            .collect();
-        missing_partition(&self.scope, &topics, asked)
+        missing_partition(&self.scope, &topics_of(&metadata), asked)
     }
 
     /// ListOffsets at `at` (earliest or latest) for every asked partition, batched per
@@ -969,14 +949,21 @@ impl Session {
             .collect()
     }
 
+    fn single_offset(&self, tp: &TopicPartition, at: Offset) -> Result<i64, KafkaError> {
+        let offsets = self.list_offsets(std::slice::from_ref(tp), at)?;
+        offsets.first().copied().ok_or_else(|| {
+            self.scope
+                .client(format!("the cluster gave no offset for {tp}"))
+        })
+    }
+
     fn read_partition(
         &self,
         tp: &TopicPartition,
         allow_partial: bool,
     ) -> Result<PartitionRead, KafkaError> {
-        let asked = std::slice::from_ref(tp);
-        let low = self.list_offsets(asked, Offset::Beginning)?[0];
-        let high = self.list_offsets(asked, Offset::End)?[0];
+        let low = self.single_offset(tp, Offset::Beginning)?;
+        let high = self.single_offset(tp, Offset::End)?;
         if low >= high {
             return Ok(PartitionRead {
                 records: Vec::new(),
@@ -1177,6 +1164,24 @@ impl Session {
             members,
         })
     }
+}
+
+/// Every topic in the metadata with its partitions, both sorted.
+fn topics_of(metadata: &Metadata) -> Vec<TopicInfo> {
+    let mut topics: Vec<TopicInfo> = metadata
+        .topics()
+        .iter()
+        .map(|topic| {
+            let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+            partitions.sort_unstable();
+            TopicInfo {
+                name: topic.name().to_owned(),
+                partitions,
+            }
+        })
+        .collect();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    topics
 }
 
 /// The error for the first asked partition missing from `topics`, if any.

@@ -950,3 +950,37 @@ fn reserved_properties_and_empty_bootstrap_are_all_reported() {
          client property `debug` cannot be set in the plan: librdkafka debug output can echo client configuration"
     );
 }
+
+/// librdkafka defers a commit whose coordinator is unknown for `session.timeout.ms`
+/// (45 s by default), and a consumer's destructor waits for it. The answer came back on
+/// time, but the process could not exit: a Tokio runtime waits for its blocking threads.
+#[test]
+fn runtime_shutdown_after_operations_on_dead_clusters_is_prompt() {
+    let silent = SilentBroker::start();
+    let bound = Duration::from_millis(500);
+    let refused = cluster_at(&refused_address(), bound);
+    let quiet = cluster_at(&silent.address.to_string(), bound);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let partition = TopicPartition::new("orders", 0);
+        let offsets = [(partition.clone(), 1)];
+        let read = quiet.read_to_end("orders", 0, ReadOptions::default()).await;
+        assert!(read.is_err());
+        let committed = refused.committed_offsets("billing", &[partition]).await;
+        assert!(committed.is_err());
+        // Last, so their teardown is still running when the runtime shuts down.
+        assert!(quiet.commit_offsets("billing", &offsets).await.is_err());
+        assert!(refused.commit_offsets("billing", &offsets).await.is_err());
+    });
+    let started = Instant::now();
+    drop(runtime);
+    eprintln!(
+        "runtime shutdown after operations on dead clusters: {:?}",
+        started.elapsed()
+    );
+    // librdkafka's request timeout is at least 1 s; teardown may take that again.
+    assert_within(started, Duration::from_secs(2), "runtime shutdown");
+}

@@ -1,1 +1,71 @@
 //! The Kafka layer: rdkafka clients built from the plan, every call bounded by a timeout.
+//!
+//! A DR runbook talks to clusters at their worst. The primary may refuse connections,
+//! accept them and never answer, or answer only some requests; the operator still needs
+//! the next step to start on time. So every question asked of a cluster here comes back
+//! within its bound, as an answer or as a [`KafkaError`] a step can act on:
+//!
+//! - Every blocking librdkafka call runs on a blocking thread with librdkafka's own
+//!   timeout set, and the async side stops waiting at that bound too ([`Cluster`]).
+//!   librdkafka's request timeout follows the bound, so a client that was given up on
+//!   does not keep the process from exiting either.
+//! - A dead cluster is an observation, not an error: [`Cluster::probe`] answers
+//!   [`Reachability::Unreachable`] for a refused, unresolvable or silent cluster.
+//! - What librdkafka only reports as events (refused connections, failed TLS/SASL
+//!   handshakes, every broker down) ends a waiting operation early with
+//!   [`KafkaError::Unreachable`] or [`KafkaError::Authentication`], not a bare timeout.
+//! - One fresh client per operation, so a cluster is seen as it is now, not through a
+//!   long-lived client's reconnect backoff.
+//! - kdr never joins a consumer group. It reads offsets, reads partitions by assigning
+//!   them itself, and commits from outside the group, which a broker refuses while the
+//!   group has members ([`KafkaError::GroupActive`]).
+//! - Secrets from the plan never leave: [`ClusterSpec`]'s `Debug` and `Display` mask them,
+//!   and librdkafka's log lines and error strings pass through the cluster's [`Redactor`]
+//!   before reaching `tracing` or a [`KafkaError`]. The `debug` property is refused
+//!   because librdkafka's debug output can echo configuration.
+//!
+//! # What librdkafka's mock cluster cannot do
+//!
+//! The in-process mock cluster (`rdkafka::mocking::MockCluster`, used by the tests and by
+//! `kdr rehearse`) serves metadata, produce, fetch, ListOffsets and offset commit/fetch,
+//! but not everything a real cluster does. Each gap is reported, never hung on:
+//!
+//! - Group listing (ListGroups/DescribeGroups): [`Cluster::group_state`] and
+//!   [`Cluster::ensure_group_empty`] return [`KafkaError::Unsupported`] at once. The
+//!   broker's refusal of a commit to a group with members ([`KafkaError::GroupActive`]) is
+//!   then the only guard, and it works on the mock, which keeps a group's members for its
+//!   whole life once the group was joined.
+//! - Topic admin (CreateTopics and the other controller requests): the mock names a
+//!   controller that is not one of its brokers, so requests would wait for ever.
+//!   [`Cluster::create_topic`] sees that in the metadata and returns
+//!   [`KafkaError::Unsupported`] without sending; a request that is sent anyway times out
+//!   within its bound. Create topics on the mock with `MockCluster::create_topic`.
+//! - ListOffsets by timestamp: answered with the end offset. kdr only asks for the
+//!   earliest and latest offsets, which the mock answers correctly.
+//! - TLS and SASL: a SASL client gets [`KafkaError::Authentication`].
+//!
+//! # This build of librdkafka
+//!
+//! The bundled librdkafka is built without OpenSSL and libzstd: `security.protocol` `SSL`
+//! and `SASL_SSL`, `ssl.*` properties and `compression.codec=zstd` are refused by
+//! [`Cluster::new`] as [`KafkaError::Config`] naming the property, before any network use,
+//! and zstd-compressed records cannot be read.
+
+mod assignment;
+mod cluster;
+mod commit;
+mod config;
+mod context;
+mod error;
+mod types;
+
+pub use cluster::Cluster;
+pub use config::{ClientProperty, ClusterRole, ClusterSpec, REDACTED, Redactor, key_looks_secret};
+pub use error::{KafkaError, Operation};
+pub use types::{
+    BrokerInfo, ClusterInfo, GroupDescription, MemberInfo, PartitionRead, RawRecord, Reachability,
+    ReadOptions, TopicCreation, TopicInfo, TopicPartition, Watermarks,
+};
+
+#[cfg(test)]
+mod tests;

@@ -204,7 +204,9 @@ fn run_direction(direction: Direction, args: RunArgs, color: bool) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             match e {
-                EngineError::Usage(_) | EngineError::Resume { .. } | EngineError::Config(_) => exit::USAGE,
+                EngineError::Usage(_) | EngineError::Resume { .. } | EngineError::Config(_) => {
+                    exit::USAGE
+                }
                 EngineError::Lock(_) | EngineError::Journal(_) => exit::FAILED,
             }
         }

@@ -141,7 +141,10 @@ pub async fn run(
     // Clients are only made (not connected) here, so bad client settings fail before anything
     // is locked or logged. A plan of only exec/pause steps never makes one.
     let clusters = if plan.needs_clusters(direction) {
-        Some(steps::flow::Clusters::from_plan(plan).map_err(|e| EngineError::Config(e.to_string()))?)
+        Some(
+            steps::flow::Clusters::from_plan(plan)
+                .map_err(|e| EngineError::Config(e.to_string()))?,
+        )
     } else {
         None
     };

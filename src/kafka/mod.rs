@@ -46,10 +46,9 @@
 //!
 //! # This build of librdkafka
 //!
-//! The bundled librdkafka is built without OpenSSL and libzstd: `security.protocol` `SSL`
-//! and `SASL_SSL`, `ssl.*` properties and `compression.codec=zstd` are refused by
-//! [`Cluster::new`] as [`KafkaError::Config`] naming the property, before any network use,
-//! and zstd-compressed records cannot be read.
+//! The bundled librdkafka is built with OpenSSL (TLS, SASL/SCRAM) and zstd, as production DR
+//! plans need `SASL_SSL`. A property librdkafka does not know or accept is refused by
+//! [`Cluster::new`] as [`KafkaError::Config`] naming the property, before any network use.
 
 mod assignment;
 mod cluster;

@@ -30,18 +30,38 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
     }
     let snapshot = snapshot.map(|s| format!("; {s}")).unwrap_or_default();
     if ctx.gate.unattended() {
-        ctx.recorder.decide(ctx.operator, what, ctx.reason, serde_json::json!({ "confirmed_by": "--yes" }))?;
-        return Ok(StepDone::Ok(format!("declared by {} (--yes): {}{snapshot}", ctx.operator, ctx.reason)));
+        ctx.recorder.decide(
+            ctx.operator,
+            what,
+            ctx.reason,
+            serde_json::json!({ "confirmed_by": "--yes" }),
+        )?;
+        return Ok(StepDone::Ok(format!(
+            "declared by {} (--yes): {}{snapshot}",
+            ctx.operator, ctx.reason
+        )));
     }
     ctx.recorder.progress().say(&format!(
         "\n  About to {what}.\n  Operator: {}\n  Reason:   {}\n",
         ctx.operator, ctx.reason
     ));
     let prompt = format!("  Type `{expected}` to declare, anything else aborts: ");
-    match ctx.gate.ask(&prompt, ctx.step.timeout(), &mut ctx.cancel).await {
+    match ctx
+        .gate
+        .ask(&prompt, ctx.step.timeout(), &mut ctx.cancel)
+        .await
+    {
         Answer::Text(t) if t == expected => {
-            ctx.recorder.decide(ctx.operator, what, ctx.reason, serde_json::json!({ "confirmed_by": "typed" }))?;
-            Ok(StepDone::Ok(format!("declared by {}: {}{snapshot}", ctx.operator, ctx.reason)))
+            ctx.recorder.decide(
+                ctx.operator,
+                what,
+                ctx.reason,
+                serde_json::json!({ "confirmed_by": "typed" }),
+            )?;
+            Ok(StepDone::Ok(format!(
+                "declared by {}: {}{snapshot}",
+                ctx.operator, ctx.reason
+            )))
         }
         Answer::Text(t) => {
             ctx.recorder.decide(
@@ -50,14 +70,20 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
                 format!("typed `{t}` instead of `{expected}`"),
                 serde_json::Value::Null,
             )?;
-            Err(StepError::Aborted(format!("not declared: the operator typed `{t}`, not `{expected}`")))
+            Err(StepError::Aborted(format!(
+                "not declared: the operator typed `{t}`, not `{expected}`"
+            )))
         }
-        Answer::Closed => Err(StepError::Aborted("not declared: the terminal closed".to_owned())),
+        Answer::Closed => Err(StepError::Aborted(
+            "not declared: the terminal closed".to_owned(),
+        )),
         Answer::TimedOut => Err(StepError::Aborted(format!(
             "not declared: no answer within {}",
             humantime::format_duration(ctx.step.timeout())
         ))),
-        Answer::Cancelled => Err(StepError::Interrupted("interrupted at the declaration".to_owned())),
+        Answer::Cancelled => Err(StepError::Interrupted(
+            "interrupted at the declaration".to_owned(),
+        )),
     }
 }
 
@@ -72,7 +98,10 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
         Reachability::Reachable(info) => {
             ctx.recorder.observe(
                 "source_probe",
-                format!("{source_role} is reachable ({} brokers)", info.brokers.len()),
+                format!(
+                    "{source_role} is reachable ({} brokers)",
+                    info.brokers.len()
+                ),
                 serde_json::to_value(&source).unwrap_or_default(),
             )?;
         }
@@ -87,42 +116,75 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
     }
     let target = match flow.target.probe().await {
         Ok(r) => r,
-        Err(e) => Reachability::Unreachable { reason: e.to_string() },
+        Err(e) => Reachability::Unreachable {
+            reason: e.to_string(),
+        },
     };
     if let Reachability::Unreachable { reason } = &target {
-        ctx.recorder.observe("target_probe", format!("{target_role} is unreachable: {reason}"), serde_json::to_value(&target).unwrap_or_default())?;
+        ctx.recorder.observe(
+            "target_probe",
+            format!("{target_role} is unreachable: {reason}"),
+            serde_json::to_value(&target).unwrap_or_default(),
+        )?;
         return Err(StepError::Failed(format!(
             "the {target_role} cluster is unreachable ({reason}): there is nothing to fail over to"
         )));
     }
-    ctx.recorder.observe("target_probe", format!("{target_role} is reachable"), serde_json::to_value(&target).unwrap_or_default())?;
+    ctx.recorder.observe(
+        "target_probe",
+        format!("{target_role} is reachable"),
+        serde_json::to_value(&target).unwrap_or_default(),
+    )?;
 
     let source_up = ctx.state.source_unreachable.is_none();
     let partitions = if source_up {
-        ctx.bounded("list the replicated topics on the source", flow.partitions_from_source()).await?
+        ctx.bounded(
+            "list the replicated topics on the source",
+            flow.partitions_from_source(),
+        )
+        .await?
     } else {
-        ctx.bounded("list the replicated topics on the target", flow.partitions_from_target()).await?
+        ctx.bounded(
+            "list the replicated topics on the target",
+            flow.partitions_from_target(),
+        )
+        .await?
     };
     if partitions.is_empty() {
         return Err(StepError::Failed(format!(
             "no topic of the plan ({}) was found on {}: check replication.topics",
-            flow.topics.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            flow.topics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             if source_up { source_role } else { target_role }
         )));
     }
     let lags = if source_up {
-        Some(ctx.bounded("measure replication lag", flow.measure_lag(&partitions, None)).await?)
+        Some(
+            ctx.bounded(
+                "measure replication lag",
+                flow.measure_lag(&partitions, None),
+            )
+            .await?,
+        )
     } else {
         None
     };
     if let Some(lags) = &lags {
         ctx.state.last_source_ends = Some(
             lags.iter()
-                .filter_map(|l| l.source_end.map(|e| ((l.source_topic.clone(), l.partition), e)))
+                .filter_map(|l| {
+                    l.source_end
+                        .map(|e| ((l.source_topic.clone(), l.partition), e))
+                })
                 .collect::<BTreeMap<_, _>>(),
         );
     }
-    let heartbeat = flow.newest_heartbeat_ms(ctx.remaining().min(super::flow::OPERATION_TIMEOUT)).await;
+    let heartbeat = flow
+        .newest_heartbeat_ms(ctx.remaining().min(super::flow::OPERATION_TIMEOUT))
+        .await;
     let heartbeat_age = heartbeat.map(|ts| now_ms() - ts);
     let checkpoint_ages = checkpoint_ages(ctx, &flow).await;
     let summary = match &lags {
@@ -162,7 +224,10 @@ async fn checkpoint_ages(ctx: &mut StepCtx<'_>, flow: &Flow) -> serde_json::Valu
     for group in index.groups() {
         if crate::plan::matches_any(&ctx.plan.replication.groups, group) {
             let newest = index.for_group(group).iter().map(|(_, ts)| *ts).max();
-            ages.insert(group.to_owned(), serde_json::json!(newest.map(|ts| now - ts)));
+            ages.insert(
+                group.to_owned(),
+                serde_json::json!(newest.map(|ts| now - ts)),
+            );
         }
     }
     serde_json::Value::Object(ages)

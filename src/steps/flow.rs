@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::kafka::{self, Cluster, ClusterSpec, KafkaError, ReadOptions, Reachability, TopicPartition};
+use crate::kafka::{
+    self, Cluster, ClusterSpec, KafkaError, Reachability, ReadOptions, TopicPartition,
+};
 use crate::mm2::{CheckpointIndex, HeartbeatView, OffsetSync, ReplicationPolicy};
 use crate::plan::{ClusterPlan, Direction, OffsetSyncsLocation, Plan, Role, matches_any};
 
@@ -118,7 +120,8 @@ impl Flow {
     }
 
     pub fn remote_topic(&self, source_topic: &str) -> String {
-        self.policy.format_remote_topic(self.source_alias(), source_topic)
+        self.policy
+            .format_remote_topic(self.source_alias(), source_topic)
     }
 
     pub fn checkpoints_topic(&self) -> String {
@@ -191,7 +194,10 @@ impl Flow {
 
     /// The newest offset sync per source partition, read once from the offset-syncs topic.
     /// `None` when the topic cannot be read (on a dead source, say).
-    pub async fn latest_offset_syncs(&self, within: Duration) -> Option<BTreeMap<(String, i32), OffsetSync>> {
+    pub async fn latest_offset_syncs(
+        &self,
+        within: Duration,
+    ) -> Option<BTreeMap<(String, i32), OffsetSync>> {
         let (topic, holder) = self.policy.offset_syncs_topic_for_flow(
             self.source_alias(),
             self.target_alias(),
@@ -205,7 +211,14 @@ impl Flow {
             crate::mm2::ClusterRole::Target => &self.target,
         };
         let read = cluster
-            .read_to_end(&topic, 0, ReadOptions { timeout: Some(within), allow_partial: false })
+            .read_to_end(
+                &topic,
+                0,
+                ReadOptions {
+                    timeout: Some(within),
+                    allow_partial: false,
+                },
+            )
             .await
             .ok()?;
         let mut latest = BTreeMap::new();
@@ -224,36 +237,63 @@ impl Flow {
         partitions: &[ReplicatedPartition],
         source_ends: Option<&BTreeMap<(String, i32), i64>>,
     ) -> Result<Vec<PartitionLag>, KafkaError> {
-        let target_tps: Vec<TopicPartition> = partitions.iter().map(|p| TopicPartition::new(p.target_topic.clone(), p.partition)).collect();
+        let target_tps: Vec<TopicPartition> = partitions
+            .iter()
+            .map(|p| TopicPartition::new(p.target_topic.clone(), p.partition))
+            .collect();
         let target_marks = self.target.watermarks(&target_tps).await?;
-        let target_of: BTreeMap<(String, i32), (i64, i64)> = target_marks.iter().map(|w| ((w.topic.clone(), w.partition), (w.low, w.high))).collect();
+        let target_of: BTreeMap<(String, i32), (i64, i64)> = target_marks
+            .iter()
+            .map(|w| ((w.topic.clone(), w.partition), (w.low, w.high)))
+            .collect();
         let source_marks: BTreeMap<(String, i32), (i64, i64)> = match source_ends {
             Some(ends) => ends.iter().map(|(k, v)| (k.clone(), (-1, *v))).collect(),
             None => {
-                let source_tps: Vec<TopicPartition> = partitions.iter().map(|p| TopicPartition::new(p.source_topic.clone(), p.partition)).collect();
-                self.source.watermarks(&source_tps).await?.into_iter().map(|w| ((w.topic, w.partition), (w.low, w.high))).collect()
+                let source_tps: Vec<TopicPartition> = partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
+                    .collect();
+                self.source
+                    .watermarks(&source_tps)
+                    .await?
+                    .into_iter()
+                    .map(|w| ((w.topic, w.partition), (w.low, w.high)))
+                    .collect()
             }
         };
         let syncs = if source_ends.is_none() {
-            self.latest_offset_syncs(self.source.operation_timeout()).await
+            self.latest_offset_syncs(self.source.operation_timeout())
+                .await
         } else {
             None
         };
         let mut out = Vec::new();
         for p in partitions {
-            let (t_low, t_end) = target_of.get(&(p.target_topic.clone(), p.partition)).copied().unwrap_or((0, 0));
-            let source = source_marks.get(&(p.source_topic.clone(), p.partition)).copied();
-            let sync = syncs.as_ref().and_then(|s| s.get(&(p.source_topic.clone(), p.partition)));
+            let (t_low, t_end) = target_of
+                .get(&(p.target_topic.clone(), p.partition))
+                .copied()
+                .unwrap_or((0, 0));
+            let source = source_marks
+                .get(&(p.source_topic.clone(), p.partition))
+                .copied();
+            let sync = syncs
+                .as_ref()
+                .and_then(|s| s.get(&(p.source_topic.clone(), p.partition)));
             let (replicated_to, method) = match (sync, source) {
                 // A sync pairs the offsets of one record; everything the target holds after that
                 // record came, in order, from after it on the source.
-                (Some(sync), _) if t_end > sync.downstream_offset => (Some(sync.upstream_offset + (t_end - sync.downstream_offset)), "offset_sync"),
+                (Some(sync), _) if t_end > sync.downstream_offset => (
+                    Some(sync.upstream_offset + (t_end - sync.downstream_offset)),
+                    "offset_sync",
+                ),
                 (Some(sync), _) => (Some(sync.upstream_offset + 1), "offset_sync"),
                 (None, Some((s_low, _))) if s_low >= 0 => (Some(s_low + (t_end - t_low)), "count"),
                 (None, _) => (Some(t_end), "count"),
             };
             let source_end = source.map(|(_, end)| end);
-            let lag = source_end.zip(replicated_to).map(|(end, to)| (end - to).max(0));
+            let lag = source_end
+                .zip(replicated_to)
+                .map(|(end, to)| (end - to).max(0));
             out.push(PartitionLag {
                 source_topic: p.source_topic.clone(),
                 target_topic: p.target_topic.clone(),
@@ -272,29 +312,54 @@ impl Flow {
     pub async fn checkpoints(&self, within: Duration) -> Result<CheckpointIndex, KafkaError> {
         let read = self
             .target
-            .read_to_end(&self.checkpoints_topic(), 0, ReadOptions { timeout: Some(within), allow_partial: false })
+            .read_to_end(
+                &self.checkpoints_topic(),
+                0,
+                ReadOptions {
+                    timeout: Some(within),
+                    allow_partial: false,
+                },
+            )
             .await?;
-        Ok(CheckpointIndex::from_records(read.records.iter().map(|r| crate::mm2::checkpoints::RawRecord {
-            offset: r.offset,
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            timestamp_ms: r.timestamp_ms.unwrap_or(0),
-        })))
+        Ok(CheckpointIndex::from_records(read.records.iter().map(
+            |r| crate::mm2::checkpoints::RawRecord {
+                offset: r.offset,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                timestamp_ms: r.timestamp_ms.unwrap_or(0),
+            },
+        )))
     }
 
     /// The newest heartbeat from source to target, seen on the target: both MM2's own
     /// `heartbeats` there and the replicated `<source>.heartbeats`.
     pub async fn newest_heartbeat_ms(&self, within: Duration) -> Option<i64> {
         let mut newest = None;
-        for topic in [self.policy.heartbeats_topic().to_owned(), self.remote_topic(self.policy.heartbeats_topic())] {
-            let Ok(read) = self.target.read_to_end(&topic, 0, ReadOptions { timeout: Some(within), allow_partial: true }).await else {
+        for topic in [
+            self.policy.heartbeats_topic().to_owned(),
+            self.remote_topic(self.policy.heartbeats_topic()),
+        ] {
+            let Ok(read) = self
+                .target
+                .read_to_end(
+                    &topic,
+                    0,
+                    ReadOptions {
+                        timeout: Some(within),
+                        allow_partial: true,
+                    },
+                )
+                .await
+            else {
                 continue;
             };
-            let view = HeartbeatView::from_records(read.records.iter().map(|r| crate::mm2::checkpoints::RawRecord {
-                offset: r.offset,
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-                timestamp_ms: r.timestamp_ms.unwrap_or(0),
+            let view = HeartbeatView::from_records(read.records.iter().map(|r| {
+                crate::mm2::checkpoints::RawRecord {
+                    offset: r.offset,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                    timestamp_ms: r.timestamp_ms.unwrap_or(0),
+                }
             }));
             if let Some(ts) = view.latest(self.source_alias(), self.target_alias()) {
                 newest = newest.max(Some(ts));
@@ -306,13 +371,17 @@ impl Flow {
     pub async fn source_reachable(&self) -> Reachability {
         match self.source.probe().await {
             Ok(r) => r,
-            Err(e) => Reachability::Unreachable { reason: e.to_string() },
+            Err(e) => Reachability::Unreachable {
+                reason: e.to_string(),
+            },
         }
     }
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Sum of known lags.

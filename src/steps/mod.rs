@@ -63,9 +63,9 @@ impl StepCtx<'_> {
     }
 
     pub fn flow(&self) -> Result<flow::Flow, StepError> {
-        let clusters = self
-            .clusters
-            .ok_or_else(|| StepError::Failed("no Kafka clients were made for this run".to_owned()))?;
+        let clusters = self.clusters.ok_or_else(|| {
+            StepError::Failed("no Kafka clients were made for this run".to_owned())
+        })?;
         Ok(flow::Flow::new(self.plan, clusters, self.direction))
     }
 
@@ -91,7 +91,8 @@ impl StepCtx<'_> {
 
     /// Time left before the deadline.
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(tokio::time::Instant::now())
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
     }
 }
 

@@ -24,7 +24,10 @@ pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
     if ctx.dry_run {
         return Ok(StepDone::DryRun(format!(
             "{}would prove {source_role}'s end offsets stay still for {}",
-            q.run.as_ref().map(|c| format!("would run `{}`; ", c.shown)).unwrap_or_default(),
+            q.run
+                .as_ref()
+                .map(|c| format!("would run `{}`; ", c.shown))
+                .unwrap_or_default(),
             humantime::format_duration(q.idle_for)
         )));
     }
@@ -35,34 +38,53 @@ pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
     }
     let partitions = match ctx.state.partitions.clone() {
         Some(p) => p,
-        None => ctx.bounded("list the replicated topics on the source", flow.partitions_from_source()).await?,
+        None => {
+            ctx.bounded(
+                "list the replicated topics on the source",
+                flow.partitions_from_source(),
+            )
+            .await?
+        }
     };
-    let tps: Vec<TopicPartition> = partitions.iter().map(|p| TopicPartition::new(p.source_topic.clone(), p.partition)).collect();
+    let tps: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
+        .collect();
     let mut last: Option<BTreeMap<(String, i32), i64>> = None;
     let mut still_since = tokio::time::Instant::now();
     let mut writes_seen = 0i64;
     loop {
         let read = tokio::time::timeout_at(ctx.deadline, flow.source.end_offsets(&tps)).await;
         let ends = match read {
-            Ok(Ok(ends)) => ends.into_iter().map(|(tp, end)| ((tp.topic, tp.partition), end)).collect::<BTreeMap<_, _>>(),
+            Ok(Ok(ends)) => ends
+                .into_iter()
+                .map(|(tp, end)| ((tp.topic, tp.partition), end))
+                .collect::<BTreeMap<_, _>>(),
             Ok(Err(e)) => {
                 // The source went away while we watched it: that is the disaster, not a bug.
                 if let Reachability::Unreachable { reason } = flow.source_reachable().await {
                     ctx.state.source_unreachable = Some(reason.clone());
                     return source_gone(ctx, &reason);
                 }
-                return Err(StepError::Failed(format!("failed to read {source_role}'s end offsets: {e}")));
+                return Err(StepError::Failed(format!(
+                    "failed to read {source_role}'s end offsets: {e}"
+                )));
             }
             Err(_) => return Err(still_moving(ctx, q, writes_seen)),
         };
         if let Some(prev) = &last {
-            let moved: i64 = ends.iter().map(|(k, v)| v - prev.get(k).copied().unwrap_or(*v)).sum();
+            let moved: i64 = ends
+                .iter()
+                .map(|(k, v)| v - prev.get(k).copied().unwrap_or(*v))
+                .sum();
             if moved != 0 {
                 writes_seen += moved;
                 still_since = tokio::time::Instant::now();
                 ctx.recorder.observe(
                     "writes_seen",
-                    format!("{moved} more records were written to {source_role}; waiting for quiet"),
+                    format!(
+                        "{moved} more records were written to {source_role}; waiting for quiet"
+                    ),
                     serde_json::json!({ "records": moved }),
                 )?;
             }
@@ -74,7 +96,10 @@ pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
             let total: i64 = last.as_ref().map_or(0, |l| l.values().sum());
             ctx.recorder.observe(
                 "quiesced",
-                format!("{source_role}'s end offsets stayed still for {}", humantime::format_duration(q.idle_for)),
+                format!(
+                    "{source_role}'s end offsets stayed still for {}",
+                    humantime::format_duration(q.idle_for)
+                ),
                 serde_json::json!({
                     "partitions": partitions_json(&partitions, last.as_ref()),
                     "sum_of_end_offsets": total,
@@ -90,7 +115,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
             return Err(still_moving(ctx, q, writes_seen));
         }
         if sleep_or_cancel(q.poll_interval, &mut ctx.cancel).await {
-            return Err(StepError::Interrupted("interrupted while waiting for producers to stop".to_owned()));
+            return Err(StepError::Interrupted(
+                "interrupted while waiting for producers to stop".to_owned(),
+            ));
         }
     }
 }
@@ -103,7 +130,10 @@ fn still_moving(ctx: &StepCtx<'_>, q: &QuiesceProducers, writes_seen: i64) -> St
     ))
 }
 
-fn partitions_json(partitions: &[ReplicatedPartition], ends: Option<&BTreeMap<(String, i32), i64>>) -> serde_json::Value {
+fn partitions_json(
+    partitions: &[ReplicatedPartition],
+    ends: Option<&BTreeMap<(String, i32), i64>>,
+) -> serde_json::Value {
     serde_json::Value::Array(
         partitions
             .iter()
@@ -123,7 +153,10 @@ fn partitions_json(partitions: &[ReplicatedPartition], ends: Option<&BTreeMap<(S
 fn source_gone(ctx: &mut StepCtx<'_>, reason: &str) -> StepResult {
     let flow_source = ctx.plan.source_target(ctx.direction).0.role;
     let baseline = ctx.state.baseline.as_deref().map(total_lag);
-    let estimate = baseline.map_or("unknown (no lag was measured before it went)".to_owned(), |n| format!("{n} records (the lag at declaration)"));
+    let estimate = baseline.map_or(
+        "unknown (no lag was measured before it went)".to_owned(),
+        |n| format!("{n} records (the lag at declaration)"),
+    );
     ctx.recorder.decide(
         "kdr",
         format!("skip quiescing: {flow_source} is unreachable"),
@@ -133,5 +166,7 @@ fn source_gone(ctx: &mut StepCtx<'_>, reason: &str) -> StepResult {
             "per_partition": ctx.state.baseline,
         }),
     )?;
-    Ok(StepDone::Skipped(format!("{flow_source} is unreachable; in-flight loss accepted: {estimate}")))
+    Ok(StepDone::Skipped(format!(
+        "{flow_source} is unreachable; in-flight loss accepted: {estimate}"
+    )))
 }

@@ -19,10 +19,18 @@ pub async fn run(ctx: &mut StepCtx<'_>, r: &Repoint) -> StepResult {
             parts.push(format!("would run `{}`", c.shown));
         }
         if let Some(w) = &r.write_file {
-            parts.push(format!("would write {}'s servers to {}", target.role, w.path.display()));
+            parts.push(format!(
+                "would write {}'s servers to {}",
+                target.role,
+                w.path.display()
+            ));
         }
         if let Some(within) = r.verify_writes_within {
-            parts.push(format!("would check writes reach {}'s original topics within {}", target.role, humantime::format_duration(within)));
+            parts.push(format!(
+                "would check writes reach {}'s original topics within {}",
+                target.role,
+                humantime::format_duration(within)
+            ));
         }
         return Ok(StepDone::DryRun(parts.join("; ")));
     }
@@ -33,7 +41,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, r: &Repoint) -> StepResult {
     };
     if let Some(command) = &r.run {
         let timeout = ctx.remaining();
-        run_hook(ctx, command, timeout, std::time::Duration::from_secs(5)).await?.into_result(timeout)?;
+        run_hook(ctx, command, timeout, std::time::Duration::from_secs(5))
+            .await?
+            .into_result(timeout)?;
     }
     if let Some(w) = &r.write_file {
         let content = match &w.content {
@@ -44,26 +54,35 @@ pub async fn run(ctx: &mut StepCtx<'_>, r: &Repoint) -> StepResult {
             .map_err(|e| StepError::Failed(format!("failed to write {}: {e}", w.path.display())))?;
         ctx.recorder.decide(
             ctx.operator,
-            format!("repoint clients to {} via {}", target.role, w.path.display()),
+            format!(
+                "repoint clients to {} via {}",
+                target.role,
+                w.path.display()
+            ),
             format!("{} is the new bootstrap", target.bootstrap_servers),
             serde_json::Value::Null,
         )?;
     }
     let Some(within) = r.verify_writes_within else {
-        return Ok(StepDone::Ok(format!("clients repointed to {}", target.role)));
+        return Ok(StepDone::Ok(format!(
+            "clients repointed to {}",
+            target.role
+        )));
     };
     let before = before.unwrap_or_default();
     let flow = ctx.flow()?;
     let verify_deadline = tokio::time::Instant::now() + within;
     loop {
         let now = original_topic_ends(ctx).await?;
-        let grown: BTreeMap<String, i64> = now.iter().fold(BTreeMap::new(), |mut acc, ((topic, p), end)| {
-            let delta = end - before.get(&(topic.clone(), *p)).copied().unwrap_or(0);
-            if delta > 0 {
-                *acc.entry(topic.clone()).or_default() += delta;
-            }
-            acc
-        });
+        let grown: BTreeMap<String, i64> =
+            now.iter()
+                .fold(BTreeMap::new(), |mut acc, ((topic, p), end)| {
+                    let delta = end - before.get(&(topic.clone(), *p)).copied().unwrap_or(0);
+                    if delta > 0 {
+                        *acc.entry(topic.clone()).or_default() += delta;
+                    }
+                    acc
+                });
         if !grown.is_empty() {
             ctx.recorder.observe(
                 "writes_on_target",
@@ -77,7 +96,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, r: &Repoint) -> StepResult {
                 grown.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        if tokio::time::Instant::now() >= verify_deadline || tokio::time::Instant::now() >= ctx.deadline {
+        if tokio::time::Instant::now() >= verify_deadline
+            || tokio::time::Instant::now() >= ctx.deadline
+        {
             let remote_hint = match flow.policy {
                 ReplicationPolicy::Default { .. } => format!(
                     " (writes to {} would be a mistake: that topic belongs to MirrorMaker 2)",
@@ -92,13 +113,17 @@ pub async fn run(ctx: &mut StepCtx<'_>, r: &Repoint) -> StepResult {
             )));
         }
         if sleep_or_cancel(std::time::Duration::from_millis(200), &mut ctx.cancel).await {
-            return Err(StepError::Interrupted("interrupted while verifying writes".to_owned()));
+            return Err(StepError::Interrupted(
+                "interrupted while verifying writes".to_owned(),
+            ));
         }
     }
 }
 
 /// End offsets of the target's own copies of the plan's topics (not MM2's replicas).
-async fn original_topic_ends(ctx: &mut StepCtx<'_>) -> Result<BTreeMap<(String, i32), i64>, StepError> {
+async fn original_topic_ends(
+    ctx: &mut StepCtx<'_>,
+) -> Result<BTreeMap<(String, i32), i64>, StepError> {
     let flow = ctx.flow()?;
     let source_alias = flow.source_alias().to_owned();
     let policy = flow.policy.clone();
@@ -113,15 +138,38 @@ async fn original_topic_ends(ctx: &mut StepCtx<'_>) -> Result<BTreeMap<(String, 
             }),
         )
         .await?;
-    let tps: Vec<TopicPartition> = listed.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.clone(), *p))).collect();
-    let ends = ctx.bounded("read the target's end offsets", flow.target.end_offsets(&tps)).await?;
-    Ok(ends.into_iter().map(|(tp, e)| ((tp.topic, tp.partition), e)).collect())
+    let tps: Vec<TopicPartition> = listed
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| TopicPartition::new(t.name.clone(), *p))
+        })
+        .collect();
+    let ends = ctx
+        .bounded(
+            "read the target's end offsets",
+            flow.target.end_offsets(&tps),
+        )
+        .await?;
+    Ok(ends
+        .into_iter()
+        .map(|(tp, e)| ((tp.topic, tp.partition), e))
+        .collect())
 }
 
 fn write_atomically(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.kdr-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("repoint")));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.kdr-tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("repoint")
+    ));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(content.as_bytes())?;
     f.sync_all()?;

@@ -49,8 +49,16 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
                 flow.target_alias()
             )));
         }
-        Ok(Err(e)) => return Err(StepError::Failed(format!("failed to read {topic} on {target_role}: {e}"))),
-        Err(_) => return Err(StepError::Failed(format!("failed to read {topic} on {target_role} within the step's timeout"))),
+        Ok(Err(e)) => {
+            return Err(StepError::Failed(format!(
+                "failed to read {topic} on {target_role}: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(StepError::Failed(format!(
+                "failed to read {topic} on {target_role} within the step's timeout"
+            )));
+        }
     };
     let skipped = index.skipped();
     ctx.recorder.observe(
@@ -74,7 +82,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     )?;
     let groups = resolve_groups(ctx, &t.groups, &index);
     if groups.is_empty() {
-        return Ok(StepDone::Skipped("the plan names no consumer groups to translate".to_owned()));
+        return Ok(StepDone::Skipped(
+            "the plan names no consumer groups to translate".to_owned(),
+        ));
     }
 
     let mut refused = Vec::new();
@@ -84,13 +94,25 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     for group in groups {
         let checkpoints = index.for_group(&group);
         if checkpoints.is_empty() {
-            let why = format!("no checkpoint for group {group} in {topic}: MM2 has not seen it commit, or it is filtered out");
+            let why = format!(
+                "no checkpoint for group {group} in {topic}: MM2 has not seen it commit, or it is filtered out"
+            );
             match t.on_missing_checkpoint {
                 MissingCheckpoint::Skip => {
-                    ctx.recorder.decide("plan", format!("skip group {group}"), why, serde_json::Value::Null)?;
+                    ctx.recorder.decide(
+                        "plan",
+                        format!("skip group {group}"),
+                        why,
+                        serde_json::Value::Null,
+                    )?;
                 }
                 MissingCheckpoint::Fail => {
-                    ctx.recorder.decide("plan", format!("fail on group {group}"), why, serde_json::Value::Null)?;
+                    ctx.recorder.decide(
+                        "plan",
+                        format!("fail on group {group}"),
+                        why,
+                        serde_json::Value::Null,
+                    )?;
                     missing.push(group);
                 }
             }
@@ -98,7 +120,11 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
         }
         let plan = plan_group(ctx, &flow, &group, &index, t.allow_rewind).await?;
         if plan.state == "active" {
-            ctx.recorder.observe("group", format!("group {group} has live members on {target_role}: refused"), serde_json::to_value(&plan).unwrap_or_default())?;
+            ctx.recorder.observe(
+                "group",
+                format!("group {group} has live members on {target_role}: refused"),
+                serde_json::to_value(&plan).unwrap_or_default(),
+            )?;
             refused.push(group);
             continue;
         }
@@ -106,7 +132,12 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             .partitions
             .iter()
             .filter(|p| p.action == "commit" || p.action.starts_with("clamp"))
-            .map(|p| (TopicPartition::new(p.target_topic.clone(), p.partition), p.target_offset))
+            .map(|p| {
+                (
+                    TopicPartition::new(p.target_topic.clone(), p.partition),
+                    p.target_offset,
+                )
+            })
             .collect();
         if ctx.dry_run {
             ctx.recorder.observe(
@@ -118,31 +149,59 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             continue;
         }
         if !commits.is_empty() {
-            match tokio::time::timeout_at(ctx.deadline, flow.target.commit_offsets(&group, &commits)).await {
+            match tokio::time::timeout_at(
+                ctx.deadline,
+                flow.target.commit_offsets(&group, &commits),
+            )
+            .await
+            {
                 Ok(Ok(())) => {}
-                Ok(Err(e @ (KafkaError::GroupNotEmpty { .. } | KafkaError::GroupActive { .. }))) => {
-                    ctx.recorder.observe("group", format!("group {group}: the commit was refused: {e}"), serde_json::to_value(&plan).unwrap_or_default())?;
+                Ok(Err(
+                    e @ (KafkaError::GroupNotEmpty { .. } | KafkaError::GroupActive { .. }),
+                )) => {
+                    ctx.recorder.observe(
+                        "group",
+                        format!("group {group}: the commit was refused: {e}"),
+                        serde_json::to_value(&plan).unwrap_or_default(),
+                    )?;
                     refused.push(group);
                     continue;
                 }
-                Ok(Err(e)) => return Err(StepError::Failed(format!("failed to commit offsets for group {group} on {target_role}: {e}"))),
-                Err(_) => return Err(StepError::Failed(format!("failed to commit offsets for group {group} within the step's timeout"))),
+                Ok(Err(e)) => {
+                    return Err(StepError::Failed(format!(
+                        "failed to commit offsets for group {group} on {target_role}: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(StepError::Failed(format!(
+                        "failed to commit offsets for group {group} within the step's timeout"
+                    )));
+                }
             }
         }
         committed_partitions += commits.len();
         translated_groups += 1;
         ctx.state.committed.insert(
             group.clone(),
-            commits.iter().map(|(tp, o)| (tp.topic.clone(), tp.partition, *o)).collect(),
+            commits
+                .iter()
+                .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+                .collect(),
         );
         ctx.recorder.observe(
             "group",
-            format!("group {group}: committed {} of {} partitions on {target_role}", commits.len(), plan.partitions.len()),
+            format!(
+                "group {group}: committed {} of {} partitions on {target_role}",
+                commits.len(),
+                plan.partitions.len()
+            ),
             serde_json::to_value(&plan).unwrap_or_default(),
         )?;
     }
     if ctx.dry_run {
-        return Ok(StepDone::DryRun(format!("would commit translated offsets for {translated_groups} groups")));
+        return Ok(StepDone::DryRun(format!(
+            "would commit translated offsets for {translated_groups} groups"
+        )));
     }
     if !refused.is_empty() || !missing.is_empty() {
         let mut parts = Vec::new();
@@ -150,7 +209,10 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             parts.push(format!("groups with live members on {target_role} were refused: {} (stop their consumers, then resume)", refused.join(", ")));
         }
         if !missing.is_empty() {
-            parts.push(format!("groups without a checkpoint: {}", missing.join(", ")));
+            parts.push(format!(
+                "groups without a checkpoint: {}",
+                missing.join(", ")
+            ));
         }
         return Err(StepError::Failed(parts.join("; ")));
     }
@@ -169,7 +231,13 @@ fn resolve_groups(ctx: &StepCtx<'_>, groups: &Groups, index: &CheckpointIndex) -
         match s {
             crate::plan::Selector::Name(n) => out.push(n.clone()),
             crate::plan::Selector::Pattern { .. } => {
-                out.extend(index.groups().into_iter().filter(|g| matches_any(std::slice::from_ref(s), g)).map(str::to_owned));
+                out.extend(
+                    index
+                        .groups()
+                        .into_iter()
+                        .filter(|g| matches_any(std::slice::from_ref(s), g))
+                        .map(str::to_owned),
+                );
             }
         }
     }
@@ -184,10 +252,13 @@ fn source_topic_of(flow: &Flow, target_topic: &str) -> String {
         ReplicationPolicy::Identity { .. } => target_topic.to_owned(),
         ReplicationPolicy::Default { .. } => {
             if flow.policy.topic_source(target_topic).as_deref() == Some(flow.source_alias()) {
-                flow.policy.upstream_topic(target_topic).unwrap_or_else(|| target_topic.to_owned())
+                flow.policy
+                    .upstream_topic(target_topic)
+                    .unwrap_or_else(|| target_topic.to_owned())
             } else {
                 // MM2 renamed a topic that came from the target back to its original name.
-                flow.policy.format_remote_topic(flow.target_alias(), target_topic)
+                flow.policy
+                    .format_remote_topic(flow.target_alias(), target_topic)
             }
         }
     }
@@ -206,31 +277,62 @@ pub async fn plan_group(
             let members: Vec<String> = desc.members.iter().map(ToString::to_string).collect();
             ctx.recorder.observe(
                 "group_members",
-                format!("group {group} is {} on {} with members: {}", desc.state, flow.target_plan.role, members.join(", ")),
+                format!(
+                    "group {group} is {} on {} with members: {}",
+                    desc.state,
+                    flow.target_plan.role,
+                    members.join(", ")
+                ),
                 serde_json::to_value(&desc).unwrap_or_default(),
             )?;
             "active".to_owned()
         }
         Ok(Ok(desc)) => desc.state.to_lowercase(),
-        Ok(Err(KafkaError::Unsupported { .. })) => "unknown (membership not reported by this cluster)".to_owned(),
+        Ok(Err(KafkaError::Unsupported { .. })) => {
+            "unknown (membership not reported by this cluster)".to_owned()
+        }
         Ok(Err(e)) => format!("unknown ({e})"),
         Err(_) => "unknown (no answer in time)".to_owned(),
     };
     let now = now_ms();
     let checkpoints = index.for_group(group);
-    let tps: Vec<TopicPartition> = checkpoints.iter().map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition)).collect();
-    let current = ctx.bounded(&format!("read group {group}'s committed offsets"), flow.target.committed_offsets(group, &tps)).await?;
-    let marks = ctx.bounded("read the target's watermarks", flow.target.watermarks(&tps)).await?;
+    let tps: Vec<TopicPartition> = checkpoints
+        .iter()
+        .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
+        .collect();
+    let current = ctx
+        .bounded(
+            &format!("read group {group}'s committed offsets"),
+            flow.target.committed_offsets(group, &tps),
+        )
+        .await?;
+    let marks = ctx
+        .bounded("read the target's watermarks", flow.target.watermarks(&tps))
+        .await?;
     let mut partitions = Vec::new();
     for (checkpoint, ts) in checkpoints {
         let tp = (checkpoint.topic.clone(), checkpoint.partition);
-        let current_offset = current.iter().find(|(t, _)| (t.topic.as_str(), t.partition) == (tp.0.as_str(), tp.1)).and_then(|(_, o)| *o);
-        let mark = marks.iter().find(|w| (w.topic.as_str(), w.partition) == (tp.0.as_str(), tp.1));
+        let current_offset = current
+            .iter()
+            .find(|(t, _)| (t.topic.as_str(), t.partition) == (tp.0.as_str(), tp.1))
+            .and_then(|(_, o)| *o);
+        let mark = marks
+            .iter()
+            .find(|w| (w.topic.as_str(), w.partition) == (tp.0.as_str(), tp.1));
         let translated = checkpoint.downstream_offset;
         let (target_offset, action) = match mark {
-            None => (translated, "skip: no such partition on the target".to_owned()),
-            Some(w) if translated < w.low => (w.low, format!("clamp: {translated} is below the log start {}", w.low)),
-            Some(w) if translated > w.high => (w.high, format!("clamp: {translated} is past the log end {}", w.high)),
+            None => (
+                translated,
+                "skip: no such partition on the target".to_owned(),
+            ),
+            Some(w) if translated < w.low => (
+                w.low,
+                format!("clamp: {translated} is below the log start {}", w.low),
+            ),
+            Some(w) if translated > w.high => (
+                w.high,
+                format!("clamp: {translated} is past the log end {}", w.high),
+            ),
             Some(_) => (translated, String::new()),
         };
         let action = if !action.is_empty() && action.starts_with("skip") {

@@ -25,7 +25,13 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
                 Selector::Pattern { .. } => None,
             })
             .collect();
-        names.extend(ctx.state.committed.keys().filter(|g| crate::plan::matches_any(selectors, g)).cloned());
+        names.extend(
+            ctx.state
+                .committed
+                .keys()
+                .filter(|g| crate::plan::matches_any(selectors, g))
+                .cloned(),
+        );
         names.sort();
         names.dedup();
         names
@@ -33,9 +39,17 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
     if ctx.dry_run {
         return Ok(StepDone::DryRun(format!(
             "would watch groups {} on {target_role} for {}{}",
-            if groups.is_empty() { "(none)".to_owned() } else { groups.join(", ") },
+            if groups.is_empty() {
+                "(none)".to_owned()
+            } else {
+                groups.join(", ")
+            },
             humantime::format_duration(v.within),
-            if v.require_producers { ", and require new writes to its original topics" } else { "" }
+            if v.require_producers {
+                ", and require new writes to its original topics"
+            } else {
+                ""
+            }
         )));
     }
     // Every topic of the plan as the target holds it: originals (new writes) and MM2's replicas.
@@ -50,7 +64,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
                     return false;
                 }
                 let original = match &policy {
-                    ReplicationPolicy::Default { .. } if policy.topic_source(t).as_deref() == Some(source_alias.as_str()) => {
+                    ReplicationPolicy::Default { .. }
+                        if policy.topic_source(t).as_deref() == Some(source_alias.as_str()) =>
+                    {
                         policy.upstream_topic(t).unwrap_or_else(|| t.to_owned())
                     }
                     _ => t.to_owned(),
@@ -59,7 +75,14 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
             }),
         )
         .await?;
-    let tps: Vec<TopicPartition> = listed.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.clone(), *p))).collect();
+    let tps: Vec<TopicPartition> = listed
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| TopicPartition::new(t.name.clone(), *p))
+        })
+        .collect();
     let originals: Vec<TopicPartition> = tps
         .iter()
         .filter(|tp| !matches!(flow.policy, ReplicationPolicy::Default { .. } if flow.policy.topic_source(&tp.topic).as_deref() == Some(flow.source_alias())))
@@ -69,19 +92,37 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
     let mut first: BTreeMap<String, BTreeMap<(String, i32), i64>> = BTreeMap::new();
     let mut first_lag: BTreeMap<String, i64> = BTreeMap::new();
     let mut progressed: BTreeMap<String, String> = BTreeMap::new();
-    let producers_before = ctx.bounded("read the target's end offsets", flow.target.end_offsets(&originals)).await?;
+    let producers_before = ctx
+        .bounded(
+            "read the target's end offsets",
+            flow.target.end_offsets(&originals),
+        )
+        .await?;
     let producers_before: i64 = producers_before.iter().map(|(_, e)| e).sum();
     let mut producers_ok = !v.require_producers;
     let window_end = (tokio::time::Instant::now() + v.within).min(ctx.deadline);
     loop {
-        let marks = ctx.bounded("read the target's watermarks", flow.target.watermarks(&tps)).await?;
-        let mark_of: BTreeMap<(String, i32), (i64, i64)> = marks.iter().map(|w| ((w.topic.clone(), w.partition), (w.low, w.high))).collect();
+        let marks = ctx
+            .bounded("read the target's watermarks", flow.target.watermarks(&tps))
+            .await?;
+        let mark_of: BTreeMap<(String, i32), (i64, i64)> = marks
+            .iter()
+            .map(|w| ((w.topic.clone(), w.partition), (w.low, w.high)))
+            .collect();
         for group in &groups {
             if progressed.contains_key(group) {
                 continue;
             }
-            let offsets = ctx.bounded(&format!("read group {group}'s offsets"), flow.target.committed_offsets(group, &tps)).await?;
-            let now: BTreeMap<(String, i32), i64> = offsets.into_iter().filter_map(|(tp, o)| o.map(|o| ((tp.topic, tp.partition), o))).collect();
+            let offsets = ctx
+                .bounded(
+                    &format!("read group {group}'s offsets"),
+                    flow.target.committed_offsets(group, &tps),
+                )
+                .await?;
+            let now: BTreeMap<(String, i32), i64> = offsets
+                .into_iter()
+                .filter_map(|(tp, o)| o.map(|o| ((tp.topic, tp.partition), o)))
+                .collect();
             // A committed offset back at the log start where a translation put it further on:
             // the group was reset and is re-reading everything.
             if let Some(translated) = ctx.state.committed.get(group) {
@@ -103,52 +144,98 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
                     }
                 }
             }
-            let lag: i64 = now.iter().map(|(k, o)| mark_of.get(k).map_or(0, |(_, high)| (high - o).max(0))).sum();
+            let lag: i64 = now
+                .iter()
+                .map(|(k, o)| mark_of.get(k).map_or(0, |(_, high)| (high - o).max(0)))
+                .sum();
             match first.get(group) {
                 None => {
                     first.insert(group.clone(), now);
                     first_lag.insert(group.clone(), lag);
                 }
                 Some(before) => {
-                    let advanced: i64 = now.iter().map(|(k, o)| (o - before.get(k).copied().unwrap_or(*o)).max(0)).sum::<i64>()
+                    let advanced: i64 = now
+                        .iter()
+                        .map(|(k, o)| (o - before.get(k).copied().unwrap_or(*o)).max(0))
+                        .sum::<i64>()
                         + now.iter().filter(|(k, _)| !before.contains_key(*k)).count() as i64;
                     let shrunk = first_lag.get(group).is_some_and(|l| lag < *l);
                     if advanced > 0 || shrunk {
-                        let how = if advanced > 0 { format!("committed offsets advanced by {advanced}") } else { format!("lag shrank to {lag}") };
-                        ctx.recorder.observe("group_progress", format!("group {group} is consuming on {target_role}: {how}"), serde_json::json!({ "group": group, "lag": lag, "advanced": advanced }))?;
+                        let how = if advanced > 0 {
+                            format!("committed offsets advanced by {advanced}")
+                        } else {
+                            format!("lag shrank to {lag}")
+                        };
+                        ctx.recorder.observe(
+                            "group_progress",
+                            format!("group {group} is consuming on {target_role}: {how}"),
+                            serde_json::json!({ "group": group, "lag": lag, "advanced": advanced }),
+                        )?;
                         progressed.insert(group.clone(), how);
                     }
                 }
             }
         }
         if !producers_ok {
-            let ends = ctx.bounded("read the target's end offsets", flow.target.end_offsets(&originals)).await?;
+            let ends = ctx
+                .bounded(
+                    "read the target's end offsets",
+                    flow.target.end_offsets(&originals),
+                )
+                .await?;
             let total: i64 = ends.iter().map(|(_, e)| e).sum();
             if total > producers_before {
                 producers_ok = true;
-                ctx.recorder.observe("producers", format!("{} new records on {target_role}'s original topics", total - producers_before), serde_json::Value::Null)?;
+                ctx.recorder.observe(
+                    "producers",
+                    format!(
+                        "{} new records on {target_role}'s original topics",
+                        total - producers_before
+                    ),
+                    serde_json::Value::Null,
+                )?;
             }
         }
         if progressed.len() == groups.len() && producers_ok {
             return Ok(StepDone::Ok(format!(
                 "{} groups consuming on {target_role}, none reset{}",
                 groups.len(),
-                if v.require_producers { ", producers writing there" } else { "" }
+                if v.require_producers {
+                    ", producers writing there"
+                } else {
+                    ""
+                }
             )));
         }
         if tokio::time::Instant::now() >= window_end {
-            let stuck: Vec<&String> = groups.iter().filter(|g| !progressed.contains_key(*g)).collect();
+            let stuck: Vec<&String> = groups
+                .iter()
+                .filter(|g| !progressed.contains_key(*g))
+                .collect();
             let mut parts = Vec::new();
             if !stuck.is_empty() {
-                parts.push(format!("groups not progressing on {target_role}: {}", stuck.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+                parts.push(format!(
+                    "groups not progressing on {target_role}: {}",
+                    stuck
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             if !producers_ok {
                 parts.push(format!("no new records on {target_role}'s original topics"));
             }
-            return Err(StepError::Failed(format!("within {}: {}", humantime::format_duration(v.within), parts.join("; "))));
+            return Err(StepError::Failed(format!(
+                "within {}: {}",
+                humantime::format_duration(v.within),
+                parts.join("; ")
+            )));
         }
         if sleep_or_cancel(std::time::Duration::from_millis(250), &mut ctx.cancel).await {
-            return Err(StepError::Interrupted("interrupted while validating".to_owned()));
+            return Err(StepError::Interrupted(
+                "interrupted while validating".to_owned(),
+            ));
         }
     }
 }

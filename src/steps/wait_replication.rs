@@ -12,12 +12,30 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
     let partitions = match ctx.state.partitions.clone() {
         Some(p) => p,
         None if ctx.state.source_unreachable.is_none() => {
-            match ctx.bounded("list the replicated topics on the source", flow.partitions_from_source()).await {
+            match ctx
+                .bounded(
+                    "list the replicated topics on the source",
+                    flow.partitions_from_source(),
+                )
+                .await
+            {
                 Ok(p) => p,
-                Err(_) => ctx.bounded("list the replicated topics on the target", flow.partitions_from_target()).await?,
+                Err(_) => {
+                    ctx.bounded(
+                        "list the replicated topics on the target",
+                        flow.partitions_from_target(),
+                    )
+                    .await?
+                }
             }
         }
-        None => ctx.bounded("list the replicated topics on the target", flow.partitions_from_target()).await?,
+        None => {
+            ctx.bounded(
+                "list the replicated topics on the target",
+                flow.partitions_from_target(),
+            )
+            .await?
+        }
     };
     ctx.state.partitions = Some(partitions.clone());
     let mut polls = 0u64;
@@ -30,7 +48,11 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
                 Ok(Ok(lags)) => Some(lags),
                 Ok(Err(_)) => {
                     if let Reachability::Unreachable { reason } = flow.source_reachable().await {
-                        ctx.recorder.observe("source_probe", format!("{source_role} became unreachable: {reason}"), serde_json::Value::Null)?;
+                        ctx.recorder.observe(
+                            "source_probe",
+                            format!("{source_role} became unreachable: {reason}"),
+                            serde_json::Value::Null,
+                        )?;
                         ctx.state.source_unreachable = Some(reason);
                     }
                     None
@@ -43,16 +65,28 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
         let lags = match live {
             Some(lags) => {
                 ctx.state.last_source_ends = Some(
-                    lags.iter().filter_map(|l| l.source_end.map(|e| ((l.source_topic.clone(), l.partition), e))).collect(),
+                    lags.iter()
+                        .filter_map(|l| {
+                            l.source_end
+                                .map(|e| ((l.source_topic.clone(), l.partition), e))
+                        })
+                        .collect(),
                 );
                 lags
             }
             None => {
                 let ends = ctx.state.last_source_ends.clone();
-                ctx.bounded("measure replication lag on the target", flow.measure_lag(&partitions, Some(&ends.unwrap_or_default()))).await?
+                ctx.bounded(
+                    "measure replication lag on the target",
+                    flow.measure_lag(&partitions, Some(&ends.unwrap_or_default())),
+                )
+                .await?
             }
         };
-        let over: Vec<&PartitionLag> = lags.iter().filter(|l| l.lag.is_none_or(|lag| lag > w.max_lag_records as i64)).collect();
+        let over: Vec<&PartitionLag> = lags
+            .iter()
+            .filter(|l| l.lag.is_none_or(|lag| lag > w.max_lag_records as i64))
+            .collect();
         if over.is_empty() && ctx.dry_run {
             return Ok(StepDone::DryRun(format!(
                 "lag is {} records: within the bound already; would go on",
@@ -62,10 +96,18 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
         if over.is_empty() {
             ctx.recorder.observe(
                 "caught_up",
-                format!("{target_role} has caught up: lag {} records (bound {} per partition)", total_lag(&lags), w.max_lag_records),
+                format!(
+                    "{target_role} has caught up: lag {} records (bound {} per partition)",
+                    total_lag(&lags),
+                    w.max_lag_records
+                ),
                 serde_json::json!({ "partitions": lags, "polls": polls }),
             )?;
-            return Ok(StepDone::Ok(format!("caught up: lag {} records over {} partitions", total_lag(&lags), lags.len())));
+            return Ok(StepDone::Ok(format!(
+                "caught up: lag {} records over {} partitions",
+                total_lag(&lags),
+                lags.len()
+            )));
         }
         let source_gone = ctx.state.source_unreachable.clone();
         let out_of_time = tokio::time::Instant::now() + w.poll_interval > ctx.deadline;
@@ -81,13 +123,21 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
         }
         if source_gone.is_some() || out_of_time {
             let why = match &source_gone {
-                Some(reason) => format!("{source_role} is unreachable ({reason}): replication cannot catch up any further"),
-                None => format!("lag still over {} per partition after {}", w.max_lag_records, humantime::format_duration(ctx.step.timeout())),
+                Some(reason) => format!(
+                    "{source_role} is unreachable ({reason}): replication cannot catch up any further"
+                ),
+                None => format!(
+                    "lag still over {} per partition after {}",
+                    w.max_lag_records,
+                    humantime::format_duration(ctx.step.timeout())
+                ),
             };
             return settle(ctx, w, &lags, &why);
         }
         if sleep_or_cancel(w.poll_interval, &mut ctx.cancel).await {
-            return Err(StepError::Interrupted("interrupted while waiting for replication".to_owned()));
+            return Err(StepError::Interrupted(
+                "interrupted while waiting for replication".to_owned(),
+            ));
         }
     }
 }
@@ -100,8 +150,17 @@ fn on_timeout_text(o: OnTimeout) -> &'static str {
 }
 
 /// The bound is reached: abort, or record the accepted loss per partition and go on.
-fn settle(ctx: &mut StepCtx<'_>, w: &WaitReplication, lags: &[PartitionLag], why: &str) -> StepResult {
-    let lost: Vec<PartitionLag> = lags.iter().filter(|l| l.lag.unwrap_or(0) > 0).cloned().collect();
+fn settle(
+    ctx: &mut StepCtx<'_>,
+    w: &WaitReplication,
+    lags: &[PartitionLag],
+    why: &str,
+) -> StepResult {
+    let lost: Vec<PartitionLag> = lags
+        .iter()
+        .filter(|l| l.lag.unwrap_or(0) > 0)
+        .cloned()
+        .collect();
     let total = total_lag(lags);
     let unknown = lags.iter().filter(|l| l.lag.is_none()).count();
     let data = serde_json::json!({
@@ -111,17 +170,25 @@ fn settle(ctx: &mut StepCtx<'_>, w: &WaitReplication, lags: &[PartitionLag], why
     });
     match w.on_timeout {
         OnTimeout::Abort => {
-            ctx.recorder.decide("plan", "abort: replication did not catch up", why, data)?;
-            Err(StepError::Failed(format!("{why}; {total} records not replicated; the plan says abort")))
+            ctx.recorder
+                .decide("plan", "abort: replication did not catch up", why, data)?;
+            Err(StepError::Failed(format!(
+                "{why}; {total} records not replicated; the plan says abort"
+            )))
         }
         OnTimeout::AcceptRpo => {
-            let mut what = format!("accept the RPO: {total} records lost over {} partitions", lost.len());
+            let mut what = format!(
+                "accept the RPO: {total} records lost over {} partitions",
+                lost.len()
+            );
             if unknown > 0 {
                 what.push_str(&format!(", {unknown} partitions unmeasured"));
             }
             ctx.recorder.decide("plan", what, why, data)?;
             ctx.state.accepted_loss = lost;
-            Ok(StepDone::Ok(format!("RPO accepted: {total} records not replicated ({why})")))
+            Ok(StepDone::Ok(format!(
+                "RPO accepted: {total} records not replicated ({why})"
+            )))
         }
     }
 }

@@ -621,6 +621,61 @@ fn pause_builds_lag_and_resume_clears_it() {
 }
 
 #[test]
+fn pausing_everything_stops_heartbeats_and_checkpoints_too() {
+    let world = EmbeddedWorld::start(single_topic_spec("orders", 2)).unwrap();
+    let primary = world.bootstrap_servers(Role::Primary).to_owned();
+    let config = quiet(world.replicator_config(Role::Primary));
+    let replicator = Replicator::start(config.clone()).unwrap();
+    produce(&primary, &records("orders", 2, 10, 0));
+    let group = "order-processor";
+    let checkpoint_at = |upstream: i64| {
+        let key = (group.to_owned(), "primary.orders".to_owned(), 0);
+        move |stats: &super::ReplicatorStats| {
+            stats
+                .last_checkpoints
+                .get(&key)
+                .is_some_and(|c| c.upstream_offset == upstream)
+        }
+    };
+    client::commit_offsets(&primary, group, &[("orders".to_owned(), 0, 3)], READ).unwrap();
+    let at_3 = checkpoint_at(3);
+    wait_until("copied and checkpointed", WAIT, || {
+        let stats = replicator.stats();
+        stats.copied_from(&config.topics) == 10 && at_3(&stats)
+    });
+
+    replicator.pause(Pause::Everything);
+    wait_until("the copy loop paused", WAIT, || {
+        replicator.stats().copy_paused
+    });
+    // Copy rounds go on while paused (about 20 ms each): let in-flight heartbeats land.
+    let rounds = replicator.stats().copy_rounds;
+    wait_until("10 paused rounds", WAIT, || {
+        replicator.stats().copy_rounds >= rounds + 10
+    });
+    let paused = replicator.stats();
+    client::commit_offsets(&primary, group, &[("orders".to_owned(), 0, 5)], READ).unwrap();
+    produce(&primary, &records("orders", 2, 10, 10));
+    // Several heartbeat and checkpoint intervals (100 ms) go by.
+    wait_until("20 more paused rounds", WAIT, || {
+        replicator.stats().copy_rounds >= paused.copy_rounds + 20
+    });
+    let still = replicator.stats();
+    assert_eq!(still.heartbeats_written, paused.heartbeats_written);
+    assert_eq!(still.checkpoints_written, paused.checkpoints_written);
+    assert_eq!(still.copied_from(&config.topics), 10);
+
+    replicator.resume();
+    let at_5 = checkpoint_at(5);
+    wait_until("everything resumed", WAIT, || {
+        let stats = replicator.stats();
+        stats.copied_from(&config.topics) == 20
+            && at_5(&stats)
+            && stats.heartbeats_written > paused.heartbeats_written
+    });
+}
+
+#[test]
 fn replicator_survives_the_source_going_down_and_resumes_when_it_returns() {
     let world = EmbeddedWorld::start(single_topic_spec("orders", 4)).unwrap();
     let primary = world.bootstrap_servers(Role::Primary).to_owned();
@@ -862,10 +917,101 @@ fn workload_follows_the_indirection_and_pause_files() {
     assert_eq!(seqs.len(), report.acknowledged_by_cluster["primary"]);
 }
 
-/// The whole failover, as kdr drives it: quiesce, wait for replication, lose the primary,
-/// commit the translated checkpoints on DR, repoint. With exact syncs, nothing is lost and
-/// nothing is read twice.
-fn failover_drill(policy: ReplicationPolicy) {
+/// The next offset after the last acknowledged record, per partition written on `cluster`.
+fn end_offsets(ledger: &Ledger, cluster: &str) -> BTreeMap<(String, i32), i64> {
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for record in produced_on(ledger, cluster) {
+        let end = ends
+            .entry((record.topic.clone(), record.partition))
+            .or_default();
+        *end = (*end).max(record.offset + 1);
+    }
+    ends
+}
+
+/// Waits until the flow has checkpointed every group at `ends` (its final positions) and
+/// translated them exactly, as it does once the last records' delayed syncs are flushed.
+/// `downstream` gives the expected target offset of each end.
+fn wait_exact_checkpoints(
+    replicator: &Replicator,
+    groups: &[String],
+    ends: &BTreeMap<(String, i32), i64>,
+    downstream: impl Fn(&str, i32, i64) -> i64,
+) {
+    let config = replicator.config().clone();
+    wait_until(
+        "exact checkpoints at the groups' final positions",
+        WAIT,
+        || {
+            let stats = replicator.stats();
+            groups.iter().all(|group| {
+                ends.iter().all(|((topic, partition), end)| {
+                    let name = config.checkpoint_topic_name(topic);
+                    stats
+                        .last_checkpoints
+                        .get(&(group.clone(), name, *partition))
+                        .is_some_and(|c| {
+                            (c.upstream_offset, c.downstream_offset)
+                                == (*end, downstream(topic, *partition, *end))
+                        })
+                })
+            })
+        },
+    );
+}
+
+/// kdr's `translate_offsets`: the last checkpoint per partition of `<source>.checkpoints
+/// .internal` on the target, committed there for each group.
+fn commit_translated(world: &EmbeddedWorld, source: Role, groups: &[String]) -> usize {
+    let target = world.bootstrap_servers(source.other());
+    let topic = world.replicator_config(source).checkpoints_topic();
+    let records = read_partition(target, &topic, 0, READ).unwrap();
+    let index = CheckpointIndex::from_records(records.iter().map(raw));
+    let mut committed = 0;
+    for group in groups {
+        let offsets: Vec<(String, i32, i64)> = index
+            .for_group(group)
+            .into_iter()
+            .map(|(c, _)| (c.topic.clone(), c.partition, c.downstream_offset))
+            .collect();
+        committed += offsets.len();
+        client::commit_offsets(target, group, &offsets, READ).unwrap();
+    }
+    committed
+}
+
+fn high_watermarks(bootstrap: &str, topics: &[String]) -> BTreeMap<(String, i32), i64> {
+    let consumer = client::assign_only_consumer(bootstrap, "kdr-test", "kdr-test").unwrap();
+    let mut marks = BTreeMap::new();
+    for (topic, count) in client::partition_counts(&consumer, topics, READ).unwrap() {
+        for partition in 0..count {
+            let (_, high) = consumer.fetch_watermarks(&topic, partition, READ).unwrap();
+            marks.insert((topic.clone(), partition), high);
+        }
+    }
+    marks
+}
+
+fn assert_clean(ledger: &Ledger, groups: &[String], phase: &str) {
+    let report = ledger.report(groups, None);
+    eprintln!(
+        "{phase}: {} acknowledged {:?}",
+        report.acknowledged, report.acknowledged_by_cluster
+    );
+    assert!(report.lost.is_empty(), "{phase}: lost {:?}", report.lost);
+    for group in &report.groups {
+        assert_eq!(group.duplicates, 0, "{phase}: {group:?}");
+        assert!(group.unseen.is_empty(), "{phase}: {group:?}");
+        assert!(group.jumped_to_start.is_empty(), "{phase}: {group:?}");
+    }
+}
+
+/// The whole drill, as kdr drives it. Failover: quiesce, wait for replication, lose the
+/// primary, commit the translated checkpoints on DR, repoint. Failback: the primary
+/// returns, the reverse flow copies what DR took while active, quiesce, wait, commit the
+/// reverse checkpoints on the primary, repoint. With exact syncs at the quiesced
+/// positions, nothing is lost and nothing is read twice.
+fn failover_and_failback(policy: ReplicationPolicy) {
     let world = EmbeddedWorld::start(WorldSpec {
         policy: policy.clone(),
         ..WorldSpec::default()
@@ -879,100 +1025,120 @@ fn failover_drill(policy: ReplicationPolicy) {
     let groups = config.groups.clone();
     let topics = config.topics.clone();
     let workload = Workload::start(config).unwrap();
-    let replicator = Replicator::start(quiet(world.replicator_config(Role::Primary))).unwrap();
+    let forward = Replicator::start(quiet(world.replicator_config(Role::Primary))).unwrap();
     wait_until("traffic on the primary", WAIT, || {
         workload.stats().acknowledged >= 300
     });
 
+    // Failover.
     drill.quiesce(&workload);
     let acknowledged = workload.stats().acknowledged;
     wait_until("replication caught up", WAIT, || {
-        replicator.stats().copied_from(&topics) == acknowledged
+        forward.stats().copied_from(&topics) == acknowledged
     });
     wait_consumers_caught_up(&workload);
-    // The end offset of every partition written to: what each group has committed.
-    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for record in &workload.ledger().produced {
-        let end = ends
-            .entry((record.topic.clone(), record.partition))
-            .or_default();
-        *end = (*end).max(record.offset + 1);
-    }
-    let forward = world.replicator_config(Role::Primary);
-    let remote = |topic: &str| forward.checkpoint_topic_name(topic);
-    // Once the last records' delayed syncs are flushed, the final positions translate
-    // exactly (the remote partitions started empty, so offsets are equal on both sides).
-    wait_until(
-        "exact checkpoints at the groups' final positions",
-        WAIT,
-        || {
-            let stats = replicator.stats();
-            groups.iter().all(|group| {
-                ends.iter().all(|((topic, partition), end)| {
-                    stats
-                        .last_checkpoints
-                        .get(&(group.clone(), remote(topic), *partition))
-                        .is_some_and(|c| (c.upstream_offset, c.downstream_offset) == (*end, *end))
-                })
-            })
-        },
-    );
-    let replicated = replicator.stop();
-
+    let primary_ends = end_offsets(&workload.ledger(), "primary");
+    // The remote partitions started empty: offsets are equal on both sides.
+    wait_exact_checkpoints(&forward, &groups, &primary_ends, |_, _, end| end);
+    drop(forward);
     world.cluster_down(Role::Primary).unwrap();
-    // kdr's translate_offsets: the last checkpoint per partition, committed on DR.
-    let checkpoints_topic = forward.checkpoints_topic();
-    let records = read_partition(&dr, &checkpoints_topic, 0, READ).unwrap();
-    let index = CheckpointIndex::from_records(records.iter().map(raw));
-    for group in &groups {
-        let offsets: Vec<(String, i32, i64)> = index
-            .for_group(group)
-            .into_iter()
-            .map(|(c, _)| (c.topic.clone(), c.partition, c.downstream_offset))
-            .collect();
-        assert_eq!(offsets.len(), ends.len());
-        client::commit_offsets(&dr, group, &offsets, READ).unwrap();
-    }
+    let translated = commit_translated(&world, Role::Primary, &groups);
+    assert_eq!(translated, groups.len() * primary_ends.len());
+    // Where DR's own topics stand when it takes over: the reverse flow starts there, so
+    // that under Identity the history replicated from the primary is not sent back.
+    let dr_start = high_watermarks(&dr, &topics);
     drill.point_at(&dr);
     drill.resume();
     wait_until("traffic on DR", WAIT, || {
         produced_on(&workload.ledger(), "dr").len() >= 200
     });
-    drill.quiesce(&workload);
-    wait_consumers_caught_up(&workload);
-    let ledger = workload.stop();
-
-    let report = ledger.report(&groups, None);
-    eprintln!(
-        "failover drill ({policy:?}): {} acknowledged {:?}, {} copied",
-        report.acknowledged, report.acknowledged_by_cluster, replicated.records_copied
-    );
-    assert!(report.lost.is_empty());
-    for group in &report.groups {
-        assert_eq!(group.duplicates, 0, "{group:?}");
-        assert!(group.unseen.is_empty());
-        assert!(group.jumped_to_start.is_empty(), "{group:?}");
-    }
-    // After the failover, every group resumed on DR at the translated checkpoint.
+    let ledger = workload.ledger();
     for attachment in ledger.attachments.iter().filter(|a| a.cluster == "dr") {
         for (topic, partition, start) in &attachment.partitions {
-            if let Some(end) = ends.get(&(policy.original_topic(topic), *partition))
-                && *topic == remote(&policy.original_topic(topic))
+            let original = policy.original_topic(topic);
+            if let Some(end) = primary_ends.get(&(original.clone(), *partition))
+                && *topic
+                    == world
+                        .replicator_config(Role::Primary)
+                        .remote_topic(&original)
             {
                 assert_eq!(*start, StartPoint::Committed(*end), "{topic}-{partition}");
             }
         }
     }
+
+    // Failback.
+    world.cluster_up(Role::Primary).unwrap();
+    let primary_base = high_watermarks(&primary, &topics);
+    let mut reverse_config = quiet(world.replicator_config(Role::Dr));
+    reverse_config.start_from = super::StartFrom::Offsets(dr_start.clone());
+    let reverse = Replicator::start(reverse_config).unwrap();
+    drill.quiesce(&workload);
+    let on_dr = produced_on(&workload.ledger(), "dr").len() as u64;
+    wait_until("reverse replication caught up", WAIT, || {
+        reverse.stats().copied_from(&topics) == on_dr
+    });
+    wait_consumers_caught_up(&workload);
+    let dr_ends = end_offsets(&workload.ledger(), "dr");
+    let remote_base = |topic: &str, partition: i32| {
+        let remote = reverse.config().remote_topic(topic);
+        if remote == topic {
+            primary_base[&(topic.to_owned(), partition)]
+        } else {
+            0
+        }
+    };
+    wait_exact_checkpoints(&reverse, &groups, &dr_ends, |topic, partition, end| {
+        let start = dr_start[&(topic.to_owned(), partition)];
+        remote_base(topic, partition) + end - start
+    });
+    drop(reverse);
+    commit_translated(&world, Role::Dr, &groups);
+    drill.point_at(&primary);
+    drill.resume();
+    wait_until("traffic on the primary again", WAIT, || {
+        workload
+            .ledger()
+            .produced
+            .iter()
+            .rev()
+            .take_while(|r| r.cluster == "primary")
+            .count()
+            >= 200
+    });
+    drill.quiesce(&workload);
+    wait_consumers_caught_up(&workload);
+    let ledger = workload.stop();
+    assert_clean(
+        &ledger,
+        &groups,
+        &format!("failover and failback ({policy:?})"),
+    );
+    let sessions: BTreeSet<(String, u32)> = ledger
+        .attachments
+        .iter()
+        .map(|a| (a.cluster.clone(), a.session))
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            ("primary".to_owned(), 1),
+            ("dr".to_owned(), 2),
+            ("primary".to_owned(), 3)
+        ]
+        .into_iter()
+        .collect()
+    );
 }
 
 #[test]
-fn failover_drill_loses_nothing_and_rereads_nothing_under_the_default_policy() {
-    failover_drill(ReplicationPolicy::default_policy());
+fn failover_and_failback_lose_nothing_and_reread_nothing_under_the_default_policy() {
+    failover_and_failback(ReplicationPolicy::default_policy());
 }
 
 #[test]
-fn failover_drill_loses_nothing_and_rereads_nothing_under_the_identity_policy() {
-    failover_drill(ReplicationPolicy::identity(None));
+fn failover_and_failback_lose_nothing_and_reread_nothing_under_the_identity_policy() {
+    failover_and_failback(ReplicationPolicy::identity(None));
 }
 
 #[test]

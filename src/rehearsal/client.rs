@@ -269,27 +269,41 @@ pub fn read_partition(
                 RDKafkaErrorCode::OperationTimedOut,
             ));
         }
-        // Transport hiccups and empty polls are retried until the deadline.
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
-            next = message.offset() + 1;
-            records.push(ReadRecord {
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|headers| {
-                        headers
-                            .iter()
-                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                timestamp_ms: message.timestamp().to_millis(),
-            });
-        }
+        // Transport hiccups and empty polls are retried until the deadline. The
+        // consumer's position also counts, as in Kafka's KafkaBasedLog: a compacted log
+        // or a transaction marker can leave the last offsets without a record.
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) else {
+            next = next.max(position(&consumer, topic, partition).unwrap_or(0));
+            continue;
+        };
+        next = message.offset() + 1;
+        records.push(ReadRecord {
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers: message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp_ms: message.timestamp().to_millis(),
+        });
     }
     Ok(records)
+}
+
+/// The consumer's fetch position in one assigned partition, once it has one.
+pub(crate) fn position(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    let elem = positions.find_partition(topic, partition)?;
+    match elem.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
 }
 
 /// Sleeps up to `duration` in short slices, returning early when `stop` says so. Keeps

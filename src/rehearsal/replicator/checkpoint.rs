@@ -228,6 +228,12 @@ impl CheckpointTask {
         if errors > 0 {
             sleep_unless(Duration::from_millis(100), || self.shared.stopping());
         }
+        if !syncs.store.is_initial_read_complete() {
+            // The position counts too (KafkaBasedLog's read-to-end): compaction can leave
+            // the last offsets without a record.
+            let position = client::position(&self.syncs_consumer, &self.syncs_topic, 0);
+            syncs.next = syncs.next.max(position.unwrap_or(0));
+        }
         if !syncs.store.is_initial_read_complete()
             && syncs.initial_end.is_some_and(|end| syncs.next >= end)
         {

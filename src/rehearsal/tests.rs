@@ -204,6 +204,45 @@ fn world_creates_every_topic_with_its_partitions_on_both_clusters() {
 }
 
 #[test]
+fn world_layout_follows_a_custom_separator_and_the_offset_syncs_location() {
+    let spec = WorldSpec {
+        policy: ReplicationPolicy::Default {
+            separator: "_".to_owned(),
+            internal_separator: true,
+        },
+        offset_syncs_location: OffsetSyncsLocation::Target,
+        ..WorldSpec::default()
+    };
+    let world = EmbeddedWorld::start(spec).unwrap();
+    let on = |role: Role| -> Vec<(String, i32)> {
+        let mut topics: Vec<(String, i32)> = metadata(world.bootstrap_servers(role))
+            .into_iter()
+            .collect();
+        topics.sort();
+        topics
+    };
+    let expected = |remote: &str| -> Vec<(String, i32)> {
+        let mut topics: Vec<(String, i32)> = [
+            ("orders".to_owned(), 4),
+            ("payments.eu".to_owned(), 3),
+            ("heartbeats".to_owned(), 1),
+            (format!("{remote}_orders"), 4),
+            (format!("{remote}_payments.eu"), 3),
+            (format!("{remote}_heartbeats"), 1),
+            (format!("{remote}_checkpoints_internal"), 1),
+            // Location `target`: the flow's syncs live here, named after its source.
+            (format!("mm2-offset-syncs_{remote}_internal"), 1),
+        ]
+        .into_iter()
+        .collect();
+        topics.sort();
+        topics
+    };
+    assert_eq!(on(Role::Dr), expected("primary"));
+    assert_eq!(on(Role::Primary), expected("dr"));
+}
+
+#[test]
 fn replicator_copies_every_record_exactly_and_syncs_pair_the_same_record() {
     let world = EmbeddedWorld::start(WorldSpec::default()).unwrap();
     let primary = world.bootstrap_servers(Role::Primary).to_owned();

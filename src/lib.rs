@@ -11,5 +11,6 @@ pub mod journal;
 pub mod kafka;
 pub mod mm2;
 pub mod plan;
+pub mod rehearsal;
 pub mod report;
 pub mod steps;

@@ -70,6 +70,53 @@ pub fn run(cli: Cli) -> u8 {
         },
         Command::Failover(args) => run_direction(Direction::Failover, args, color),
         Command::Failback(args) => run_direction(Direction::Failback, args, color),
+        Command::Rehearse(args) => rehearse(args, color),
+    }
+}
+
+fn rehearse(args: crate::cli::RehearseArgs, color: bool) -> u8 {
+    use crate::rehearsal::drill;
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let options = drill::DrillOptions {
+        plan: args.plan,
+        scenario: args.scenario,
+        log: args.log,
+        color,
+    };
+    let result = runtime.block_on(async {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        spawn_signal_handler(cancel_tx);
+        drill::run(options, cancel_rx).await
+    });
+    // Client threads of the embedded world may linger a moment; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(report) => {
+            match args.output {
+                Output::Table => print!("{}", drill::summary(&report)),
+                Output::Json => print_json(&report),
+            }
+            match report.run.outcome {
+                Outcome::Succeeded if report.passed() => exit::OK,
+                Outcome::Succeeded => exit::FAILED,
+                other => outcome_code(other),
+            }
+        }
+        Err(drill::DrillError::Plan(e)) => plan_error(&e),
+        Err(drill::DrillError::Engine(e)) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
     }
 }
 
@@ -113,8 +160,10 @@ fn plan_json(p: &Plan) -> serde_json::Value {
 }
 
 fn init_tracing(verbose: u8) {
+    // librdkafka's own complaints (a dead primary's refused connections, every few hundred
+    // milliseconds) are what kdr reports as state; they are shown with -v.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,rdkafka=off,librdkafka=off",
         1 => "kdr=debug,info",
         _ => "trace",
     };
@@ -179,6 +228,7 @@ fn run_direction(direction: Direction, args: RunArgs, color: bool) -> u8 {
         resume: args.resume,
         log: args.log,
         interrupted_step: args.interrupted_step,
+        hook_env: Vec::new(),
     };
     let runtime = match runtime() {
         Ok(r) => r,

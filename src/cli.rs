@@ -44,6 +44,28 @@ pub enum Command {
     /// Read incident logs.
     #[command(subcommand)]
     Log(LogCommand),
+    /// A game day on two embedded clusters: start them, replicate the way MirrorMaker 2 does,
+    /// run a workload, fail over with the plan, and check the numbers. No Kafka needed.
+    #[command(after_help = crate::exit::HELP)]
+    Rehearse(RehearseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// A plan to rehearse (its steps, topics and groups) instead of the bundled
+    /// runbooks/rehearsal.yaml. Its clusters are never contacted: the drill runs on embedded ones.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// `controlled`: the primary is alive and nothing is lost. `disaster`: replication stalls and
+    /// the primary goes down right after the declaration, so the loss is accepted and checked.
+    #[arg(long, value_enum, default_value_t = crate::rehearsal::drill::Scenario::Controlled)]
+    pub scenario: crate::rehearsal::drill::Scenario,
+    /// Write the incident log here instead of <incident_log.dir>/<plan>-failover-<time>.jsonl.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// Print the drill's report as JSON on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

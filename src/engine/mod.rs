@@ -34,6 +34,9 @@ pub struct RunRequest {
     pub log: Option<PathBuf>,
     /// The operator's answer, given in advance, for a non-idempotent step that was interrupted.
     pub interrupted_step: Option<InterruptedChoice>,
+    /// Extra environment for the plan's hooks (`kdr rehearse` tells them where its clients
+    /// read their bootstrap servers).
+    pub hook_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -357,6 +360,7 @@ pub async fn run(
                 clusters: clusters.as_ref(),
                 state: &mut state,
                 deadline,
+                hook_env: &request.hook_env,
             };
             // Steps keep their own deadline; this is the net under it, should a step not.
             let net = deadline + STEP_OVERRUN_GRACE;

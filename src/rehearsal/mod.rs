@@ -17,6 +17,7 @@
 //!   losses, re-reads and jumps to the beginning are computed, not guessed.
 
 pub mod client;
+pub mod drill;
 pub mod replicator;
 pub mod workload;
 pub mod world;

@@ -3,4 +3,4 @@
 mod progress;
 pub mod tables;
 
-pub use progress::{ColorChoice, Progress};
+pub use progress::{ColorChoice, Progress, format_ms};

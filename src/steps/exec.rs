@@ -91,6 +91,7 @@ pub async fn run_hook(
         .env("KDR_TARGET_BOOTSTRAP_SERVERS", &target.bootstrap_servers)
         .env("KDR_SOURCE", source.role.as_str())
         .env("KDR_TARGET", target.role.as_str())
+        .envs(ctx.hook_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

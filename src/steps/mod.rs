@@ -38,6 +38,8 @@ pub struct StepCtx<'a> {
     pub state: &'a mut RunState,
     /// When the step's own work must be done.
     pub deadline: tokio::time::Instant,
+    /// Extra environment for hooks.
+    pub hook_env: &'a [(String, String)],
 }
 
 /// What the Kafka steps hand to each other within one run.

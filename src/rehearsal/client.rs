@@ -50,6 +50,10 @@ pub(crate) fn assign_only_consumer(
 ) -> Result<BaseConsumer, KafkaError> {
     base_config(bootstrap_servers, client_id)
         .set("group.id", group_id)
+        // These consumers never join their group, so the session timeout only bounds how long
+        // librdkafka holds a commit for an unknown coordinator (a dead cluster), and a
+        // consumer's close waits for that: 45 s by default.
+        .set("session.timeout.ms", "3000")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")

@@ -39,6 +39,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
     };
     ctx.state.partitions = Some(partitions.clone());
     let mut polls = 0u64;
+    let mut last_lags: Option<Vec<PartitionLag>> = None;
     loop {
         polls += 1;
         // While the source answers, measure against its live end offsets; once it is gone,
@@ -57,6 +58,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
                     }
                     None
                 }
+                // Out of time while measuring; fall through to the last measurement.
                 Err(_) => None,
             }
         } else {
@@ -65,24 +67,32 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
         let lags = match live {
             Some(lags) => {
                 ctx.state.last_source_ends = Some(
-                    lags.iter()
-                        .filter_map(|l| {
-                            l.source_end
-                                .map(|e| ((l.source_topic.clone(), l.partition), e))
-                        })
-                        .collect(),
+                    lags.iter().filter_map(|l| l.source_end.map(|e| ((l.source_topic.clone(), l.partition), e))).collect(),
                 );
                 lags
             }
             None => {
-                let ends = ctx.state.last_source_ends.clone();
-                ctx.bounded(
-                    "measure replication lag on the target",
-                    flow.measure_lag(&partitions, Some(&ends.unwrap_or_default())),
-                )
-                .await?
+                let ends = ctx.state.last_source_ends.clone().unwrap_or_default();
+                match tokio::time::timeout_at(ctx.deadline, flow.measure_lag(&partitions, Some(&ends))).await {
+                    Ok(Ok(lags)) => lags,
+                    Ok(Err(e)) => return Err(StepError::Failed(format!("failed to measure replication lag on the {target_role} cluster: {e}"))),
+                    // The bound passed while measuring: decide on the last measurement.
+                    Err(_) => match last_lags.take() {
+                        Some(lags) => {
+                            let why = format!("lag still over {} per partition after {}", w.max_lag_records, humantime::format_duration(ctx.step.timeout()));
+                            return settle(ctx, w, &lags, &why);
+                        }
+                        None => {
+                            return Err(StepError::Failed(format!(
+                                "failed to measure replication lag within the step's timeout ({})",
+                                humantime::format_duration(ctx.step.timeout())
+                            )));
+                        }
+                    },
+                }
             }
         };
+        last_lags = Some(lags.clone());
         let over: Vec<&PartitionLag> = lags
             .iter()
             .filter(|l| l.lag.is_none_or(|lag| lag > w.max_lag_records as i64))

@@ -67,19 +67,37 @@ pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
         let lags = match live {
             Some(lags) => {
                 ctx.state.last_source_ends = Some(
-                    lags.iter().filter_map(|l| l.source_end.map(|e| ((l.source_topic.clone(), l.partition), e))).collect(),
+                    lags.iter()
+                        .filter_map(|l| {
+                            l.source_end
+                                .map(|e| ((l.source_topic.clone(), l.partition), e))
+                        })
+                        .collect(),
                 );
                 lags
             }
             None => {
                 let ends = ctx.state.last_source_ends.clone().unwrap_or_default();
-                match tokio::time::timeout_at(ctx.deadline, flow.measure_lag(&partitions, Some(&ends))).await {
+                match tokio::time::timeout_at(
+                    ctx.deadline,
+                    flow.measure_lag(&partitions, Some(&ends)),
+                )
+                .await
+                {
                     Ok(Ok(lags)) => lags,
-                    Ok(Err(e)) => return Err(StepError::Failed(format!("failed to measure replication lag on the {target_role} cluster: {e}"))),
+                    Ok(Err(e)) => {
+                        return Err(StepError::Failed(format!(
+                            "failed to measure replication lag on the {target_role} cluster: {e}"
+                        )));
+                    }
                     // The bound passed while measuring: decide on the last measurement.
                     Err(_) => match last_lags.take() {
                         Some(lags) => {
-                            let why = format!("lag still over {} per partition after {}", w.max_lag_records, humantime::format_duration(ctx.step.timeout()));
+                            let why = format!(
+                                "lag still over {} per partition after {}",
+                                w.max_lag_records,
+                                humantime::format_duration(ctx.step.timeout())
+                            );
                             return settle(ctx, w, &lags, &why);
                         }
                         None => {

@@ -127,6 +127,10 @@ pub struct RunArgs {
     /// With --resume: what to do with a non-idempotent step that was interrupted mid-way.
     #[arg(long, value_enum, requires = "resume")]
     pub interrupted_step: Option<InterruptedChoice>,
+    /// Run although write authority is not where this direction expects it (a failover while
+    /// DR already owns writes, a failback while the primary does). Needs --reason.
+    #[arg(long)]
+    pub force: bool,
     /// Print the run's summary as JSON on stdout instead of a table.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

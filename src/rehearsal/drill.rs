@@ -275,6 +275,7 @@ async fn drill(
         resume: None,
         log: options.log.clone(),
         interrupted_step: None,
+        force: false,
         hook_env: vec![("KDR_REHEARSAL_DIR".to_owned(), dir.display().to_string())],
     };
     let run = engine::run(plan, &request, Gate::Unattended, progress, cancel).await?;

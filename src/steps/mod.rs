@@ -57,6 +57,8 @@ pub struct RunState {
     pub accepted_loss: Vec<flow::PartitionLag>,
     /// Offsets translate_offsets committed, per group: (topic, partition, offset).
     pub committed: std::collections::BTreeMap<String, Vec<(String, i32, i64)>>,
+    /// Write authority as read at the start of the run.
+    pub authority: Option<crate::authority::AuthorityState>,
 }
 
 impl StepCtx<'_> {

@@ -482,8 +482,7 @@ pub async fn run(
     if direction == Direction::Failback
         && outcome == Outcome::Succeeded
         && let Some(clusters) = &clusters
-    {
-        if let Err(why) = move_authority(
+        && let Err(why) = move_authority(
             &mut recorder,
             plan,
             clusters,
@@ -493,12 +492,11 @@ pub async fn run(
             &operator,
         )
         .await?
-        {
-            outcome = Outcome::Failed;
-            message = format!(
-                "the failback's steps succeeded, but write authority could not be moved back: {why}"
-            );
-        }
+    {
+        outcome = Outcome::Failed;
+        message = format!(
+            "the failback's steps succeeded, but write authority could not be moved back: {why}"
+        );
     }
     if message.is_empty() {
         let done = reports.len();

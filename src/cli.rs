@@ -60,7 +60,7 @@ pub struct RehearseArgs {
     /// the primary goes down right after the declaration, so the loss is accepted and checked.
     #[arg(long, value_enum, default_value_t = crate::rehearsal::drill::Scenario::Controlled)]
     pub scenario: crate::rehearsal::drill::Scenario,
-    /// Write the incident log here instead of <incident_log.dir>/<plan>-failover-<time>.jsonl.
+    /// Write the incident log here instead of <incident_log.dir>/<plan>-<direction>-<run id>.jsonl.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
     /// Print the drill's report as JSON on stdout.
@@ -121,7 +121,7 @@ pub struct RunArgs {
     /// Continue the run recorded in this incident log after its last finished step.
     #[arg(long, value_name = "LOG")]
     pub resume: Option<PathBuf>,
-    /// Write the incident log here instead of <incident_log.dir>/<plan>-<direction>-<time>.jsonl.
+    /// Write the incident log here instead of <incident_log.dir>/<plan>-<direction>-<run id>.jsonl.
     #[arg(long, value_name = "PATH", conflicts_with = "resume")]
     pub log: Option<PathBuf>,
     /// With --resume: what to do with a non-idempotent step that was interrupted mid-way.

@@ -179,7 +179,7 @@ pub async fn run(
         None => {
             let run_id = new_run_id(started_at);
             let log = request.log.clone().unwrap_or_else(|| {
-                default_log_path(&plan.incident_log_dir, &plan.name, direction, started_at)
+                default_log_path(&plan.incident_log_dir, &plan.name, direction, &run_id)
             });
             (run_id, log)
         }
@@ -616,6 +616,8 @@ fn compact_time(at: SystemTime) -> String {
         .replace(['-', ':'], "")
 }
 
-pub fn default_log_path(dir: &Path, plan: &str, direction: Direction, at: SystemTime) -> PathBuf {
-    dir.join(format!("{plan}-{direction}-{}.jsonl", compact_time(at)))
+/// `<dir>/<plan>-<direction>-<run id>.jsonl`; the run id starts with the UTC time and ends with
+/// a random part, so two runs started in the same second get two logs.
+pub fn default_log_path(dir: &Path, plan: &str, direction: Direction, run_id: &str) -> PathBuf {
+    dir.join(format!("{plan}-{direction}-{run_id}.jsonl"))
 }

@@ -11,15 +11,15 @@ use crate::harness::{Scratch, events, shape, wait, wait_until};
 
 const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "drill"];
 
-struct World {
-    world: EmbeddedWorld,
+pub(crate) struct World {
+    pub(crate) world: EmbeddedWorld,
     replicator: Option<Replicator>,
     workload: Option<Workload>,
-    scratch: Scratch,
+    pub(crate) scratch: Scratch,
     spec: WorldSpec,
 }
 
-fn spec(policy: ReplicationPolicy) -> WorldSpec {
+pub(crate) fn spec(policy: ReplicationPolicy) -> WorldSpec {
     WorldSpec {
         topics: vec![TopicSpec::new("orders", 3), TopicSpec::new("payments", 2)],
         groups: vec!["order-processor".to_owned(), "billing".to_owned()],
@@ -31,7 +31,7 @@ fn spec(policy: ReplicationPolicy) -> WorldSpec {
 impl World {
     /// A world with replication and a workload running, warmed up: every group has committed and
     /// been checkpointed.
-    fn start(spec: WorldSpec) -> World {
+    pub(crate) fn start(spec: WorldSpec) -> World {
         let scratch = Scratch::new();
         let world = EmbeddedWorld::start(spec.clone()).expect("world");
         std::fs::write(
@@ -79,7 +79,16 @@ impl World {
     }
 
     /// A plan against this world. `failover` is the step list; `replication` extra keys.
-    fn plan(&self, failover: &str, replication_extra: &str) -> PathBuf {
+    pub(crate) fn plan(&self, failover: &str, replication_extra: &str) -> PathBuf {
+        self.plan_both(failover, "  - exec: { run: \"true\" }\n", replication_extra)
+    }
+
+    pub(crate) fn plan_both(
+        &self,
+        failover: &str,
+        failback: &str,
+        replication_extra: &str,
+    ) -> PathBuf {
         let policy = match &self.spec.policy {
             ReplicationPolicy::Default { separator, .. } => {
                 format!("policy: default, separator: \"{separator}\"")
@@ -87,14 +96,14 @@ impl World {
             ReplicationPolicy::Identity { .. } => "policy: identity".to_owned(),
         };
         let text = format!(
-            "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ {policy}, topics: [orders, payments], groups: [order-processor, billing]{replication_extra} }}\nfailover:\n{failover}failback:\n  - exec: {{ run: \"true\" }}\n",
+            "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ {policy}, topics: [orders, payments], groups: [order-processor, billing]{replication_extra} }}\nfailover:\n{failover}failback:\n{failback}",
             self.world.bootstrap_servers(Role::Primary),
             self.world.bootstrap_servers(Role::Dr),
         );
         self.scratch.write("drill.yaml", &text)
     }
 
-    fn kdr(&self, args: &[&str]) -> crate::harness::Run {
+    pub(crate) fn kdr(&self, args: &[&str]) -> crate::harness::Run {
         let child = self
             .scratch
             .command(args)
@@ -104,7 +113,7 @@ impl World {
         wait(child, Duration::from_secs(90))
     }
 
-    fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.scratch.logs().pop().expect("a log")
     }
 }

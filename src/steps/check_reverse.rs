@@ -34,20 +34,24 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
     }
     let mut problems = Vec::new();
 
-    // Heartbeats: the flow's herder is alive and its records arrive.
+    // Heartbeats copied by the flow's source connector: records really cross. (The plain
+    // `heartbeats` topic is filled by the herder even for a disabled flow, so it proves less.)
     let within = ctx.remaining().min(super::flow::OPERATION_TIMEOUT);
     let heartbeat_age = flow
-        .newest_heartbeat_ms(within)
+        .newest_replicated_heartbeat_ms(within)
         .await
         .map(|ts| now_ms() - ts);
+    let heartbeats_topic = flow.remote_topic(flow.policy.heartbeats_topic());
     match heartbeat_age {
         Some(age) if Duration::from_millis(age.max(0) as u64) <= c.max_heartbeat_age => {}
         Some(age) => problems.push(format!(
-            "the newest heartbeat from {src_alias} on {target} is {} old (limit {}): is the {flow_name} MirrorMaker flow running?",
+            "the newest heartbeat in {heartbeats_topic} on {target} is {} old (limit {}): is the {flow_name} MirrorMaker flow running?",
             humantime::format_duration(Duration::from_millis(age.max(0) as u64)),
             humantime::format_duration(c.max_heartbeat_age)
         )),
-        None => problems.push(format!("no heartbeats from {src_alias} on {target}: is the {flow_name} MirrorMaker flow running?")),
+        None => problems.push(format!(
+            "no heartbeats in {heartbeats_topic} on {target}: is the {flow_name} MirrorMaker flow running?"
+        )),
     }
 
     // Remote topics: every topic the source would replicate has its copy on the target.

@@ -154,3 +154,22 @@ fn split_brain_is_reported_loudly() {
     );
     assert!(events(&w.log()).iter().any(|e| e["name"] == "split_brain"));
 }
+
+#[test]
+fn check_reverse_replication_says_what_is_missing_without_a_flow_back() {
+    let w = world();
+    w.plan_both(
+        DECLARE,
+        "  - declare: {}\n  - check_reverse_replication: { max_heartbeat_age: 5s }\n",
+        "",
+    );
+    assert_eq!(w.kdr(&args(&["failover", "--plan", "drill.yaml"])).code, 0);
+    let run = w.kdr(&args(&["failback", "--plan", "drill.yaml"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no heartbeats in dr.heartbeats on primary: is the dr->primary MirrorMaker flow running?"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no checkpoint for group billing in dr.checkpoints.internal on primary"),
+        "{run:?}"
+    );
+}

@@ -567,6 +567,11 @@ fn rehearse_controlled_loses_nothing_and_disaster_accepts_exactly_what_is_missin
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["records_really_lost"], 0);
     assert_eq!(report["records_accepted_lost"], 0);
+    assert_eq!(report["failback"]["outcome"], "succeeded", "{report}");
+    assert_eq!(report["records_lost_at_failback"], 0);
+    for g in report["rereads"].as_array().expect("rereads") {
+        assert_eq!(g["restarted_from_beginning"], 0, "{g}");
+    }
     assert!(
         report["checks"]
             .as_array()
@@ -582,6 +587,8 @@ fn rehearse_controlled_loses_nothing_and_disaster_accepts_exactly_what_is_missin
     let lost = report["records_really_lost"].as_i64().expect("lost");
     assert!(lost > 0, "{report}");
     assert_eq!(report["records_accepted_lost"].as_i64(), Some(lost));
+    assert_eq!(report["failback"]["outcome"], "succeeded", "{report}");
+    assert_eq!(report["records_lost_at_failback"], 0);
     assert!(
         report["checks"]
             .as_array()

@@ -215,7 +215,9 @@ mod tests {
     #[test]
     fn the_next_step_is_the_first_not_done_and_a_cut_step_is_reported() {
         let p = plan();
-        let cases: Vec<(&str, Vec<EventBody>, usize, Option<(usize, bool)>)> = vec![
+        // (name, the log, next step, the interrupted step and whether it is idempotent)
+        type Case = (&'static str, Vec<EventBody>, usize, Option<(usize, bool)>);
+        let cases: Vec<Case> = vec![
             ("nothing ran", vec![started(&p, false)], 1, None),
             (
                 "first done",

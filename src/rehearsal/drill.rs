@@ -88,6 +88,9 @@ pub struct GroupRereads {
     pub reread_at_failover: usize,
     /// Records the group read again on the primary after the failback that it had read before.
     pub reread_at_failback: usize,
+    /// What kdr's translate_offsets said the group may read again, at each boundary.
+    pub kdr_estimate_at_failover: Option<i64>,
+    pub kdr_estimate_at_failback: Option<i64>,
     /// Partitions where the group started again from the beginning (mass reprocessing).
     pub restarted_from_beginning: usize,
 }
@@ -471,6 +474,10 @@ async fn drill(
                 group: g.group.clone(),
                 reread_at_failover: at_failover,
                 reread_at_failback: at_failback,
+                kdr_estimate_at_failover: reprocessing_estimate(&run.log, &g.group),
+                kdr_estimate_at_failback: failback
+                    .as_ref()
+                    .and_then(|b| reprocessing_estimate(&b.log, &g.group)),
                 restarted_from_beginning: g.jumped_to_start.len(),
             }
         })
@@ -531,6 +538,31 @@ async fn drill(
         detail: format!("{unseen} records on DR that a group never read"),
     });
 
+    if options.scenario == Scenario::Controlled {
+        let matches = |actual: usize, said: Option<i64>| said == Some(actual as i64);
+        checks.push(Check {
+            name: "kdr's reprocessing estimate matches what consumers re-read".to_owned(),
+            ok: rereads.iter().all(|g| {
+                matches(g.reread_at_failover, g.kdr_estimate_at_failover)
+                    && (failback.is_none()
+                        || matches(g.reread_at_failback, g.kdr_estimate_at_failback))
+            }),
+            detail: rereads
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{}: {}/{:?} and {}/{:?}",
+                        g.group,
+                        g.reread_at_failover,
+                        g.kdr_estimate_at_failover,
+                        g.reread_at_failback,
+                        g.kdr_estimate_at_failback
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
     if let Some(back) = &failback {
         checks.push(Check {
             name: "failback succeeded".to_owned(),
@@ -559,6 +591,19 @@ async fn drill(
         rereads,
         checks,
         run,
+    })
+}
+
+/// The `may_reread` kdr logged for a group in a run's translate_offsets.
+fn reprocessing_estimate(log: &Path, group: &str) -> Option<i64> {
+    let events = journal::read(log).ok()?.events;
+    events.iter().rev().find_map(|e| match &e.body {
+        EventBody::Observation { name, data, .. }
+            if name == "reprocessing" && data["group"] == group =>
+        {
+            data["may_reread"].as_i64()
+        }
+        _ => None,
     })
 }
 
@@ -647,9 +692,14 @@ pub fn summary(report: &DrillReport) -> String {
     }
     out.push_str("  reprocessing ledger (records read twice; idempotent consumers absorb them):\n");
     for g in &report.rereads {
+        let est = |e: Option<i64>| e.map_or("?".to_owned(), |n| n.to_string());
         out.push_str(&format!(
-            "    group {:<24} at the failover: {:>5}   at the failback: {:>5}\n",
-            g.group, g.reread_at_failover, g.reread_at_failback
+            "    group {:<20} at the failover: {:>5} (kdr said {:>5})   at the failback: {:>5} (kdr said {:>5})\n",
+            g.group,
+            g.reread_at_failover,
+            est(g.kdr_estimate_at_failover),
+            g.reread_at_failback,
+            est(g.kdr_estimate_at_failback)
         ));
     }
     out.push('\n');

@@ -45,7 +45,8 @@ pub enum Command {
     #[command(subcommand)]
     Log(LogCommand),
     /// A game day on two embedded clusters: start them, replicate the way MirrorMaker 2 does,
-    /// run a workload, fail over with the plan, and check the numbers. No Kafka needed.
+    /// run a workload, fail over, run traffic on DR, fail back, and check the numbers (RTO, data
+    /// lost, records re-read). No Kafka needed.
     #[command(after_help = crate::exit::HELP)]
     Rehearse(RehearseArgs),
 }
@@ -60,7 +61,7 @@ pub struct RehearseArgs {
     /// the primary goes down right after the declaration, so the loss is accepted and checked.
     #[arg(long, value_enum, default_value_t = crate::rehearsal::drill::Scenario::Controlled)]
     pub scenario: crate::rehearsal::drill::Scenario,
-    /// Write the incident log here instead of <incident_log.dir>/<plan>-<direction>-<run id>.jsonl.
+    /// Write the failover's incident log here (the failback's goes to the default place).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
     /// Print the drill's report as JSON on stdout.

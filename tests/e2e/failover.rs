@@ -598,3 +598,60 @@ fn rehearse_controlled_loses_nothing_and_disaster_accepts_exactly_what_is_missin
         "{report}"
     );
 }
+
+#[test]
+fn malformed_checkpoint_records_are_skipped_and_counted_never_fatal() {
+    let w = World::start(spec(ReplicationPolicy::default_policy()));
+    let dr = kdr::kafka::Cluster::new(
+        kdr::kafka::ClusterSpec::new(
+            kdr::kafka::ClusterRole::Dr,
+            w.world.bootstrap_servers(Role::Dr).to_owned(),
+        ),
+        Duration::from_secs(5),
+    )
+    .expect("cluster");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        // Garbage, a truncated key, and a value with an unknown version.
+        dr.produce_one("primary.checkpoints.internal", b"garbage", b"\xff\xfe")
+            .await
+            .expect("garbage");
+        dr.produce_one("primary.checkpoints.internal", b"\x00\x05bil", b"\x00\x00")
+            .await
+            .expect("truncated");
+        let key = kdr::mm2::Checkpoint {
+            group: "billing".into(),
+            topic: "primary.orders".into(),
+            partition: 0,
+            upstream_offset: 1,
+            downstream_offset: 1,
+            metadata: String::new(),
+        };
+        let mut value = key.encode_value().expect("value");
+        value[1] = 7;
+        dr.produce_one(
+            "primary.checkpoints.internal",
+            &key.encode_key().expect("key"),
+            &value,
+        )
+        .await
+        .expect("version");
+    });
+    w.plan("  - translate_offsets: {}\n", "");
+    let run = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let read = events(&w.log())
+        .into_iter()
+        .find(|e| e["name"] == "checkpoints_read")
+        .expect("read");
+    let skipped = &read["data"]["skipped"];
+    let total = ["malformed", "tombstones", "unsupported_version"]
+        .iter()
+        .filter_map(|k| skipped[k].as_u64())
+        .sum::<u64>();
+    assert_eq!(total, 3, "{read}");
+    assert!(skipped["malformed"].as_u64() >= Some(1), "{read}");
+}

@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: test lint ci rehearse
+.PHONY: test lint ci rehearse test-brokers
 
 # The README's test command: every test, unit and end-to-end.
 test:
@@ -14,3 +14,9 @@ lint:
 
 # Exactly what CI runs on a clean clone.
 ci: lint test
+
+# The real-broker suite: installs the pinned Nisshi broker if missing (about 14 minutes, once),
+# then runs tests/brokers, which starts its own Nisshi processes on 127.0.0.1. Not part of `test`.
+test-brokers:
+	scripts/test-brokers
+	$(CARGO) test --locked --test brokers

@@ -1,0 +1,119 @@
+//! `kdr failover`, the built binary, against the two Nisshi brokers with the replicator running.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kdr::kafka::TopicPartition;
+
+use crate::cluster::Member;
+use crate::harness::{block_on, events, kdr, logs, wait_until};
+use crate::mm2::{COMMITS, GROUP, Mm2, REMOTE_TOPIC, checkpoint};
+
+const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "drill"];
+
+/// Writes `drill.yaml` into `dir` for the pair with the given failover steps.
+fn plan(mm2: &Mm2, dir: &Path, failover: &str) {
+    let text = format!(
+        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ topics: [orders], groups: [{GROUP}] }}\nfailover:\n{failover}failback:\n  - exec: {{ run: \"true\" }}\n",
+        mm2.pair.primary.bootstrap(),
+        mm2.pair.dr.bootstrap(),
+    );
+    std::fs::write(dir.join("drill.yaml"), text).expect("plan");
+}
+
+fn failover(dir: &Path) -> crate::harness::Run {
+    let args: Vec<&str> = ["failover", "--plan", "drill.yaml"]
+        .iter()
+        .chain(YES)
+        .copied()
+        .collect();
+    kdr(dir, &args)
+}
+
+fn remote_partitions() -> Vec<TopicPartition> {
+    COMMITS
+        .iter()
+        .map(|&(p, _)| TopicPartition::new(REMOTE_TOPIC, p))
+        .collect()
+}
+
+#[test]
+fn failover_declares_waits_for_replication_and_commits_translated_offsets_on_dr() {
+    let mm2 = Mm2::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    plan(
+        &mm2,
+        dir.path(),
+        "  - declare: {}\n  - wait_replication: { timeout: 20s, poll_interval: 100ms, on_timeout: abort }\n  - translate_offsets: { groups: all }\n",
+    );
+    let run = failover(dir.path());
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // The offsets committed on DR are the checkpoints' translations: nothing else wrote them.
+    let stats = mm2.stats();
+    let expected: Vec<(TopicPartition, Option<i64>)> = COMMITS
+        .iter()
+        .map(|&(p, _)| {
+            let c = checkpoint(&stats, p).expect("checkpoint");
+            (
+                TopicPartition::new(REMOTE_TOPIC, p),
+                Some(c.downstream_offset),
+            )
+        })
+        .collect();
+    let committed =
+        block_on(mm2.dr().committed_offsets(GROUP, &remote_partitions())).expect("committed");
+    assert_eq!(committed, expected, "{run:?}");
+    assert_eq!(committed[0].1, Some(10));
+    assert_eq!(committed[2].1, Some(10));
+
+    let log = logs(dir.path()).pop().expect("an incident log");
+    let finished: Vec<String> = events(&log)
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .map(|e| format!("{} {}", e["step"], e["status"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(finished, ["1 ok", "2 ok", "3 ok"], "{run:?}");
+}
+
+#[test]
+fn translate_offsets_refuses_a_group_with_a_live_member_on_dr_and_names_it() {
+    let mm2 = Mm2::start();
+    let dr = mm2.dr();
+    let member = Member::join(
+        &mm2.pair.dr.bootstrap(),
+        GROUP,
+        REMOTE_TOPIC,
+        "still-running-on-dr",
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the consumer on DR to join the group",
+        || block_on(dr.group_state(GROUP)).is_ok_and(|d| d.state == "Stable" && d.has_members()),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    plan(&mm2, dir.path(), "  - translate_offsets: { groups: all }\n");
+    let run = failover(dir.path());
+    assert_eq!(run.code, 1, "{run:?}");
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        output.contains(&format!(
+            "groups with live members on dr were refused: {GROUP}"
+        )),
+        "{run:?}"
+    );
+    let log = logs(dir.path()).pop().expect("an incident log");
+    let members = events(&log)
+        .into_iter()
+        .find(|e| e["name"] == "group_members")
+        .expect("a group_members observation");
+    let detail = members["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("still-running-on-dr"),
+        "the refusal does not name the member: {members}"
+    );
+    // Nothing was committed for the live group.
+    let committed = block_on(dr.committed_offsets(GROUP, &remote_partitions())).expect("committed");
+    assert!(committed.iter().all(|(_, o)| o.is_none()), "{committed:?}");
+    drop(member);
+}

@@ -1,0 +1,396 @@
+//! Nisshi brokers as child processes of the test, on free loopback ports, stopped when the test
+//! ends (also when it panics); and the kdr binary run against them with a bounded wait.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kdr::kafka::{Cluster, ClusterRole, ClusterSpec, Reachability};
+
+pub const KDR: &str = env!("CARGO_BIN_EXE_kdr");
+
+/// The Nisshi release the suite is written against; `scripts/test-brokers` installs it.
+pub const NISSHI_VERSION: &str = "0.8.1";
+
+/// How long a broker may take from spawn to answering a metadata request.
+pub const START_BOUND: Duration = Duration::from_secs(20);
+
+/// How long any single kdr invocation may take before the test calls it hung.
+pub const RUN_BOUND: Duration = Duration::from_secs(90);
+
+/// The bound on each `Cluster` operation the tests make.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a broker keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// `memory://`: gone when the process stops. The default.
+    Memory,
+    /// `sqlite://` in the broker's scratch directory: survives [`Nisshi::restart`].
+    Sqlite,
+}
+
+/// One Nisshi broker process (a one-broker cluster). Dropping it kills and reaps the process.
+pub struct Nisshi {
+    name: String,
+    storage: Storage,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    started_in: Duration,
+}
+
+impl std::fmt::Debug for Nisshi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nisshi")
+            .field("name", &self.name)
+            .field("bootstrap", &self.bootstrap())
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `nisshi` on PATH, checked once per test process: a missing or wrong broker fails every
+/// broker test with the same instruction, never a skip.
+pub fn nisshi_binary() -> &'static Path {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let found = BINARY.get_or_init(|| {
+        let path = std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join("nisshi"))
+                    .find(|candidate| candidate.is_file())
+            })
+            .ok_or_else(|| {
+                "nisshi is not on PATH: run scripts/test-brokers (or `make test-brokers`) to install \
+                 the pinned Nisshi broker the real-broker tests need"
+                    .to_owned()
+            })?;
+        let output = Command::new(&path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("failed to run {} --version: {e}", path.display()))?;
+        let version = String::from_utf8_lossy(&output.stdout);
+        if !version.split_whitespace().any(|word| word == NISSHI_VERSION) {
+            return Err(format!(
+                "{} reports {:?}, not Nisshi {NISSHI_VERSION}: run scripts/test-brokers",
+                path.display(),
+                version.trim()
+            ));
+        }
+        Ok(path)
+    });
+    match found {
+        Ok(path) => path,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago. The broker binds it right after; if another
+/// process took it meanwhile, [`Nisshi::start`] tries again with a new one.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A current-thread runtime for the async `Cluster` API in synchronous tests.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(future)
+}
+
+impl Nisshi {
+    /// Starts a broker with cluster id `name` on a free loopback port and waits (at most
+    /// [`START_BOUND`]) until it answers a metadata request.
+    pub fn start(name: &str, storage: Storage) -> Nisshi {
+        let mut broker = Nisshi {
+            name: name.to_owned(),
+            storage,
+            port: 0,
+            dir: tempfile::Builder::new()
+                .prefix(&format!("nisshi-{name}-"))
+                .tempdir()
+                .expect("tempdir"),
+            child: None,
+            started_in: Duration::ZERO,
+        };
+        // A port taken between our probe and the broker's bind makes the broker exit at once:
+        // try another.
+        let mut last_failure = String::new();
+        for _ in 0..3 {
+            broker.port = free_port();
+            match broker.spawn_and_wait() {
+                Ok(()) => return broker,
+                Err(why) => {
+                    broker.kill();
+                    last_failure = why;
+                }
+            }
+        }
+        panic!("failed to start Nisshi broker {name}: {last_failure}");
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How long the last start took, spawn to first metadata answer.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// A kdr `Cluster` for this broker in the given role.
+    pub fn cluster(&self, role: ClusterRole) -> Cluster {
+        Cluster::new(ClusterSpec::new(role, self.bootstrap()), OPERATION_TIMEOUT)
+            .expect("cluster spec")
+    }
+
+    /// The broker's own output so far (stdout and stderr), for failure messages.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// Kills the broker and starts it again on the same port with the same storage.
+    pub fn restart(&mut self) {
+        assert_eq!(
+            self.storage,
+            Storage::Sqlite,
+            "restarting a memory:// broker would lose its data: start it with Storage::Sqlite"
+        );
+        self.kill();
+        if let Err(why) = self.spawn_and_wait() {
+            self.kill();
+            panic!("failed to restart Nisshi broker {}: {why}", self.name);
+        }
+    }
+
+    fn storage_url(&self) -> String {
+        match self.storage {
+            Storage::Memory => format!("memory://{}/", self.name),
+            // Nisshi resolves a sqlite:// URL against its working directory, even one that
+            // looks absolute (`sqlite:///tmp/x.db` opens `./tmp/x.db`); the broker runs in
+            // its scratch directory.
+            Storage::Sqlite => "sqlite://broker.db".to_owned(),
+        }
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .map_err(|e| format!("open broker.log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("clone log: {e}"))?;
+        // Every setting on the command line and nothing from the environment: Nisshi reads
+        // LISTENER_URL, STORAGE_ENGINE, SCHEMA_REGISTRY, OTEL_* ... as defaults, and its own
+        // default listener is every interface.
+        let mut command = Command::new(nisshi_binary());
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .args(["broker", "--cluster-id", &self.name])
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.storage_url()])
+            .args(["--group-initial-rebalance-delay", "0s"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // If the test process dies without running destructors (SIGKILL, abort), the kernel
+        // kills the broker too. The signal follows the spawning thread, which is the test's own
+        // thread and outlives the broker: `Nisshi` is dropped on it.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("failed to spawn {}: {e}", nisshi_binary().display()))?;
+        self.child = Some(child);
+        let cluster = Cluster::new(
+            ClusterSpec::new(ClusterRole::Primary, self.bootstrap()),
+            Duration::from_secs(2),
+        )
+        .expect("cluster spec");
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!(
+                    "nisshi exited with {status} before answering; its output:\n{}",
+                    self.output()
+                ));
+            }
+            if let Ok(Reachability::Reachable(_)) = block_on(cluster.probe()) {
+                self.started_in = started.elapsed();
+                return Ok(());
+            }
+            if started.elapsed() > START_BOUND {
+                return Err(format!(
+                    "no metadata answer from {} within {START_BOUND:?}; its output:\n{}",
+                    self.bootstrap(),
+                    self.output()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nisshi {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The two clusters of a DR pair, each one Nisshi process.
+#[derive(Debug)]
+pub struct Pair {
+    pub primary: Nisshi,
+    pub dr: Nisshi,
+}
+
+impl Pair {
+    /// Both brokers with memory storage, cluster ids `primary` and `dr`.
+    pub fn start() -> Pair {
+        Pair::start_with(Storage::Memory)
+    }
+
+    pub fn start_with(storage: Storage) -> Pair {
+        Pair {
+            primary: Nisshi::start("primary", storage),
+            dr: Nisshi::start("dr", storage),
+        }
+    }
+}
+
+/// What a kdr invocation did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the built kdr in `dir` with `args`, killing it (and failing the test) after
+/// [`RUN_BOUND`].
+pub fn kdr(dir: &Path, args: &[&str]) -> Run {
+    let child = Command::new(KDR)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "200")
+        .env_remove("KDR_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kdr");
+    wait(child, RUN_BOUND)
+}
+
+fn wait(mut child: Child, bound: Duration) -> Run {
+    // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status: ExitStatus = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kdr did not finish within {bound:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        code: status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Polls until `cond` holds, at most `bound`; panics with `what` otherwise.
+pub fn wait_until(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < bound,
+            "timed out after {bound:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Events of an incident log as JSON values.
+pub fn events(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// The incident logs under `dir/incidents`, sorted by name (names start with a UTC timestamp).
+pub fn logs(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.join("incidents"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    logs
+}

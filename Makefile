@@ -4,8 +4,11 @@ CARGO ?= cargo
 
 .PHONY: test lint ci rehearse test-brokers
 
-# The README's test command: every test, unit and end-to-end.
+# The README's test command: every test, unit, end-to-end on the embedded clusters, and the
+# real-broker suite (scripts/test-brokers installs the pinned Nisshi broker first if missing:
+# about 15 minutes, once per machine).
 test:
+	scripts/test-brokers
 	$(CARGO) test --locked --all-targets
 
 lint:
@@ -15,8 +18,7 @@ lint:
 # Exactly what CI runs on a clean clone.
 ci: lint test
 
-# The real-broker suite: installs the pinned Nisshi broker if missing (about 14 minutes, once),
-# then runs tests/brokers, which starts its own Nisshi processes on 127.0.0.1. Not part of `test`.
+# Only the real-broker suite: tests/brokers starts its own Nisshi processes on 127.0.0.1.
 test-brokers:
 	scripts/test-brokers
 	$(CARGO) test --locked --test brokers

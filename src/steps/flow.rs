@@ -10,7 +10,7 @@ use crate::kafka::{
     self, Cluster, ClusterSpec, KafkaError, Reachability, ReadOptions, TopicPartition,
 };
 use crate::mm2::{CheckpointIndex, HeartbeatView, OffsetSync, ReplicationPolicy};
-use crate::plan::{ClusterPlan, Direction, OffsetSyncsLocation, Plan, Role, matches_any};
+use crate::plan::{ClusterPlan, Direction, OffsetSyncsLocation, Plan, Role, Selector, matches_any};
 
 /// Each librdkafka call is bounded by this, and by the step's deadline around it.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -387,4 +387,341 @@ pub fn now_ms() -> i64 {
 /// Sum of known lags.
 pub fn total_lag(lags: &[PartitionLag]) -> i64 {
     lags.iter().filter_map(|l| l.lag).sum()
+}
+
+/// One partition of one group's offset translation: the shape the translate_offsets step logs
+/// (and the core of what `kdr offsets translate` prints).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionTranslation {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub partition: i32,
+    pub source_offset: i64,
+    pub target_offset: i64,
+    pub current_offset: Option<i64>,
+    pub checkpoint_age_ms: i64,
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupTranslation {
+    pub group: String,
+    pub state: String,
+    pub partitions: Vec<PartitionTranslation>,
+}
+
+impl PartitionTranslation {
+    /// Whether applying the translation writes this partition's offset.
+    pub fn commits(&self) -> bool {
+        self.action == "commit" || self.action.starts_with("clamp")
+    }
+}
+
+impl GroupTranslation {
+    /// The offsets applying the translation commits on the target.
+    pub fn commits(&self) -> Vec<(TopicPartition, i64)> {
+        self.partitions
+            .iter()
+            .filter(|p| p.commits())
+            .map(|p| {
+                (
+                    TopicPartition::new(p.target_topic.clone(), p.partition),
+                    p.target_offset,
+                )
+            })
+            .collect()
+    }
+}
+
+/// The groups to translate: names as given, `re:` patterns matched against the groups that have
+/// checkpoints. Sorted, without duplicates.
+pub fn resolve_groups(selectors: &[Selector], index: &CheckpointIndex) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in selectors {
+        match s {
+            Selector::Name(n) => out.push(n.clone()),
+            Selector::Pattern { .. } => {
+                out.extend(
+                    index
+                        .groups()
+                        .into_iter()
+                        .filter(|g| s.matches(g))
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl Flow {
+    /// The source topic a checkpoint's (target-named) topic came from.
+    pub fn source_topic_of(&self, target_topic: &str) -> String {
+        match &self.policy {
+            ReplicationPolicy::Identity { .. } => target_topic.to_owned(),
+            ReplicationPolicy::Default { .. } => {
+                if self.policy.topic_source(target_topic).as_deref() == Some(self.source_alias()) {
+                    self.policy
+                        .upstream_topic(target_topic)
+                        .unwrap_or_else(|| target_topic.to_owned())
+                } else {
+                    // MM2 renamed a topic that came from the target back to its original name.
+                    self.policy
+                        .format_remote_topic(self.target_alias(), target_topic)
+                }
+            }
+        }
+    }
+
+    /// The group's state on the target as translations report it: `active` when it has live
+    /// members (their description is returned too), else the broker's state in lower case, or
+    /// `unknown (…)` when the target does not say. Never fails: an unknown state does not
+    /// stop a translation, the broker's refusal of a commit to a live group is the last guard.
+    pub async fn target_group_state(
+        &self,
+        group: &str,
+        deadline: tokio::time::Instant,
+    ) -> (String, Option<kafka::GroupDescription>) {
+        match tokio::time::timeout_at(deadline, self.target.group_state(group)).await {
+            Ok(Ok(desc)) if desc.has_members() => ("active".to_owned(), Some(desc)),
+            Ok(Ok(desc)) => (desc.state.to_lowercase(), None),
+            Ok(Err(KafkaError::Unsupported { .. })) => (
+                "unknown (membership not reported by this cluster)".to_owned(),
+                None,
+            ),
+            Ok(Err(e)) => (format!("unknown ({e})"), None),
+            Err(_) => ("unknown (no answer in time)".to_owned(), None),
+        }
+    }
+}
+
+/// The target partitions a group has checkpoints for.
+pub fn checkpointed_partitions(index: &CheckpointIndex, group: &str) -> Vec<TopicPartition> {
+    index
+        .for_group(group)
+        .iter()
+        .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
+        .collect()
+}
+
+/// What the target holds for a group's checkpointed partitions.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPositions {
+    /// The group's committed offsets there, `None` where it has none.
+    pub current: Vec<(TopicPartition, Option<i64>)>,
+    /// The partitions' log start and end offsets.
+    pub marks: Vec<kafka::Watermarks>,
+}
+
+/// What to do for every checkpointed partition of a group, given what the target holds.
+/// Translations below the log start or past the log end are clamped; a translation behind the
+/// group's current offset is skipped unless `allow_rewind`. Pure: the reads are the caller's.
+pub fn plan_translation(
+    flow: &Flow,
+    group: &str,
+    index: &CheckpointIndex,
+    target: &TargetPositions,
+    allow_rewind: bool,
+    now_ms: i64,
+) -> Vec<PartitionTranslation> {
+    let mut partitions = Vec::new();
+    for (checkpoint, ts) in index.for_group(group) {
+        let tp = (checkpoint.topic.as_str(), checkpoint.partition);
+        let current_offset = target
+            .current
+            .iter()
+            .find(|(t, _)| (t.topic.as_str(), t.partition) == tp)
+            .and_then(|(_, o)| *o);
+        let mark = target
+            .marks
+            .iter()
+            .find(|w| (w.topic.as_str(), w.partition) == tp);
+        let translated = checkpoint.downstream_offset;
+        let (target_offset, action) = match mark {
+            None => (
+                translated,
+                "skip: no such partition on the target".to_owned(),
+            ),
+            Some(w) if translated < w.low => (
+                w.low,
+                format!("clamp: {translated} is below the log start {}", w.low),
+            ),
+            Some(w) if translated > w.high => (
+                w.high,
+                format!("clamp: {translated} is past the log end {}", w.high),
+            ),
+            Some(_) => (translated, String::new()),
+        };
+        let action = if !action.is_empty() && action.starts_with("skip") {
+            action
+        } else if current_offset.is_some_and(|c| target_offset < c) && !allow_rewind {
+            "skip: would rewind".to_owned()
+        } else if current_offset == Some(target_offset) {
+            "unchanged".to_owned()
+        } else if action.is_empty() {
+            "commit".to_owned()
+        } else {
+            action
+        };
+        partitions.push(PartitionTranslation {
+            source_topic: flow.source_topic_of(&checkpoint.topic),
+            target_topic: checkpoint.topic.clone(),
+            partition: checkpoint.partition,
+            source_offset: checkpoint.upstream_offset,
+            target_offset,
+            current_offset,
+            checkpoint_age_ms: now_ms - ts,
+            action,
+        });
+    }
+    partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::Watermarks;
+    use crate::mm2::Checkpoint;
+
+    fn plan(policy: &str) -> Plan {
+        let text = format!(
+            "version: 1\nname: t\nclusters:\n  primary: {{ bootstrap_servers: \"127.0.0.1:1\" }}\n  dr: {{ bootstrap_servers: \"127.0.0.1:2\" }}\nreplication: {{ {policy}, topics: [orders], groups: [g, \"re:app-.*\"] }}\nfailover:\n  - translate_offsets: {{}}\nfailback:\n  - translate_offsets: {{}}\n"
+        );
+        crate::plan::load_bytes(
+            std::path::Path::new("t.yaml"),
+            text.as_bytes(),
+            std::path::Path::new("."),
+            &crate::plan::SystemLookup,
+        )
+        .expect("plan")
+    }
+
+    fn flow(policy: &str, direction: Direction) -> Flow {
+        let plan = plan(policy);
+        let clusters = Clusters::from_plan(&plan).expect("clusters");
+        Flow::new(&plan, &clusters, direction)
+    }
+
+    /// Checkpoints of group `g` (and `app-1`) as MM2 writes them, stamped 1000.
+    fn index(checkpoints: &[(&str, &str, i32, i64, i64)]) -> CheckpointIndex {
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = checkpoints
+            .iter()
+            .map(|(group, topic, partition, upstream, downstream)| {
+                let c = Checkpoint {
+                    group: (*group).to_owned(),
+                    topic: (*topic).to_owned(),
+                    partition: *partition,
+                    upstream_offset: *upstream,
+                    downstream_offset: *downstream,
+                    metadata: String::new(),
+                };
+                (
+                    c.encode_key().expect("key"),
+                    c.encode_value().expect("value"),
+                )
+            })
+            .collect();
+        CheckpointIndex::from_records(encoded.iter().enumerate().map(|(i, (k, v))| {
+            crate::mm2::checkpoints::RawRecord {
+                offset: i as i64,
+                key: Some(k),
+                value: Some(v),
+                timestamp_ms: 1000,
+            }
+        }))
+    }
+
+    fn marks(low: i64, high: i64, partitions: i32) -> Vec<Watermarks> {
+        (0..partitions)
+            .map(|p| Watermarks {
+                topic: "primary.orders".to_owned(),
+                partition: p,
+                low,
+                high,
+            })
+            .collect()
+    }
+
+    fn actions(partitions: &[PartitionTranslation]) -> Vec<(i64, &str)> {
+        partitions
+            .iter()
+            .map(|p| (p.target_offset, p.action.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn translation_commits_clamps_and_never_rewinds_unless_allowed() {
+        let flow = flow("policy: default", Direction::Failover);
+        let index = index(&[
+            ("g", "primary.orders", 0, 100, 90),
+            ("g", "primary.orders", 1, 100, 5),
+            ("g", "primary.orders", 2, 100, 500),
+            ("g", "primary.orders", 3, 100, 40),
+            ("g", "primary.orders", 4, 100, 60),
+            ("g", "primary.orders", 5, 100, 70),
+        ]);
+        let tp = |p| TopicPartition::new("primary.orders", p);
+        let target = TargetPositions {
+            current: vec![(tp(3), Some(50)), (tp(4), Some(60)), (tp(0), None)],
+            marks: marks(10, 200, 5),
+        };
+        let planned = plan_translation(&flow, "g", &index, &target, false, 1500);
+        assert_eq!(
+            actions(&planned),
+            [
+                (90, "commit"),
+                (10, "clamp: 5 is below the log start 10"),
+                (200, "clamp: 500 is past the log end 200"),
+                (40, "skip: would rewind"),
+                (60, "unchanged"),
+                (70, "skip: no such partition on the target"),
+            ]
+        );
+        assert!(planned.iter().all(|p| p.source_topic == "orders"));
+        assert!(planned.iter().all(|p| p.checkpoint_age_ms == 500));
+        assert_eq!(planned[3].current_offset, Some(50));
+        let group = GroupTranslation {
+            group: "g".to_owned(),
+            state: "empty".to_owned(),
+            partitions: planned,
+        };
+        assert_eq!(
+            group.commits(),
+            [(tp(0), 90), (tp(1), 10), (tp(2), 200)],
+            "only commits and clamps are written"
+        );
+
+        let rewinding = plan_translation(&flow, "g", &index, &target, true, 1500);
+        assert_eq!(rewinding[3].action, "commit");
+    }
+
+    #[test]
+    fn source_topics_follow_the_policy_both_ways() {
+        let failover = flow("policy: default", Direction::Failover);
+        assert_eq!(failover.source_topic_of("primary.orders"), "orders");
+        // A checkpoint for a topic that came from the target names its original.
+        assert_eq!(failover.source_topic_of("orders"), "dr.orders");
+        let failback = flow("policy: default", Direction::Failback);
+        assert_eq!(failback.source_topic_of("dr.orders"), "orders");
+        let custom = flow("policy: default, separator: \"_\"", Direction::Failover);
+        assert_eq!(custom.source_topic_of("primary_orders"), "orders");
+        let identity = flow("policy: identity", Direction::Failover);
+        assert_eq!(identity.source_topic_of("orders"), "orders");
+    }
+
+    #[test]
+    fn groups_are_named_or_matched_against_the_checkpointed_ones() {
+        let plan = plan("policy: default");
+        let index = index(&[
+            ("app-1", "primary.orders", 0, 1, 1),
+            ("app-2", "primary.orders", 0, 1, 1),
+            ("other", "primary.orders", 0, 1, 1),
+        ]);
+        assert_eq!(
+            resolve_groups(&plan.replication.groups, &index),
+            ["app-1", "app-2", "g"]
+        );
+    }
 }

@@ -7,33 +7,14 @@
 //! it), never moves a group backwards unless the plan allows it, clamps below the log start, and
 //! commits. Every partition's numbers go in the log.
 
-use serde::Serialize;
-
-use super::flow::{Flow, now_ms};
+use super::flow::{
+    Flow, GroupTranslation, TargetPositions, checkpointed_partitions, now_ms, plan_translation,
+    resolve_groups,
+};
 use super::{StepCtx, StepDone, StepError, StepResult};
 use crate::kafka::{KafkaError, TopicPartition};
-use crate::mm2::{CheckpointIndex, ReplicationPolicy};
-use crate::plan::{Groups, MissingCheckpoint, TranslateOffsets, matches_any};
-
-/// One partition of one group: the JSON shape of the log and of `kdr offsets translate`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PartitionTranslation {
-    pub source_topic: String,
-    pub target_topic: String,
-    pub partition: i32,
-    pub source_offset: i64,
-    pub target_offset: i64,
-    pub current_offset: Option<i64>,
-    pub checkpoint_age_ms: i64,
-    pub action: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupTranslation {
-    pub group: String,
-    pub state: String,
-    pub partitions: Vec<PartitionTranslation>,
-}
+use crate::mm2::CheckpointIndex;
+use crate::plan::{Groups, MissingCheckpoint, TranslateOffsets};
 
 pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     let flow = ctx.flow()?;
@@ -80,7 +61,11 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             "skip_examples": index.skip_examples().iter().map(|s| format!("{s:?}")).collect::<Vec<_>>(),
         }),
     )?;
-    let groups = resolve_groups(ctx, &t.groups, &index);
+    let selectors = match &t.groups {
+        Groups::All => &ctx.plan.replication.groups,
+        Groups::List(l) => l,
+    };
+    let groups = resolve_groups(selectors, &index);
     if groups.is_empty() {
         return Ok(StepDone::Skipped(
             "the plan names no consumer groups to translate".to_owned(),
@@ -128,17 +113,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             refused.push(group);
             continue;
         }
-        let commits: Vec<(TopicPartition, i64)> = plan
-            .partitions
-            .iter()
-            .filter(|p| p.action == "commit" || p.action.starts_with("clamp"))
-            .map(|p| {
-                (
-                    TopicPartition::new(p.target_topic.clone(), p.partition),
-                    p.target_offset,
-                )
-            })
-            .collect();
+        let commits: Vec<(TopicPartition, i64)> = plan.commits();
         if ctx.dry_run {
             ctx.recorder.observe(
                 "group",
@@ -221,85 +196,30 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     )))
 }
 
-fn resolve_groups(ctx: &StepCtx<'_>, groups: &Groups, index: &CheckpointIndex) -> Vec<String> {
-    let selectors = match groups {
-        Groups::All => &ctx.plan.replication.groups,
-        Groups::List(l) => l,
-    };
-    let mut out: Vec<String> = Vec::new();
-    for s in selectors {
-        match s {
-            crate::plan::Selector::Name(n) => out.push(n.clone()),
-            crate::plan::Selector::Pattern { .. } => {
-                out.extend(
-                    index
-                        .groups()
-                        .into_iter()
-                        .filter(|g| matches_any(std::slice::from_ref(s), g))
-                        .map(str::to_owned),
-                );
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// The source topic a checkpoint's (target-named) topic came from.
-fn source_topic_of(flow: &Flow, target_topic: &str) -> String {
-    match &flow.policy {
-        ReplicationPolicy::Identity { .. } => target_topic.to_owned(),
-        ReplicationPolicy::Default { .. } => {
-            if flow.policy.topic_source(target_topic).as_deref() == Some(flow.source_alias()) {
-                flow.policy
-                    .upstream_topic(target_topic)
-                    .unwrap_or_else(|| target_topic.to_owned())
-            } else {
-                // MM2 renamed a topic that came from the target back to its original name.
-                flow.policy
-                    .format_remote_topic(flow.target_alias(), target_topic)
-            }
-        }
-    }
-}
-
 /// Work out what to do for every partition of a group, reading its state on the target.
-pub async fn plan_group(
+async fn plan_group(
     ctx: &mut StepCtx<'_>,
     flow: &Flow,
     group: &str,
     index: &CheckpointIndex,
     allow_rewind: bool,
 ) -> Result<GroupTranslation, StepError> {
-    let state = match tokio::time::timeout_at(ctx.deadline, flow.target.group_state(group)).await {
-        Ok(Ok(desc)) if desc.has_members() => {
-            let members: Vec<String> = desc.members.iter().map(ToString::to_string).collect();
-            ctx.recorder.observe(
-                "group_members",
-                format!(
-                    "group {group} is {} on {} with members: {}",
-                    desc.state,
-                    flow.target_plan.role,
-                    members.join(", ")
-                ),
-                serde_json::to_value(&desc).unwrap_or_default(),
-            )?;
-            "active".to_owned()
-        }
-        Ok(Ok(desc)) => desc.state.to_lowercase(),
-        Ok(Err(KafkaError::Unsupported { .. })) => {
-            "unknown (membership not reported by this cluster)".to_owned()
-        }
-        Ok(Err(e)) => format!("unknown ({e})"),
-        Err(_) => "unknown (no answer in time)".to_owned(),
-    };
+    let (state, members) = flow.target_group_state(group, ctx.deadline).await;
+    if let Some(desc) = members {
+        let names: Vec<String> = desc.members.iter().map(ToString::to_string).collect();
+        ctx.recorder.observe(
+            "group_members",
+            format!(
+                "group {group} is {} on {} with members: {}",
+                desc.state,
+                flow.target_plan.role,
+                names.join(", ")
+            ),
+            serde_json::to_value(&desc).unwrap_or_default(),
+        )?;
+    }
     let now = now_ms();
-    let checkpoints = index.for_group(group);
-    let tps: Vec<TopicPartition> = checkpoints
-        .iter()
-        .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
-        .collect();
+    let tps = checkpointed_partitions(index, group);
     let current = ctx
         .bounded(
             &format!("read group {group}'s committed offsets"),
@@ -309,57 +229,10 @@ pub async fn plan_group(
     let marks = ctx
         .bounded("read the target's watermarks", flow.target.watermarks(&tps))
         .await?;
-    let mut partitions = Vec::new();
-    for (checkpoint, ts) in checkpoints {
-        let tp = (checkpoint.topic.clone(), checkpoint.partition);
-        let current_offset = current
-            .iter()
-            .find(|(t, _)| (t.topic.as_str(), t.partition) == (tp.0.as_str(), tp.1))
-            .and_then(|(_, o)| *o);
-        let mark = marks
-            .iter()
-            .find(|w| (w.topic.as_str(), w.partition) == (tp.0.as_str(), tp.1));
-        let translated = checkpoint.downstream_offset;
-        let (target_offset, action) = match mark {
-            None => (
-                translated,
-                "skip: no such partition on the target".to_owned(),
-            ),
-            Some(w) if translated < w.low => (
-                w.low,
-                format!("clamp: {translated} is below the log start {}", w.low),
-            ),
-            Some(w) if translated > w.high => (
-                w.high,
-                format!("clamp: {translated} is past the log end {}", w.high),
-            ),
-            Some(_) => (translated, String::new()),
-        };
-        let action = if !action.is_empty() && action.starts_with("skip") {
-            action
-        } else if current_offset.is_some_and(|c| target_offset < c) && !allow_rewind {
-            "skip: would rewind".to_owned()
-        } else if current_offset == Some(target_offset) {
-            "unchanged".to_owned()
-        } else if action.is_empty() {
-            "commit".to_owned()
-        } else {
-            action
-        };
-        partitions.push(PartitionTranslation {
-            source_topic: source_topic_of(flow, &checkpoint.topic),
-            target_topic: checkpoint.topic.clone(),
-            partition: checkpoint.partition,
-            source_offset: checkpoint.upstream_offset,
-            target_offset,
-            current_offset,
-            checkpoint_age_ms: now - ts,
-            action,
-        });
-    }
+    let target = TargetPositions { current, marks };
     Ok(GroupTranslation {
         group: group.to_owned(),
         state,
-        partitions,
+        partitions: plan_translation(flow, group, index, &target, allow_rewind, now),
     })
 }

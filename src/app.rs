@@ -4,7 +4,7 @@ use std::io::Write;
 
 use tokio::sync::watch;
 
-use crate::cli::{Cli, Command, LogCommand, Output, PlanCommand, RunArgs};
+use crate::cli::{Cli, Command, FlowDirection, LagArgs, LogCommand, Output, PlanCommand, RunArgs};
 use crate::engine::{self, EngineError, RunRequest, gate::Gate};
 use crate::exit;
 use crate::journal::{self, Outcome};
@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Failover(args) => run_direction(Direction::Failover, args, color),
         Command::Failback(args) => run_direction(Direction::Failback, args, color),
         Command::Rehearse(args) => rehearse(args, color),
+        Command::Lag(args) => lag(args),
     }
 }
 
@@ -270,4 +271,50 @@ pub fn outcome_code(outcome: Outcome) -> u8 {
         Outcome::Aborted => exit::ABORTED,
         Outcome::Interrupted => exit::INTERRUPTED,
     }
+}
+
+fn flow_direction(d: FlowDirection) -> Direction {
+    match d {
+        FlowDirection::Failover => Direction::Failover,
+        FlowDirection::Failback => Direction::Failback,
+    }
+}
+
+/// Prints a look-up's report as a table or JSON and returns its exit code.
+fn lookup_outcome<R: serde::Serialize>(
+    result: Result<R, crate::lookup::LookupError>,
+    output: Output,
+    render: impl Fn(&R) -> String,
+    code: impl Fn(&R) -> u8,
+) -> u8 {
+    match result {
+        Ok(report) => {
+            match output {
+                Output::Table => print!("{}", render(&report)),
+                Output::Json => print_json(&report),
+            }
+            code(&report)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                crate::lookup::LookupError::Config(_) => exit::USAGE,
+                _ => exit::FAILED,
+            }
+        }
+    }
+}
+
+fn lag(args: LagArgs) -> u8 {
+    use crate::lookup::lag;
+    let plan = match plan::load(&args.plan) {
+        Ok(p) => p,
+        Err(e) => return plan_error(&e),
+    };
+    let direction = flow_direction(args.direction);
+    let result = crate::lookup::run_bounded(&plan, args.timeout, |clusters, deadline| {
+        let plan = &plan;
+        async move { lag::run(plan, &clusters, direction, deadline).await }
+    });
+    lookup_outcome(result, args.output, lag::render, lag::LagReport::exit_code)
 }

@@ -44,6 +44,10 @@ pub enum Command {
     /// Read incident logs.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Replication lag per topic and partition, in records and in time: the RPO if the source
+    /// died now. Exit 1 when the source cannot be read (the target's side is still shown).
+    #[command(after_help = crate::exit::HELP)]
+    Lag(LagArgs),
     /// A game day on two embedded clusters: start them, replicate the way MirrorMaker 2 does,
     /// run a workload, fail over with the plan, and check the numbers. No Kafka needed.
     #[command(after_help = crate::exit::HELP)]
@@ -66,6 +70,31 @@ pub struct RehearseArgs {
     /// Print the drill's report as JSON on stdout.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+/// Which replication flow a look-up reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowDirection {
+    /// primary → dr
+    Failover,
+    /// dr → primary
+    Failback,
+}
+
+#[derive(Debug, Args)]
+pub struct LagArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The flow to measure: failover is primary → dr, failback dr → primary.
+    #[arg(long, value_enum, default_value_t = FlowDirection::Failover)]
+    pub direction: FlowDirection,
+    /// A table, or JSON in the shape the README documents.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up after this long in all (humantime: 30s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

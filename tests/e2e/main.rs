@@ -2,5 +2,6 @@
 
 mod failover;
 mod harness;
+mod lookup;
 mod plan_commands;
 mod runs;

@@ -4,7 +4,10 @@ use std::io::Write;
 
 use tokio::sync::watch;
 
-use crate::cli::{Cli, Command, FlowDirection, LagArgs, LogCommand, Output, PlanCommand, RunArgs};
+use crate::cli::{
+    Cli, Command, FlowDirection, LagArgs, LogCommand, OffsetsCommand, Output, PlanCommand, RunArgs,
+    TranslateArgs,
+};
 use crate::engine::{self, EngineError, RunRequest, gate::Gate};
 use crate::exit;
 use crate::journal::{self, Outcome};
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Failback(args) => run_direction(Direction::Failback, args, color),
         Command::Rehearse(args) => rehearse(args, color),
         Command::Lag(args) => lag(args),
+        Command::Offsets(OffsetsCommand::Translate(args)) => offsets_translate(args),
     }
 }
 
@@ -317,4 +321,33 @@ fn lag(args: LagArgs) -> u8 {
         async move { lag::run(plan, &clusters, direction, deadline).await }
     });
     lookup_outcome(result, args.output, lag::render, lag::LagReport::exit_code)
+}
+
+fn offsets_translate(args: TranslateArgs) -> u8 {
+    use crate::lookup::translate;
+    let plan = match plan::load(&args.plan) {
+        Ok(p) => p,
+        Err(e) => return plan_error(&e),
+    };
+    let selectors = match translate::selectors(&args.groups) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let request = translate::TranslateRequest {
+        direction: flow_direction(args.direction),
+        apply: args.apply,
+    };
+    let result = crate::lookup::run_bounded(&plan, args.timeout, |clusters, deadline| {
+        let (plan, request, selectors) = (&plan, &request, &selectors);
+        async move { translate::run(plan, &clusters, request, selectors, deadline).await }
+    });
+    lookup_outcome(
+        result,
+        args.output,
+        translate::render,
+        translate::TranslateReport::exit_code,
+    )
 }

@@ -48,6 +48,9 @@ pub enum Command {
     /// died now. Exit 1 when the source cannot be read (the target's side is still shown).
     #[command(after_help = crate::exit::HELP)]
     Lag(LagArgs),
+    /// Consumer-group offsets across the pair.
+    #[command(subcommand)]
+    Offsets(OffsetsCommand),
     /// A game day on two embedded clusters: start them, replicate the way MirrorMaker 2 does,
     /// run a workload, fail over with the plan, and check the numbers. No Kafka needed.
     #[command(after_help = crate::exit::HELP)]
@@ -89,6 +92,39 @@ pub struct LagArgs {
     /// The flow to measure: failover is primary → dr, failback dr → primary.
     #[arg(long, value_enum, default_value_t = FlowDirection::Failover)]
     pub direction: FlowDirection,
+    /// A table, or JSON in the shape the README documents.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up after this long in all (humantime: 30s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// Where each group would start on the target, from MM2's checkpoints, and what --apply
+    /// would do per partition. Nothing is written without --apply. Exit 1 when a group has no
+    /// checkpoint, or --apply could not commit everything it set out to.
+    #[command(after_help = crate::exit::HELP)]
+    Translate(TranslateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The flow to translate for: failover commits on dr, failback on primary.
+    #[arg(long, value_enum, default_value_t = FlowDirection::Failover)]
+    pub direction: FlowDirection,
+    /// Only this group (a name or re:<regex>); repeat for more. Default: the plan's
+    /// replication.groups.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Commit the translated offsets on the target, as the translate_offsets step does:
+    /// groups with live members are refused, and no partition is moved backwards.
+    #[arg(long)]
+    pub apply: bool,
     /// A table, or JSON in the shape the README documents.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

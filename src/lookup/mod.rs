@@ -12,6 +12,7 @@
 
 pub mod lag;
 mod newest;
+pub mod translate;
 
 use std::future::Future;
 use std::time::Duration;

@@ -10,11 +10,70 @@ use std::time::{Duration, Instant};
 use kdr::kafka::{Cluster, ClusterRole, ClusterSpec, TopicPartition};
 use kdr::mm2::ReplicationPolicy;
 use kdr::rehearsal::{EmbeddedWorld, Pause, Replicator, Role, TopicSpec, Workload, WorldSpec};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Deserialize;
 
 use crate::harness::{Run, Scratch, wait, wait_until};
 
 // ---- The JSON contract -------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TranslateOut {
+    v: u32,
+    direction: String,
+    source: String,
+    target: String,
+    checkpoints_topic: String,
+    applied: bool,
+    source_error: Option<String>,
+    groups: Vec<GroupOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupOut {
+    group: String,
+    state: String,
+    partitions: Vec<PartitionOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitionOut {
+    source_topic: String,
+    target_topic: String,
+    partition: i32,
+    source_offset: i64,
+    target_offset: i64,
+    checkpoint_age_ms: i64,
+    action: String,
+    source_committed_offset: Option<i64>,
+    current_offset: Option<i64>,
+}
+
+const TRANSLATE_KEYS: &[&str] = &[
+    "v",
+    "direction",
+    "source",
+    "target",
+    "checkpoints_topic",
+    "applied",
+    "source_error",
+    "groups",
+];
+const TRANSLATE_PARTITION_KEYS: &[&str] = &[
+    "source_topic",
+    "target_topic",
+    "partition",
+    "source_offset",
+    "target_offset",
+    "checkpoint_age_ms",
+    "action",
+    "source_committed_offset",
+    "current_offset",
+];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +144,18 @@ fn parse<T: serde::de::DeserializeOwned>(run: &Run) -> (T, serde_json::Value) {
     let typed = serde_json::from_value(value.clone())
         .unwrap_or_else(|e| panic!("the documented shape: {e}\n{run:?}"));
     (typed, value)
+}
+
+fn translate_json(run: &Run) -> TranslateOut {
+    let (out, value): (TranslateOut, _) = parse(run);
+    assert_keys(&value, TRANSLATE_KEYS);
+    for g in value["groups"].as_array().expect("groups") {
+        assert_keys(g, &["group", "state", "partitions"]);
+        for p in g["partitions"].as_array().expect("partitions") {
+            assert_keys(p, TRANSLATE_PARTITION_KEYS);
+        }
+    }
+    out
 }
 
 fn lag_json(run: &Run) -> LagOut {
@@ -182,6 +253,13 @@ impl World {
         });
     }
 
+    /// Producers and consumers stop for good; consumers commit what they processed.
+    fn stop_workload(&mut self) {
+        if let Some(w) = self.workload.take() {
+            w.stop();
+        }
+    }
+
     fn plan(&self) -> PathBuf {
         let policy = match &self.spec.policy {
             ReplicationPolicy::Default { separator, .. } => {
@@ -223,6 +301,32 @@ impl World {
         .expect("cluster")
     }
 
+    /// A group's committed offsets on one cluster, per (topic, partition), as the test reads
+    /// them: the source of truth the command's numbers are compared with.
+    fn committed(
+        &self,
+        role: Role,
+        group: &str,
+        topics: &[String],
+    ) -> BTreeMap<(String, i32), i64> {
+        let cluster = self.cluster(role);
+        let tps: Vec<TopicPartition> = topics
+            .iter()
+            .flat_map(|t| {
+                let n = TOPICS
+                    .iter()
+                    .find(|(name, _)| t.ends_with(name))
+                    .map_or(0, |(_, n)| *n);
+                (0..n).map(move |p| TopicPartition::new(t.clone(), p))
+            })
+            .collect();
+        block_on(cluster.committed_offsets(group, &tps))
+            .expect("committed offsets")
+            .into_iter()
+            .filter_map(|(tp, o)| o.map(|o| ((tp.topic, tp.partition), o)))
+            .collect()
+    }
+
     fn end_offsets(&self, role: Role, topics: &[(&str, i32)]) -> BTreeMap<(String, i32), i64> {
         let tps: Vec<TopicPartition> = topics
             .iter()
@@ -253,6 +357,388 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .build()
         .expect("runtime")
         .block_on(f)
+}
+
+// ---- offsets translate -------------------------------------------------------------------
+
+/// Topic names on the target, written out per policy rather than computed by kdr's code.
+struct Naming {
+    remote: fn(&str) -> String,
+    checkpoints_topic: &'static str,
+}
+
+/// The expected translation of every plan group, from what the replicator says it
+/// checkpointed and what the test reads from the clusters itself.
+fn expected_translation(
+    w: &World,
+    naming: &Naming,
+    applied: bool,
+    stats: &kdr::rehearsal::ReplicatorStats,
+) -> TranslateOut {
+    let mut groups = w.spec.groups.clone();
+    groups.sort();
+    let sources: Vec<String> = TOPICS.iter().map(|(t, _)| (*t).to_owned()).collect();
+    let targets: Vec<String> = sources.iter().map(|t| (naming.remote)(t)).collect();
+    let groups = groups
+        .into_iter()
+        .map(|group| {
+            let on_source = w.committed(Role::Primary, &group, &sources);
+            let on_target = w.committed(Role::Dr, &group, &targets);
+            let partitions = stats
+                .last_checkpoints
+                .iter()
+                .filter(|((g, _, _), _)| *g == group)
+                .map(|((_, topic, partition), c)| {
+                    let source_topic = sources
+                        .iter()
+                        .find(|s| (naming.remote)(s) == *topic)
+                        .expect("a source topic")
+                        .clone();
+                    let current = on_target.get(&(topic.clone(), *partition)).copied();
+                    PartitionOut {
+                        source_committed_offset: on_source
+                            .get(&(source_topic.clone(), *partition))
+                            .copied(),
+                        source_topic,
+                        target_topic: topic.clone(),
+                        partition: *partition,
+                        source_offset: c.upstream_offset,
+                        target_offset: c.downstream_offset,
+                        checkpoint_age_ms: 0,
+                        action: if current == Some(c.downstream_offset) {
+                            "unchanged".to_owned()
+                        } else {
+                            "commit".to_owned()
+                        },
+                        current_offset: current,
+                    }
+                })
+                .collect();
+            GroupOut {
+                group,
+                state: "unknown (membership not reported by this cluster)".to_owned(),
+                partitions,
+            }
+        })
+        .collect();
+    TranslateOut {
+        v: 1,
+        direction: "failover".to_owned(),
+        source: "primary".to_owned(),
+        target: "dr".to_owned(),
+        checkpoints_topic: naming.checkpoints_topic.to_owned(),
+        applied,
+        source_error: None,
+        groups,
+    }
+}
+
+fn redact_ages(mut out: TranslateOut) -> TranslateOut {
+    for g in &mut out.groups {
+        for p in &mut g.partitions {
+            assert!(p.checkpoint_age_ms >= 0, "{p:?}");
+            p.checkpoint_age_ms = 0;
+        }
+    }
+    out
+}
+
+/// Runs `offsets translate` until the checkpoints did not change while it ran (the replicator
+/// is paused, so at most a round that was under way lands), and returns its output with the
+/// expectation computed from the replicator's checkpoints at that moment.
+fn translate_settled(
+    w: &World,
+    naming: &Naming,
+    args: &[&str],
+) -> (Run, TranslateOut, TranslateOut) {
+    let applied = args.contains(&"--apply");
+    for _ in 0..5 {
+        let before = w.replicator().stats();
+        let run = w.kdr(args);
+        let after = w.replicator().stats();
+        if before.checkpoints_written == after.checkpoints_written {
+            let got = redact_ages(translate_json(&run));
+            // Committed offsets on the target are what they were before the command ran.
+            return (run, got, expected_translation(w, naming, applied, &after));
+        }
+        assert!(!applied, "checkpoints moved during --apply");
+    }
+    panic!("the checkpoints kept changing although the replicator was paused");
+}
+
+/// The exact JSON, then `--apply` commits and a second `--apply` finds nothing to do.
+fn translate_is_exact_and_apply_is_idempotent(policy: ReplicationPolicy, naming: &Naming) {
+    let mut w = World::start(spec(policy));
+    w.stop_workload();
+    w.replicator().pause(Pause::Everything);
+    let json = [
+        "offsets",
+        "translate",
+        "--plan",
+        "drill.yaml",
+        "--output",
+        "json",
+    ];
+
+    let (run, got, mut want) = translate_settled(&w, naming, &json);
+    assert_eq!(run.code, 0, "{run:?}");
+    for g in &want.groups {
+        assert!(
+            !g.partitions.is_empty(),
+            "group {} has checkpoints",
+            g.group
+        );
+        assert!(g.partitions.iter().all(|p| p.action == "commit"), "{g:?}");
+    }
+    assert_eq!(got, want);
+
+    // --apply commits exactly that, and says so.
+    let apply: Vec<&str> = json.iter().copied().chain(["--apply"]).collect();
+    let run = w.kdr(&apply);
+    assert_eq!(run.code, 0, "{run:?}");
+    want.applied = true;
+    assert_eq!(redact_ages(translate_json(&run)), want);
+    for g in &want.groups {
+        let targets: Vec<String> = TOPICS.iter().map(|(t, _)| (naming.remote)(t)).collect();
+        let committed = w.committed(Role::Dr, &g.group, &targets);
+        let expected: BTreeMap<(String, i32), i64> = g
+            .partitions
+            .iter()
+            .map(|p| ((p.target_topic.clone(), p.partition), p.target_offset))
+            .collect();
+        assert_eq!(committed, expected, "group {} on dr", g.group);
+    }
+
+    // A second --apply has nothing left to do.
+    let run = w.kdr(&apply);
+    assert_eq!(run.code, 0, "{run:?}");
+    let again = redact_ages(translate_json(&run));
+    for g in &mut want.groups {
+        for p in &mut g.partitions {
+            p.current_offset = Some(p.target_offset);
+            p.action = "unchanged".to_owned();
+        }
+    }
+    assert_eq!(again, want);
+    // The table says the same thing.
+    let run = w.kdr(&["offsets", "translate", "--plan", "drill.yaml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("--apply would"), "{run:?}");
+    assert!(run.stdout.contains("unchanged"), "{run:?}");
+    assert!(!run.stdout.contains("nothing was written"), "{run:?}");
+}
+
+#[test]
+fn offsets_translate_default_policy_is_exact_and_apply_commits_once() {
+    translate_is_exact_and_apply_is_idempotent(
+        ReplicationPolicy::default_policy(),
+        &Naming {
+            remote: |t| format!("primary.{t}"),
+            checkpoints_topic: "primary.checkpoints.internal",
+        },
+    );
+}
+
+#[test]
+fn offsets_translate_identity_policy_is_exact_and_apply_commits_once() {
+    translate_is_exact_and_apply_is_idempotent(
+        ReplicationPolicy::identity(None),
+        &Naming {
+            remote: |t| t.to_owned(),
+            checkpoints_topic: "primary.checkpoints.internal",
+        },
+    );
+}
+
+#[test]
+fn offsets_translate_custom_separator_is_exact_and_apply_commits_once() {
+    translate_is_exact_and_apply_is_idempotent(
+        ReplicationPolicy::Default {
+            separator: "_".to_owned(),
+            internal_separator: true,
+        },
+        &Naming {
+            remote: |t| format!("primary_{t}"),
+            checkpoints_topic: "primary_checkpoints_internal",
+        },
+    );
+}
+
+#[test]
+fn offsets_translate_filters_groups_refuses_live_ones_and_works_without_the_source() {
+    let mut w = World::start(spec(ReplicationPolicy::default_policy()));
+    w.stop_workload();
+    w.replicator().pause(Pause::Everything);
+    let naming = Naming {
+        remote: |t| format!("primary.{t}"),
+        checkpoints_topic: "primary.checkpoints.internal",
+    };
+    let (_, all, _) = translate_settled(
+        &w,
+        &naming,
+        &[
+            "offsets",
+            "translate",
+            "--plan",
+            "drill.yaml",
+            "--output",
+            "json",
+        ],
+    );
+    let billing = all
+        .groups
+        .iter()
+        .find(|g| g.group == "billing")
+        .expect("billing")
+        .clone();
+
+    // --group restricts, by name or pattern.
+    let run = w.kdr(&[
+        "offsets",
+        "translate",
+        "--plan",
+        "drill.yaml",
+        "--group",
+        "billing",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        redact_ages(translate_json(&run)).groups,
+        vec![billing.clone()]
+    );
+    let run = w.kdr(&[
+        "offsets",
+        "translate",
+        "--plan",
+        "drill.yaml",
+        "--group",
+        "re:bill.*",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        redact_ages(translate_json(&run)).groups,
+        vec![billing.clone()]
+    );
+
+    // A group without a checkpoint is shown empty, and the check fails.
+    let run = w.kdr(&[
+        "offsets",
+        "translate",
+        "--plan",
+        "drill.yaml",
+        "--group",
+        "ghost",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let out = translate_json(&run);
+    assert_eq!(out.groups.len(), 1);
+    assert_eq!(out.groups[0].group, "ghost");
+    assert!(out.groups[0].partitions.is_empty());
+    assert!(
+        run.stderr.contains("no checkpoint for group ghost"),
+        "{run:?}"
+    );
+
+    // A bad pattern is bad usage.
+    let run = w.kdr(&[
+        "offsets",
+        "translate",
+        "--plan",
+        "drill.yaml",
+        "--group",
+        "re:(",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+
+    // A group with a live member on the target is refused: the broker would not take the
+    // commit, and the member would overwrite it anyway.
+    let member = join_group(&w, Role::Dr, "order-processor", "primary.orders");
+    let run = w.kdr(&[
+        "offsets",
+        "translate",
+        "--plan",
+        "drill.yaml",
+        "--group",
+        "order-processor",
+        "--apply",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let out = translate_json(&run);
+    assert!(out.applied);
+    assert_eq!(out.groups[0].state, "active", "{out:?}");
+    assert!(
+        out.groups[0]
+            .partitions
+            .iter()
+            .all(|p| p.action == "skip: active" && p.current_offset.is_none()),
+        "{out:?}"
+    );
+    let targets: Vec<String> = TOPICS.iter().map(|(t, _)| format!("primary.{t}")).collect();
+    assert!(
+        w.committed(Role::Dr, "order-processor", &targets)
+            .is_empty(),
+        "nothing was committed for the active group"
+    );
+    drop(member);
+
+    // The source gone: the translation still comes from the target, without the source's side.
+    w.world.cluster_down(Role::Primary).expect("primary down");
+    let run = w.kdr(&[
+        "offsets",
+        "translate",
+        "--plan",
+        "drill.yaml",
+        "--group",
+        "billing",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = redact_ages(translate_json(&run));
+    assert!(
+        out.source_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("primary unreachable")),
+        "{out:?}"
+    );
+    let mut want = billing;
+    for p in &mut want.partitions {
+        p.source_committed_offset = None;
+    }
+    assert_eq!(out.groups, vec![want]);
+    assert!(
+        run.stderr.contains("source committed offsets not shown"),
+        "{run:?}"
+    );
+}
+
+/// A consumer that joins `group` on one cluster and stays a member (the mock keeps members
+/// for the group's life).
+fn join_group(w: &World, role: Role, group: &str, topic: &str) -> BaseConsumer {
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", w.world.bootstrap_servers(role))
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("member");
+    member.subscribe(&[topic]).expect("subscribe");
+    wait_until(
+        Duration::from_secs(20),
+        "the member to get an assignment",
+        || {
+            let _ = member.poll(Duration::from_millis(50));
+            member.assignment().is_ok_and(|a| a.count() > 0)
+        },
+    );
+    member
 }
 
 // ---- lag -----------------------------------------------------------------------------------
@@ -408,10 +894,22 @@ fn a_lookup_never_outlives_its_timeout() {
             "version: 1\nname: silent\nclusters:\n  primary: {{ bootstrap_servers: \"{silent}\" }}\n  dr: {{ bootstrap_servers: \"{silent}\" }}\nreplication: {{ topics: [orders], groups: [billing] }}\nfailover:\n  - translate_offsets: {{}}\nfailback:\n  - exec: {{ run: \"true\" }}\n"
         ),
     );
-    let started = Instant::now();
-    let run = s.kdr(&["lag", "--plan", "silent.yaml", "--timeout", "3s"]);
-    let took = started.elapsed();
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(took < Duration::from_secs(8), "took {took:?}");
+    for args in [
+        &["lag", "--plan", "silent.yaml", "--timeout", "3s"][..],
+        &[
+            "offsets",
+            "translate",
+            "--plan",
+            "silent.yaml",
+            "--timeout",
+            "3s",
+        ][..],
+    ] {
+        let started = Instant::now();
+        let run = s.kdr(args);
+        let took = started.elapsed();
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert!(took < Duration::from_secs(8), "{args:?} took {took:?}");
+    }
     drop(listener);
 }

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::cli::{
     Cli, Command, FlowDirection, LagArgs, LogCommand, OffsetsCommand, Output, PlanCommand, RunArgs,
-    TranslateArgs,
+    StatusArgs, TranslateArgs,
 };
 use crate::engine::{self, EngineError, RunRequest, gate::Gate};
 use crate::exit;
@@ -76,6 +76,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Rehearse(args) => rehearse(args, color),
         Command::Lag(args) => lag(args),
         Command::Offsets(OffsetsCommand::Translate(args)) => offsets_translate(args),
+        Command::Status(args) => status(args),
     }
 }
 
@@ -349,5 +350,27 @@ fn offsets_translate(args: TranslateArgs) -> u8 {
         args.output,
         translate::render,
         translate::TranslateReport::exit_code,
+    )
+}
+
+fn status(args: StatusArgs) -> u8 {
+    use crate::lookup::status;
+    let plan = match plan::load(&args.plan) {
+        Ok(p) => p,
+        Err(e) => return plan_error(&e),
+    };
+    let thresholds = status::Thresholds {
+        max_lag_records: args.max_lag_records,
+        max_heartbeat_age: args.max_heartbeat_age,
+    };
+    let result = crate::lookup::run_bounded(&plan, args.timeout, |clusters, deadline| {
+        let plan = &plan;
+        async move { status::run(plan, &clusters, thresholds, deadline).await }
+    });
+    lookup_outcome(
+        result,
+        args.output,
+        status::render,
+        status::StatusReport::exit_code,
     )
 }

@@ -51,6 +51,10 @@ pub enum Command {
     /// Consumer-group offsets across the pair.
     #[command(subcommand)]
     Offsets(OffsetsCommand),
+    /// Both clusters' reachability, replication health both ways, and whether a failover is
+    /// ready now. Exit 0 when healthy, 1 otherwise.
+    #[command(after_help = crate::exit::HELP)]
+    Status(StatusArgs),
     /// A game day on two embedded clusters: start them, replicate the way MirrorMaker 2 does,
     /// run a workload, fail over with the plan, and check the numbers. No Kafka needed.
     #[command(after_help = crate::exit::HELP)]
@@ -125,6 +129,25 @@ pub struct TranslateArgs {
     /// groups with live members are refused, and no partition is moved backwards.
     #[arg(long)]
     pub apply: bool,
+    /// A table, or JSON in the shape the README documents.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up after this long in all (humantime: 30s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Healthy while primary → dr is at most this many records behind in all.
+    #[arg(long, value_name = "RECORDS", default_value_t = 1000)]
+    pub max_lag_records: u64,
+    /// Healthy while the newest heartbeat from primary on dr is at most this old.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1m")]
+    pub max_heartbeat_age: std::time::Duration,
     /// A table, or JSON in the shape the README documents.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

@@ -12,6 +12,7 @@
 
 pub mod lag;
 mod newest;
+pub mod status;
 pub mod translate;
 
 use std::future::Future;

@@ -124,6 +124,85 @@ const LAG_ROW_KEYS: &[&str] = &[
     "newest_record_age_ms",
 ];
 
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusOut {
+    v: u32,
+    plan: String,
+    clusters: Vec<ClusterOut>,
+    authority: Option<serde_json::Value>,
+    replication: Vec<FlowOut>,
+    verdict: VerdictOut,
+    problems: Vec<VerdictOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterOut {
+    role: String,
+    bootstrap_servers: String,
+    reachable: bool,
+    brokers: Option<usize>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowOut {
+    direction: String,
+    source: String,
+    target: String,
+    heartbeat_age_ms: Option<i64>,
+    lag: Option<LagSummaryOut>,
+    lag_error: Option<String>,
+    checkpoints: Vec<GroupCheckpointOut>,
+    checkpoints_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LagSummaryOut {
+    total_records: i64,
+    partitions: usize,
+    partitions_lagging: usize,
+    max_lag: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupCheckpointOut {
+    group: String,
+    checkpoint_age_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictOut {
+    healthy: bool,
+    kind: String,
+    message: String,
+}
+
+const STATUS_KEYS: &[&str] = &[
+    "v",
+    "plan",
+    "clusters",
+    "authority",
+    "replication",
+    "verdict",
+    "problems",
+];
+const FLOW_KEYS: &[&str] = &[
+    "direction",
+    "source",
+    "target",
+    "heartbeat_age_ms",
+    "lag",
+    "lag_error",
+    "checkpoints",
+    "checkpoints_error",
+];
+
 /// Nullable fields are absent-tolerant in serde; the contract says they are always there.
 fn assert_keys(value: &serde_json::Value, keys: &[&str]) {
     let mut have: Vec<&str> = value
@@ -163,6 +242,21 @@ fn lag_json(run: &Run) -> LagOut {
     assert_keys(&value, LAG_KEYS);
     for p in value["partitions"].as_array().expect("partitions") {
         assert_keys(p, LAG_ROW_KEYS);
+    }
+    out
+}
+
+fn status_json(run: &Run) -> StatusOut {
+    let (out, value): (StatusOut, _) = parse(run);
+    assert_keys(&value, STATUS_KEYS);
+    for c in value["clusters"].as_array().expect("clusters") {
+        assert_keys(
+            c,
+            &["role", "bootstrap_servers", "reachable", "brokers", "error"],
+        );
+    }
+    for f in value["replication"].as_array().expect("replication") {
+        assert_keys(f, FLOW_KEYS);
     }
     out
 }
@@ -882,6 +976,202 @@ fn lag_with_the_source_down_says_so_and_shows_what_the_target_holds() {
     );
 }
 
+// ---- status ------------------------------------------------------------------------------
+
+#[test]
+fn status_is_ready_then_lagging_then_says_how_to_fail_over_when_the_primary_is_down() {
+    let w = World::start(spec(ReplicationPolicy::default_policy()));
+
+    // Healthy: replication keeps up with the producers.
+    let run = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = status_json(&run);
+    assert_eq!(
+        out.verdict,
+        VerdictOut {
+            healthy: true,
+            kind: "ready".to_owned(),
+            message: "ready to fail over".to_owned()
+        }
+    );
+    assert!(out.problems.is_empty(), "{out:?}");
+    assert_eq!((out.v, out.plan.as_str()), (1, "drill"));
+    assert_eq!(out.authority, None);
+    assert_eq!(
+        out.clusters
+            .iter()
+            .map(|c| (c.role.as_str(), c.reachable, c.brokers))
+            .collect::<Vec<_>>(),
+        [("primary", true, Some(3)), ("dr", true, Some(3))]
+    );
+    let failover = &out.replication[0];
+    assert_eq!(
+        (
+            failover.direction.as_str(),
+            failover.source.as_str(),
+            failover.target.as_str()
+        ),
+        ("failover", "primary", "dr")
+    );
+    assert!(
+        failover
+            .heartbeat_age_ms
+            .is_some_and(|a| (0..60_000).contains(&a)),
+        "{failover:?}"
+    );
+    let lag = failover.lag.as_ref().expect("lag");
+    assert_eq!(lag.partitions, 5);
+    assert!(lag.total_records <= 1000, "{lag:?}");
+    assert_eq!(
+        failover
+            .checkpoints
+            .iter()
+            .map(|g| (g.group.as_str(), g.checkpoint_age_ms.is_some()))
+            .collect::<Vec<_>>(),
+        [("billing", true), ("order-processor", true)]
+    );
+    let failback = &out.replication[1];
+    assert_eq!(
+        (
+            failback.direction.as_str(),
+            failback.source.as_str(),
+            failback.target.as_str()
+        ),
+        ("failback", "dr", "primary")
+    );
+    assert_eq!(
+        failback.lag.as_ref().map(|l| l.total_records),
+        Some(0),
+        "{failback:?}"
+    );
+    // The table has the verdict last, and a row kept for write authority.
+    let run = w.kdr(&["status", "--plan", "drill.yaml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("write authority"), "{run:?}");
+    assert!(run.stdout.contains("not tracked yet"), "{run:?}");
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("ready to fail over"),
+        "{run:?}"
+    );
+
+    // Lagging: replication stalls while producers write.
+    w.replicator().pause(Pause::Copying);
+    wait_until(Duration::from_secs(10), "copying to pause", || {
+        w.replicator().stats().copy_paused
+    });
+    let before = w.workload().stats().acknowledged;
+    wait_until(Duration::from_secs(20), "records to pile up", || {
+        w.workload().stats().acknowledged >= before + 80
+    });
+    let run = w.kdr(&[
+        "status",
+        "--plan",
+        "drill.yaml",
+        "--max-lag-records",
+        "50",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let out = status_json(&run);
+    let total = out.replication[0].lag.as_ref().expect("lag").total_records;
+    assert!(total > 50, "{out:?}");
+    assert_eq!(
+        out.verdict,
+        VerdictOut {
+            healthy: false,
+            kind: "lagging".to_owned(),
+            message: format!(
+                "replication lagging: {} records behind",
+                kdr::lookup::count(total)
+            ),
+        }
+    );
+    assert!(
+        out.replication[0].heartbeat_age_ms.is_some(),
+        "heartbeats go on: {out:?}"
+    );
+
+    // The primary is gone: the verdict says what to do.
+    w.world.cluster_down(Role::Primary).expect("primary down");
+    let run = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let out = status_json(&run);
+    assert_eq!(
+        out.verdict,
+        VerdictOut {
+            healthy: false,
+            kind: "primary_unreachable".to_owned(),
+            message: "primary unreachable: fail over with kdr failover --plan drill.yaml"
+                .to_owned(),
+        }
+    );
+    assert!(
+        !out.clusters[0].reachable && out.clusters[0].error.is_some(),
+        "{out:?}"
+    );
+    assert!(out.clusters[1].reachable, "{out:?}");
+    assert_eq!(out.replication[0].lag, None);
+    assert_eq!(
+        out.replication[0].lag_error.as_deref(),
+        Some("primary unreachable")
+    );
+    assert!(
+        out.replication[0]
+            .checkpoints
+            .iter()
+            .all(|g| g.checkpoint_age_ms.is_some()),
+        "dr still has them: {out:?}"
+    );
+    let run = w.kdr(&["status", "--plan", "drill.yaml"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("primary unreachable: fail over with kdr failover --plan drill.yaml"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn status_without_mirror_maker_asks_for_it_and_without_dr_refuses_to_fail_over() {
+    let w = World::idle(spec(ReplicationPolicy::default_policy()));
+    let run = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let out = status_json(&run);
+    assert_eq!(
+        out.verdict,
+        VerdictOut {
+            healthy: false,
+            kind: "no_heartbeats".to_owned(),
+            message: "no heartbeats from primary on dr: is MirrorMaker 2 running?".to_owned(),
+        }
+    );
+    // Nothing was ever checkpointed either.
+    assert_eq!(
+        out.problems.last().map(|p| p.kind.as_str()),
+        Some("missing_checkpoints"),
+        "{out:?}"
+    );
+
+    w.world.cluster_down(Role::Dr).expect("dr down");
+    let run = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let out = status_json(&run);
+    assert_eq!(
+        out.verdict,
+        VerdictOut {
+            healthy: false,
+            kind: "dr_unreachable".to_owned(),
+            message: "dr unreachable: cannot fail over".to_owned(),
+        }
+    );
+    assert_eq!(
+        out.replication[0].lag_error.as_deref(),
+        Some("dr unreachable")
+    );
+}
+
 #[test]
 fn a_lookup_never_outlives_its_timeout() {
     // A cluster that accepts connections and never answers: kdr must give up on its own.
@@ -895,6 +1185,7 @@ fn a_lookup_never_outlives_its_timeout() {
         ),
     );
     for args in [
+        &["status", "--plan", "silent.yaml", "--timeout", "3s"][..],
         &["lag", "--plan", "silent.yaml", "--timeout", "3s"][..],
         &[
             "offsets",

@@ -234,6 +234,7 @@ fn run_direction(direction: Direction, args: RunArgs, color: bool) -> u8 {
         resume: args.resume,
         log: args.log,
         interrupted_step: args.interrupted_step,
+        force: args.force,
         hook_env: Vec::new(),
     };
     let runtime = match runtime() {

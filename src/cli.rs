@@ -56,7 +56,8 @@ pub enum Command {
     #[command(after_help = crate::exit::HELP)]
     Status(StatusArgs),
     /// A game day on two embedded clusters: start them, replicate the way MirrorMaker 2 does,
-    /// run a workload, fail over with the plan, and check the numbers. No Kafka needed.
+    /// run a workload, fail over, run traffic on DR, fail back, and check the numbers (RTO, data
+    /// lost, records re-read). No Kafka needed.
     #[command(after_help = crate::exit::HELP)]
     Rehearse(RehearseArgs),
 }
@@ -71,7 +72,7 @@ pub struct RehearseArgs {
     /// the primary goes down right after the declaration, so the loss is accepted and checked.
     #[arg(long, value_enum, default_value_t = crate::rehearsal::drill::Scenario::Controlled)]
     pub scenario: crate::rehearsal::drill::Scenario,
-    /// Write the incident log here instead of <incident_log.dir>/<plan>-failover-<time>.jsonl.
+    /// Write the failover's incident log here (the failback's goes to the default place).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
     /// Print the drill's report as JSON on stdout.
@@ -209,12 +210,16 @@ pub struct RunArgs {
     /// Continue the run recorded in this incident log after its last finished step.
     #[arg(long, value_name = "LOG")]
     pub resume: Option<PathBuf>,
-    /// Write the incident log here instead of <incident_log.dir>/<plan>-<direction>-<time>.jsonl.
+    /// Write the incident log here instead of <incident_log.dir>/<plan>-<direction>-<run id>.jsonl.
     #[arg(long, value_name = "PATH", conflicts_with = "resume")]
     pub log: Option<PathBuf>,
     /// With --resume: what to do with a non-idempotent step that was interrupted mid-way.
     #[arg(long, value_enum, requires = "resume")]
     pub interrupted_step: Option<InterruptedChoice>,
+    /// Run although write authority is not where this direction expects it (a failover while
+    /// DR already owns writes, a failback while the primary does). Needs --reason.
+    #[arg(long)]
+    pub force: bool,
     /// Print the run's summary as JSON on stdout instead of a table.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

@@ -4,6 +4,7 @@
 //! `main.rs` only parses the command line, runs, and maps the outcome to an exit code.
 
 pub mod app;
+pub mod authority;
 pub mod cli;
 pub mod engine;
 pub mod exit;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::journal::{self, EventBody, Journal, JournalError, Outcome, StepStatus, lock};
-use crate::plan::{Direction, Plan};
+use crate::plan::{Direction, Plan, Role};
 use crate::report::Progress;
 use crate::steps::{self, StepCtx, StepDone, StepError};
 use gate::Gate;
@@ -34,6 +34,9 @@ pub struct RunRequest {
     pub log: Option<PathBuf>,
     /// The operator's answer, given in advance, for a non-idempotent step that was interrupted.
     pub interrupted_step: Option<InterruptedChoice>,
+    /// Run although write authority is not where the direction expects it (recorded with the
+    /// reason).
+    pub force: bool,
     /// Extra environment for the plan's hooks (`kdr rehearse` tells them where its clients
     /// read their bootstrap servers).
     pub hook_env: Vec<(String, String)>,
@@ -111,6 +114,11 @@ pub async fn run(
             "no terminal to ask at the human gates: run from a terminal, or pass --yes with --operator and --reason".to_owned(),
         ));
     }
+    if request.force && request.reason.is_none() {
+        return Err(EngineError::Usage(
+            "--force needs --reason: say why authority is overridden".to_owned(),
+        ));
+    }
     if request.yes {
         gate = Gate::Unattended;
     }
@@ -171,7 +179,7 @@ pub async fn run(
         None => {
             let run_id = new_run_id(started_at);
             let log = request.log.clone().unwrap_or_else(|| {
-                default_log_path(&plan.incident_log_dir, &plan.name, direction, started_at)
+                default_log_path(&plan.incident_log_dir, &plan.name, direction, &run_id)
             });
             (run_id, log)
         }
@@ -323,6 +331,63 @@ pub async fn run(
         }
     }
 
+    if let Some(clusters) = &clusters {
+        let authority =
+            crate::authority::read_both(&clusters.primary, &clusters.dr, &plan.name).await;
+        recorder.observe(
+            "authority",
+            authority.summary(),
+            serde_json::to_value(&authority).unwrap_or_default(),
+        )?;
+        if let Some(alarm) = authority.split_brain() {
+            recorder.progress().say(&format!("\n  !!! {alarm}\n"));
+            recorder.observe(
+                "split_brain",
+                alarm,
+                serde_json::to_value(&authority).unwrap_or_default(),
+            )?;
+        }
+        let (owner, epoch) = authority.owner();
+        let expected = plan.source_target(direction).0.role;
+        // A resumed run may already have moved authority itself.
+        let moved_by_this_run = authority.latest().is_some_and(|r| r.run_id == run_id);
+        if owner != expected && !moved_by_this_run {
+            let what = format!(
+                "write authority is already on {owner} (epoch {epoch}): a {direction} moves it away from {expected}"
+            );
+            if request.force {
+                recorder.decide(
+                    &operator,
+                    format!("force the {direction} although {what}"),
+                    reason.clone(),
+                    serde_json::to_value(&authority).unwrap_or_default(),
+                )?;
+            } else {
+                recorder.decide(
+                    "kdr",
+                    format!("refuse to start the {direction}"),
+                    what.clone(),
+                    serde_json::to_value(&authority).unwrap_or_default(),
+                )?;
+                let message = format!(
+                    "refused: {what}; if that is really intended, run again with --force --reason TEXT"
+                );
+                return finish(
+                    recorder,
+                    plan,
+                    direction,
+                    request,
+                    clock,
+                    Vec::new(),
+                    Outcome::Failed,
+                    message,
+                    lock,
+                );
+            }
+        }
+        state.authority = Some(authority);
+    }
+
     let mut reports = Vec::new();
     let mut outcome = if request.dry_run {
         Outcome::DryRun
@@ -414,6 +479,25 @@ pub async fn run(
             break;
         }
     }
+    if direction == Direction::Failback
+        && outcome == Outcome::Succeeded
+        && let Some(clusters) = &clusters
+        && let Err(why) = move_authority(
+            &mut recorder,
+            plan,
+            clusters,
+            &state,
+            Role::Primary,
+            direction,
+            &operator,
+        )
+        .await?
+    {
+        outcome = Outcome::Failed;
+        message = format!(
+            "the failback's steps succeeded, but write authority could not be moved back: {why}"
+        );
+    }
     if message.is_empty() {
         let done = reports.len();
         message = match outcome {
@@ -424,6 +508,60 @@ pub async fn run(
     finish(
         recorder, plan, direction, request, clock, reports, outcome, message, lock,
     )
+}
+
+/// Record `owner` as the write authority on every cluster that answers, with the epoch plus
+/// one. The new owner must take the record; the other side is best effort (it may be down),
+/// and what happened there is logged. `Ok(Err(why))` when the new owner could not be written.
+pub async fn move_authority(
+    recorder: &mut Recorder,
+    plan: &Plan,
+    clusters: &steps::flow::Clusters,
+    state: &steps::RunState,
+    owner: Role,
+    direction: Direction,
+    operator: &str,
+) -> Result<Result<u64, String>, JournalError> {
+    let (_, epoch) = state
+        .authority
+        .as_ref()
+        .map_or((Role::Primary, 0), |a| a.owner());
+    let record = crate::authority::AuthorityRecord {
+        v: crate::authority::RECORD_VERSION,
+        plan: plan.name.clone(),
+        owner,
+        epoch: epoch + 1,
+        run_id: recorder.journal().run_id().to_owned(),
+        operator: operator.to_owned(),
+        direction,
+        at: journal::now_rfc3339(),
+    };
+    let other = match owner {
+        Role::Primary => Role::Dr,
+        Role::Dr => Role::Primary,
+    };
+    if let Err(e) = crate::authority::write(clusters.get(owner), &record).await {
+        recorder.observe(
+            "authority_write",
+            format!("could not record {owner} as the write authority on {owner}: {e}"),
+            serde_json::Value::Null,
+        )?;
+        return Ok(Err(e.to_string()));
+    }
+    let other_result = crate::authority::write(clusters.get(other), &record).await;
+    let detail = match &other_result {
+        Ok(_) => format!("{other} records that {owner} owns writes"),
+        Err(e) => format!(
+            "{other} could not be told ({e}); until it is, it may still claim writes: split brain will be reported"
+        ),
+    };
+    recorder.decide(
+        operator,
+        format!("move write authority to {owner} (epoch {})", record.epoch),
+        detail,
+        serde_json::to_value(&record).unwrap_or_default(),
+    )?;
+    Ok(Ok(record.epoch))
 }
 
 #[expect(
@@ -478,6 +616,8 @@ fn compact_time(at: SystemTime) -> String {
         .replace(['-', ':'], "")
 }
 
-pub fn default_log_path(dir: &Path, plan: &str, direction: Direction, at: SystemTime) -> PathBuf {
-    dir.join(format!("{plan}-{direction}-{}.jsonl", compact_time(at)))
+/// `<dir>/<plan>-<direction>-<run id>.jsonl`; the run id starts with the UTC time and ends with
+/// a random part, so two runs started in the same second get two logs.
+pub fn default_log_path(dir: &Path, plan: &str, direction: Direction, run_id: &str) -> PathBuf {
+    dir.join(format!("{plan}-{direction}-{run_id}.jsonl"))
 }

@@ -144,3 +144,192 @@ pub fn resume_point(
 pub fn stops_run(status: StepStatus) -> bool {
     status == StepStatus::Failed
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::journal::{Event, EventBody, Outcome, StepStatus};
+    use crate::plan::{Direction, SystemLookup, load_bytes};
+
+    fn plan() -> Plan {
+        let text = "version: 1\nname: p\nclusters:\n  primary: { bootstrap_servers: \"a:1\" }\n  dr: { bootstrap_servers: \"b:1\" }\nreplication: { topics: [t] }\nfailover:\n  - exec: { run: \"one\", idempotent: true }\n  - exec: { run: \"two\" }\n  - pause: { message: \"m\" }\nfailback:\n  - exec: { run: \"x\" }\n";
+        load_bytes(
+            Path::new("p.yaml"),
+            text.as_bytes(),
+            Path::new("."),
+            &SystemLookup,
+        )
+        .expect("plan")
+    }
+
+    fn started(plan: &Plan, dry_run: bool) -> EventBody {
+        EventBody::RunStarted {
+            plan: plan.name.clone(),
+            fingerprint: plan.fingerprint.clone(),
+            plan_file: "p.yaml".into(),
+            direction: Direction::Failover,
+            operator: "alice".into(),
+            reason: "why".into(),
+            dry_run,
+            resumed: false,
+            kdr_version: "0".into(),
+            host: "h".into(),
+            pid: 1,
+        }
+    }
+
+    fn step_started(step: usize) -> EventBody {
+        EventBody::StepStarted {
+            step,
+            kind: "exec".into(),
+            summary: String::new(),
+        }
+    }
+
+    fn finished(step: usize, status: StepStatus) -> EventBody {
+        EventBody::StepFinished {
+            step,
+            kind: "exec".into(),
+            status,
+            duration_ms: 1,
+            message: String::new(),
+        }
+    }
+
+    fn log(bodies: Vec<EventBody>) -> Vec<Event> {
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Event {
+                v: 1,
+                seq: i as u64 + 1,
+                ts: String::new(),
+                run_id: "r".into(),
+                body,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_next_step_is_the_first_not_done_and_a_cut_step_is_reported() {
+        let p = plan();
+        // (name, the log, next step, the interrupted step and whether it is idempotent)
+        type Case = (&'static str, Vec<EventBody>, usize, Option<(usize, bool)>);
+        let cases: Vec<Case> = vec![
+            ("nothing ran", vec![started(&p, false)], 1, None),
+            (
+                "first done",
+                vec![
+                    started(&p, false),
+                    step_started(1),
+                    finished(1, StepStatus::Ok),
+                ],
+                2,
+                None,
+            ),
+            (
+                "second failed: run it again",
+                vec![
+                    started(&p, false),
+                    step_started(1),
+                    finished(1, StepStatus::Ok),
+                    step_started(2),
+                    finished(2, StepStatus::Failed),
+                ],
+                2,
+                None,
+            ),
+            (
+                "second cut short: not idempotent",
+                vec![
+                    started(&p, false),
+                    step_started(1),
+                    finished(1, StepStatus::Ok),
+                    step_started(2),
+                ],
+                2,
+                Some((2, false)),
+            ),
+            (
+                "first cut short: idempotent",
+                vec![started(&p, false), step_started(1)],
+                1,
+                Some((1, true)),
+            ),
+            (
+                "skipped counts as done",
+                vec![
+                    started(&p, false),
+                    step_started(1),
+                    finished(1, StepStatus::Skipped),
+                    step_started(2),
+                    finished(2, StepStatus::Ok),
+                ],
+                3,
+                None,
+            ),
+        ];
+        for (name, bodies, next, interrupted) in cases {
+            let point = resume_point(&log(bodies), &p, Direction::Failover)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(point.next_step, next, "{name}");
+            assert_eq!(
+                point.interrupted.map(|i| (i.index, i.idempotent)),
+                interrupted,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn logs_that_cannot_be_resumed_say_why() {
+        let p = plan();
+        let done = log(vec![
+            started(&p, false),
+            EventBody::RunFinished {
+                outcome: Outcome::Succeeded,
+                duration_ms: 1,
+                message: String::new(),
+            },
+        ]);
+        assert_eq!(
+            resume_point(&done, &p, Direction::Failover),
+            Err(ResumeError::Finished("succeeded"))
+        );
+        assert_eq!(
+            resume_point(&log(vec![started(&p, true)]), &p, Direction::Failover),
+            Err(ResumeError::DryRun)
+        );
+        assert!(matches!(
+            resume_point(&log(vec![started(&p, false)]), &p, Direction::Failback),
+            Err(ResumeError::WrongDirection { .. })
+        ));
+        let mut other = p.clone();
+        other.fingerprint = "sha256:other".into();
+        assert!(matches!(
+            resume_point(&log(vec![started(&p, false)]), &other, Direction::Failover),
+            Err(ResumeError::FingerprintChanged { .. })
+        ));
+        assert_eq!(
+            resume_point(&log(vec![step_started(1)]), &p, Direction::Failover),
+            Err(ResumeError::NoStart)
+        );
+        // A run that failed can be resumed even though it has a run_finished.
+        let failed = log(vec![
+            started(&p, false),
+            step_started(1),
+            finished(1, StepStatus::Failed),
+            EventBody::RunFinished {
+                outcome: Outcome::Failed,
+                duration_ms: 1,
+                message: String::new(),
+            },
+        ]);
+        assert_eq!(
+            resume_point(&failed, &p, Direction::Failover).map(|r| r.next_step),
+            Ok(1)
+        );
+    }
+}

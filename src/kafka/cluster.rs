@@ -494,6 +494,84 @@ impl Cluster {
             .await
     }
 
+    /// Write one record to partition 0 of `topic` and wait for the cluster to acknowledge it
+    /// (`acks=all`). Returns its offset. kdr writes only its own small records this
+    /// way (write authority); it never produces to users' topics.
+    pub async fn produce_one(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<i64, KafkaError> {
+        use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+        let operation = Operation::Produce {
+            topic: topic.to_owned(),
+        };
+        let bound = self.operation_timeout();
+        let scope = self.scope(operation.clone(), bound);
+        let mut config = self.inner.spec.producer_config(bound);
+        config
+            .set("acks", "all")
+            .set("message.timeout.ms", millis_of(bound))
+            .set("linger.ms", "0");
+        let (topic, key, value) = (topic.to_owned(), key.to_vec(), value.to_vec());
+        let role = self.role();
+        let work = tokio::task::spawn_blocking(move || -> Result<i64, KafkaError> {
+            let (tx, rx) = std::sync::mpsc::channel::<Result<i64, String>>();
+            let context = DeliveryContext(std::sync::Mutex::new(tx));
+            let producer: ThreadedProducer<DeliveryContext> =
+                config
+                    .create_with_context(context)
+                    .map_err(|error| scope.config_error(&error))?;
+            let record = BaseRecord::to(&topic)
+                .partition(0)
+                .key(&key)
+                .payload(&value);
+            if let Err((error, _)) = producer.send(record) {
+                return Err(KafkaError::Client {
+                    cluster: role,
+                    operation: operation.clone(),
+                    detail: error.to_string(),
+                });
+            }
+            let answer = rx.recv_timeout(bound);
+            // Do not let a dead cluster hold the thread on drop.
+            let _ = producer.flush(std::time::Duration::from_millis(100));
+            match answer {
+                Ok(Ok(offset)) => Ok(offset),
+                Ok(Err(detail)) => Err(KafkaError::Client {
+                    cluster: role,
+                    operation,
+                    detail,
+                }),
+                Err(_) => Err(KafkaError::Timeout {
+                    cluster: role,
+                    operation,
+                    after: bound,
+                    note: None,
+                }),
+            }
+        });
+        match tokio::time::timeout(bound + std::time::Duration::from_millis(500), work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(KafkaError::Client {
+                cluster: self.role(),
+                operation: Operation::Produce {
+                    topic: String::new(),
+                },
+                detail: join.to_string(),
+            }),
+            Err(_) => Err(KafkaError::Timeout {
+                cluster: self.role(),
+                operation: Operation::Produce {
+                    topic: String::new(),
+                },
+                after: bound,
+                note: None,
+            }),
+        }
+    }
+
     /// The CreateTopics request itself, bounded by what is left until `deadline`.
     pub(crate) async fn send_create_topic(
         &self,
@@ -1273,6 +1351,29 @@ impl<T: Send + 'static> Drop for OffRuntimeDrop<T> {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
             Err(_) => drop(value),
+        }
+    }
+}
+
+fn millis_of(d: std::time::Duration) -> String {
+    d.as_millis().to_string()
+}
+
+/// Hands the one delivery report of [`Cluster::produce_one`] back to the waiting thread.
+struct DeliveryContext(std::sync::Mutex<std::sync::mpsc::Sender<Result<i64, String>>>);
+
+impl rdkafka::ClientContext for DeliveryContext {}
+
+impl rdkafka::producer::ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        use rdkafka::Message;
+        let answer = match result {
+            Ok(message) => Ok(message.offset()),
+            Err((error, _)) => Err(error.to_string()),
+        };
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(answer);
         }
     }
 }

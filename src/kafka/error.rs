@@ -53,6 +53,11 @@ pub enum Operation {
         /// The topic.
         topic: String,
     },
+    /// Producing one record and waiting for its acknowledgement.
+    Produce {
+        /// The topic.
+        topic: String,
+    },
 }
 
 impl fmt::Display for Operation {
@@ -72,6 +77,7 @@ impl fmt::Display for Operation {
             Operation::CommitOffsets { group } => write!(f, "commit offsets of group {group}"),
             Operation::DescribeGroup { group } => write!(f, "describe group {group}"),
             Operation::CreateTopic { topic } => write!(f, "create topic {topic}"),
+            Operation::Produce { topic } => write!(f, "write to topic {topic}"),
         }
     }
 }

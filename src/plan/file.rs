@@ -168,6 +168,9 @@ pub enum StepFile {
     Exec(ExecFile),
     /// A manual checkpoint: wait for the operator.
     Pause(PauseFile),
+    /// Prove the replication flow into the target is healthy (before a failback: dr -> primary):
+    /// fresh heartbeats, remote topics present, lag, fresh checkpoints for the plan's groups.
+    CheckReverseReplication(CheckReverseReplicationFile),
 }
 
 pub const STEP_KINDS: &[&str] = &[
@@ -179,6 +182,7 @@ pub const STEP_KINDS: &[&str] = &[
     "validate",
     "exec",
     "pause",
+    "check_reverse_replication",
 ];
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -377,6 +381,19 @@ pub struct ExecFile {
     /// After the timeout the command gets SIGTERM, then SIGKILL after this grace (default 5s).
     #[serde(default)]
     pub kill_grace: Option<DurationText>,
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckReverseReplicationFile {
+    /// The newest heartbeat from the source seen on the target must be younger (default 30s).
+    #[serde(default)]
+    pub max_heartbeat_age: Option<DurationText>,
+    /// When set, each group's newest checkpoint must be younger than this.
+    #[serde(default)]
+    pub max_checkpoint_age: Option<DurationText>,
     #[serde(default)]
     pub timeout: Option<DurationText>,
 }

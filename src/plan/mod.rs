@@ -300,6 +300,13 @@ pub enum StepKind {
     Validate(Validate),
     Exec(Exec),
     Pause(Pause),
+    CheckReverseReplication(CheckReverseReplication),
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckReverseReplication {
+    pub max_heartbeat_age: Duration,
+    pub max_checkpoint_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -396,6 +403,7 @@ impl StepKind {
             StepKind::Validate(_) => "validate",
             StepKind::Exec(_) => "exec",
             StepKind::Pause(_) => "pause",
+            StepKind::CheckReverseReplication(_) => "check_reverse_replication",
         }
     }
 
@@ -425,6 +433,7 @@ impl StepKind {
             StepKind::Validate(v) => v.within + MINUTE,
             StepKind::Exec(_) => 10 * MINUTE,
             StepKind::Pause(_) => 24 * 60 * MINUTE,
+            StepKind::CheckReverseReplication(_) => MINUTE,
         }
     }
 }
@@ -1242,6 +1251,19 @@ fn check_step(
                     run,
                     idempotent: e.idempotent.unwrap_or(false),
                     kill_grace: grace.unwrap_or(Duration::from_secs(5)),
+                })
+            });
+            (kind, t)
+        }
+        F::CheckReverseReplication(c) => {
+            let p = kind_path("check_reverse_replication");
+            let t = opt_duration(&c.timeout, &p, "timeout", problems);
+            let hb = opt_duration(&c.max_heartbeat_age, &p, "max_heartbeat_age", problems);
+            let cp = opt_duration(&c.max_checkpoint_age, &p, "max_checkpoint_age", problems);
+            let kind = hb.zip(cp).map(|(hb, cp)| {
+                StepKind::CheckReverseReplication(CheckReverseReplication {
+                    max_heartbeat_age: hb.unwrap_or(Duration::from_secs(30)),
+                    max_checkpoint_age: cp,
                 })
             });
             (kind, t)

@@ -84,8 +84,13 @@ pub struct PartitionLoss {
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupRereads {
     pub group: String,
-    /// Records the group read twice (before and after the failover).
-    pub reread: usize,
+    /// Records the group read again on DR that it had read on the primary.
+    pub reread_at_failover: usize,
+    /// Records the group read again on the primary after the failback that it had read before.
+    pub reread_at_failback: usize,
+    /// What kdr's translate_offsets said the group may read again, at each boundary.
+    pub kdr_estimate_at_failover: Option<i64>,
+    pub kdr_estimate_at_failback: Option<i64>,
     /// Partitions where the group started again from the beginning (mass reprocessing).
     pub restarted_from_beginning: usize,
 }
@@ -94,8 +99,12 @@ pub struct GroupRereads {
 pub struct DrillReport {
     pub scenario: Scenario,
     pub run: RunReport,
+    /// The failback half: traffic on DR, then back to the primary. None when the failover failed.
+    pub failback: Option<RunReport>,
     /// Declaration to validated failover.
     pub rto_ms: u64,
+    /// Records written on DR that never reached the primary by the end of the failback.
+    pub records_lost_at_failback: Option<usize>,
     /// Replication lag kdr measured at the declaration.
     pub lag_at_declaration: Option<i64>,
     pub records_written: usize,
@@ -205,18 +214,19 @@ async fn drill(
     cancel: watch::Receiver<bool>,
 ) -> Result<DrillReport, DrillError> {
     let world_err = |e: &dyn std::fmt::Display| DrillError::World(e.to_string());
-    let bootstrap_file = dir.join("bootstrap");
+    let bootstrap_file = dir.join("producers.bootstrap");
+    let consumers_file = dir.join("consumers.bootstrap");
     let pause_file = dir.join("producers.paused");
-    std::fs::write(
-        &bootstrap_file,
-        format!("{}\n", plan.primary.bootstrap_servers),
-    )
-    .map_err(|e| world_err(&e))?;
+    for file in [&bootstrap_file, &consumers_file] {
+        std::fs::write(file, format!("{}\n", plan.primary.bootstrap_servers))
+            .map_err(|e| world_err(&e))?;
+    }
 
     let replicator = Replicator::start(world.replicator_config(WorldRole::Primary))
         .map_err(|e| world_err(&e))?;
     let mut workload_config = world.workload_config(&bootstrap_file, &pause_file);
     workload_config.rate_per_sec = RATE;
+    workload_config.consumer_indirection_file = Some(consumers_file.clone());
     let workload = Workload::start(workload_config).map_err(|e| world_err(&e))?;
 
     // Warm up: traffic flows, every group has committed, and MM2 has checkpointed them.
@@ -275,9 +285,62 @@ async fn drill(
         resume: None,
         log: options.log.clone(),
         interrupted_step: None,
+        force: false,
         hook_env: vec![("KDR_REHEARSAL_DIR".to_owned(), dir.display().to_string())],
     };
-    let run = engine::run(plan, &request, Gate::Unattended, progress, cancel).await?;
+    let run = engine::run(plan, &request, Gate::Unattended, progress, cancel.clone()).await?;
+    let forward = replicator.stop();
+
+    // The failback half: the primary is back, MirrorMaker 2's flow is turned around, DR takes
+    // traffic for a while, then the plan's failback steps bring everything home.
+    let mut failback = None;
+    let mut reverse = None;
+    if run.outcome == Outcome::Succeeded {
+        if options.scenario == Scenario::Disaster {
+            world
+                .cluster_up(WorldRole::Primary)
+                .map_err(|e| world_err(&e))?;
+        }
+        let mut config = world.replicator_config(WorldRole::Dr);
+        if let crate::mm2::ReplicationPolicy::Identity { .. } = config.policy {
+            // Under the identity policy DR's `orders` also holds the primary's history: start
+            // the flow back where the failover left it, or the history is copied home again.
+            let start: BTreeMap<(String, i32), i64> = forward
+                .partitions
+                .iter()
+                .filter_map(|(k, p)| p.last_downstream_offset.map(|o| (k.clone(), o + 1)))
+                .collect();
+            config.start_from = super::StartFrom::Offsets(start);
+        }
+        let flow_back = Replicator::start(config).map_err(|e| world_err(&e))?;
+        let traffic = workload.stats().acknowledged;
+        let ready = wait_for(Duration::from_secs(30), || {
+            let r = flow_back.stats();
+            workload.stats().acknowledged >= traffic + 200
+                && r.records_copied > 0
+                && r.checkpoints_written >= groups.len() as u64
+        })
+        .await;
+        if !ready {
+            return Err(DrillError::World(format!(
+                "the dr -> primary flow did not start within 30s: {:?}",
+                flow_back.stats().last_error
+            )));
+        }
+        let mut progress = Progress::new(options.color, plan.steps(Direction::Failback).len());
+        progress.say("");
+        let back = RunRequest {
+            direction: Direction::Failback,
+            reason: Some(format!(
+                "rehearsal: failback after the {} scenario",
+                scenario_name(options.scenario)
+            )),
+            log: None,
+            ..request.clone()
+        };
+        failback = Some(engine::run(plan, &back, Gate::Unattended, progress, cancel).await?);
+        reverse = Some(flow_back);
+    }
 
     // Let consumers finish what was written, then count.
     let _ = std::fs::write(&pause_file, "");
@@ -297,7 +360,7 @@ async fn drill(
     })
     .await;
     let ledger = workload.stop();
-    replicator.stop();
+    let reverse_stats = reverse.map(Replicator::stop);
 
     let remote_topics: Vec<String> = world
         .spec()
@@ -314,9 +377,14 @@ async fn drill(
     .map_err(|e| world_err(&e))?;
 
     let primary_alias = &plan.primary.mm2_alias;
-    let mut missing: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for r in ledger
+    // Only what the primary took before the failover: after the failback it takes writes again.
+    let first_on_dr = ledger
         .produced
+        .iter()
+        .position(|r| r.cluster == plan.dr.mm2_alias)
+        .unwrap_or(ledger.produced.len());
+    let mut missing: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for r in ledger.produced[..first_on_dr]
         .iter()
         .filter(|r| &r.cluster == primary_alias)
     {
@@ -367,15 +435,51 @@ async fn drill(
     let records_accepted_lost: i64 = accepted.values().sum();
     let records_really_lost: usize = missing.values().map(|v| *v as usize).sum();
 
+    // Written on DR (its own topics), never copied back to the primary.
+    let dr_alias = &plan.dr.mm2_alias;
+    let records_lost_at_failback = match &reverse_stats {
+        Some(stats) => {
+            let back_topics: Vec<String> = world
+                .spec()
+                .topic_names()
+                .iter()
+                .map(|t| world.replicator_config(WorldRole::Dr).remote_topic(t))
+                .collect();
+            let primary = plan.primary.bootstrap_servers.clone();
+            let on_primary = tokio::task::spawn_blocking(move || {
+                seqs_on(&primary, &back_topics, Duration::from_secs(10))
+            })
+            .await
+            .map_err(|e| world_err(&e))?
+            .map_err(|e| world_err(&e))?;
+            let _ = stats;
+            Some(
+                ledger
+                    .produced
+                    .iter()
+                    .filter(|r| &r.cluster == dr_alias && !on_primary.contains(&r.seq))
+                    .count(),
+            )
+        }
+        None => None,
+    };
     let ledger_report = ledger.report(groups, Some(&on_dr));
     let rereads: Vec<GroupRereads> = ledger_report
         .groups
         .iter()
         .filter(|g| groups.contains(&g.group))
-        .map(|g| GroupRereads {
-            group: g.group.clone(),
-            reread: g.duplicates,
-            restarted_from_beginning: g.jumped_to_start.len(),
+        .map(|g| {
+            let (at_failover, at_failback) = rereads_by_boundary(&ledger, &g.group);
+            GroupRereads {
+                group: g.group.clone(),
+                reread_at_failover: at_failover,
+                reread_at_failback: at_failback,
+                kdr_estimate_at_failover: reprocessing_estimate(&run.log, &g.group),
+                kdr_estimate_at_failback: failback
+                    .as_ref()
+                    .and_then(|b| reprocessing_estimate(&b.log, &g.group)),
+                restarted_from_beginning: g.jumped_to_start.len(),
+            }
         })
         .collect();
 
@@ -434,7 +538,49 @@ async fn drill(
         detail: format!("{unseen} records on DR that a group never read"),
     });
 
+    if options.scenario == Scenario::Controlled {
+        let matches = |actual: usize, said: Option<i64>| said == Some(actual as i64);
+        checks.push(Check {
+            name: "kdr's reprocessing estimate matches what consumers re-read".to_owned(),
+            ok: rereads.iter().all(|g| {
+                matches(g.reread_at_failover, g.kdr_estimate_at_failover)
+                    && (failback.is_none()
+                        || matches(g.reread_at_failback, g.kdr_estimate_at_failback))
+            }),
+            detail: rereads
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{}: {}/{:?} and {}/{:?}",
+                        g.group,
+                        g.reread_at_failover,
+                        g.kdr_estimate_at_failover,
+                        g.reread_at_failback,
+                        g.kdr_estimate_at_failback
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    if let Some(back) = &failback {
+        checks.push(Check {
+            name: "failback succeeded".to_owned(),
+            ok: back.outcome == Outcome::Succeeded,
+            detail: back.message.clone(),
+        });
+        checks.push(Check {
+            name: "nothing written on DR was lost on the way back".to_owned(),
+            ok: records_lost_at_failback == Some(0),
+            detail: format!(
+                "{} records written on DR never reached the primary",
+                records_lost_at_failback.unwrap_or(0)
+            ),
+        });
+    }
     Ok(DrillReport {
+        failback,
+        records_lost_at_failback,
         scenario: options.scenario,
         rto_ms: run.duration_ms,
         lag_at_declaration,
@@ -446,6 +592,50 @@ async fn drill(
         checks,
         run,
     })
+}
+
+/// The `may_reread` kdr logged for a group in a run's translate_offsets.
+fn reprocessing_estimate(log: &Path, group: &str) -> Option<i64> {
+    let events = journal::read(log).ok()?.events;
+    events.iter().rev().find_map(|e| match &e.body {
+        EventBody::Observation { name, data, .. }
+            if name == "reprocessing" && data["group"] == group =>
+        {
+            data["may_reread"].as_i64()
+        }
+        _ => None,
+    })
+}
+
+/// Records a group read again after a move that it had read before: at the failover (its second
+/// attachment, on DR) and at the failback (its third, back on the primary).
+fn rereads_by_boundary(ledger: &super::Ledger, group: &str) -> (usize, usize) {
+    let mut seen: BTreeSet<u64> = BTreeSet::new();
+    let mut at = [0usize; 2];
+    let mut records: Vec<&super::ConsumedRecord> = ledger
+        .consumed
+        .iter()
+        .filter(|r| r.group == group)
+        .collect();
+    records.sort_by_key(|r| r.session);
+    let mut current = 0;
+    let mut seen_before_session: BTreeSet<u64> = BTreeSet::new();
+    for r in records {
+        if r.session != current {
+            current = r.session;
+            seen_before_session = seen.clone();
+        }
+        let Some(seq) = r.seq else { continue };
+        if seen_before_session.contains(&seq) {
+            match r.session {
+                2 => at[0] += 1,
+                s if s >= 3 => at[1] += 1,
+                _ => {}
+            }
+        }
+        seen.insert(seq);
+    }
+    (at[0], at[1])
 }
 
 fn scenario_name(s: Scenario) -> &'static str {
@@ -490,10 +680,26 @@ pub fn summary(report: &DrillReport) -> String {
             p.topic, p.partition, p.accepted_by_kdr, p.really_missing
         ));
     }
-    for g in &report.rereads {
+    if let Some(back) = &report.failback {
+        out.push_str("\nfailback\n");
+        out.push_str(&crate::report::tables::run_table(back));
         out.push_str(&format!(
-            "  group {:<24} re-read {} records at the failover boundary\n",
-            g.group, g.reread
+            "  records written on DR lost on the way back: {}\n",
+            report
+                .records_lost_at_failback
+                .map_or("unknown".to_owned(), |n| n.to_string())
+        ));
+    }
+    out.push_str("  reprocessing ledger (records read twice; idempotent consumers absorb them):\n");
+    for g in &report.rereads {
+        let est = |e: Option<i64>| e.map_or("?".to_owned(), |n| n.to_string());
+        out.push_str(&format!(
+            "    group {:<20} at the failover: {:>5} (kdr said {:>5})   at the failback: {:>5} (kdr said {:>5})\n",
+            g.group,
+            g.reread_at_failover,
+            est(g.kdr_estimate_at_failover),
+            g.reread_at_failback,
+            est(g.kdr_estimate_at_failback)
         ));
     }
     out.push('\n');

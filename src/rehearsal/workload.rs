@@ -59,6 +59,8 @@ pub struct WorkloadConfig {
     pub indirection_file: PathBuf,
     /// While this file exists, producers do not produce.
     pub pause_file: PathBuf,
+    /// Consumers' own indirection file; `None`: they follow `indirection_file` too.
+    pub consumer_indirection_file: Option<PathBuf>,
     /// Records per second, all producers together.
     pub rate_per_sec: u32,
     /// Producer threads.
@@ -98,6 +100,7 @@ impl WorkloadConfig {
             policy,
             indirection_file,
             pause_file,
+            consumer_indirection_file: None,
             rate_per_sec: 200,
             producers: 1,
             keys: 16,
@@ -212,6 +215,15 @@ impl Shared {
     /// The bootstrap string in the indirection file, if any.
     fn active_cluster(&self) -> Option<String> {
         read_indirection(&self.config.indirection_file)
+    }
+
+    /// Where consumers go: their own indirection file when there is one, as when a runbook
+    /// moves producers first and consumers only once their offsets are translated.
+    fn consumers_cluster(&self) -> Option<String> {
+        match &self.config.consumer_indirection_file {
+            Some(path) => read_indirection(path),
+            None => self.active_cluster(),
+        }
     }
 }
 
@@ -625,7 +637,7 @@ impl GroupLoop {
     }
 
     fn follow_indirection(&mut self) {
-        let wanted = self.shared.active_cluster();
+        let wanted = self.shared.consumers_cluster();
         if self.current.as_ref().map(|a| &a.bootstrap) == wanted.as_ref() {
             return;
         }

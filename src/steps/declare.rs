@@ -36,8 +36,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
             ctx.reason,
             serde_json::json!({ "confirmed_by": "--yes" }),
         )?;
+        let moved = take_authority(ctx).await?;
         return Ok(StepDone::Ok(format!(
-            "declared by {} (--yes): {}{snapshot}",
+            "declared by {} (--yes): {}{snapshot}{moved}",
             ctx.operator, ctx.reason
         )));
     }
@@ -58,8 +59,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
                 ctx.reason,
                 serde_json::json!({ "confirmed_by": "typed" }),
             )?;
+            let moved = take_authority(ctx).await?;
             Ok(StepDone::Ok(format!(
-                "declared by {}: {}{snapshot}",
+                "declared by {}: {}{snapshot}{moved}",
                 ctx.operator, ctx.reason
             )))
         }
@@ -84,6 +86,44 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
         Answer::Cancelled => Err(StepError::Interrupted(
             "interrupted at the declaration".to_owned(),
         )),
+    }
+}
+
+/// A failover's declaration moves write authority to the target. (A failback moves it back only
+/// when its last step is done: until then the DR side still owns writes.)
+async fn take_authority(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
+    let Some(clusters) = ctx.clusters else {
+        return Ok(String::new());
+    };
+    if ctx.direction != crate::plan::Direction::Failover {
+        return Ok(String::new());
+    }
+    let target = ctx.plan.source_target(ctx.direction).1.role;
+    if ctx
+        .state
+        .authority
+        .as_ref()
+        .is_some_and(|a| a.owner().0 == target)
+    {
+        return Ok(String::new());
+    }
+    match crate::engine::move_authority(
+        ctx.recorder,
+        ctx.plan,
+        clusters,
+        ctx.state,
+        target,
+        ctx.direction,
+        ctx.operator,
+    )
+    .await?
+    {
+        Ok(epoch) => Ok(format!(
+            "; write authority moved to {target} (epoch {epoch})"
+        )),
+        Err(why) => Err(StepError::Failed(format!(
+            "declared, but write authority could not be recorded on {target}: {why}"
+        ))),
     }
 }
 

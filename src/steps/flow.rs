@@ -368,6 +368,35 @@ impl Flow {
         newest
     }
 
+    /// The newest heartbeat that MM2's source connector copied to the target
+    /// (`<source>.heartbeats`, a copy of the source's `heartbeats` topic). Unlike the `heartbeats` topic, which a flow's herder fills even
+    /// when that flow is disabled, this proves records are actually being replicated.
+    pub async fn newest_replicated_heartbeat_ms(&self, within: Duration) -> Option<i64> {
+        let topic = self.remote_topic(self.policy.heartbeats_topic());
+        let read = self
+            .target
+            .read_to_end(
+                &topic,
+                0,
+                ReadOptions {
+                    timeout: Some(within),
+                    allow_partial: true,
+                },
+            )
+            .await
+            .ok()?;
+        let view = HeartbeatView::from_records(read.records.iter().map(|r| {
+            crate::mm2::checkpoints::RawRecord {
+                offset: r.offset,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                timestamp_ms: r.timestamp_ms.unwrap_or(0),
+            }
+        }));
+        // Whatever herder wrote them on the source, their arrival here is the connector's work.
+        view.pairs().into_iter().map(|(_, _, ts)| ts).max()
+    }
+
     pub async fn source_reachable(&self) -> Reachability {
         match self.source.probe().await {
             Ok(r) => r,

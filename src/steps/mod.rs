@@ -1,6 +1,7 @@
 //! One file per step kind. Each step says what it would do (dry run) and does it, recording its
 //! observations and decisions as it goes.
 
+mod check_reverse;
 mod declare;
 mod exec;
 pub mod flow;
@@ -57,6 +58,8 @@ pub struct RunState {
     pub accepted_loss: Vec<flow::PartitionLag>,
     /// Offsets translate_offsets committed, per group: (topic, partition, offset).
     pub committed: std::collections::BTreeMap<String, Vec<(String, i32, i64)>>,
+    /// Write authority as read at the start of the run.
+    pub authority: Option<crate::authority::AuthorityState>,
 }
 
 impl StepCtx<'_> {
@@ -207,6 +210,12 @@ pub fn summary(plan: &Plan, direction: Direction, step: &Step) -> String {
         ),
         StepKind::Exec(e) => format!("run `{}`", e.run.shown),
         StepKind::Pause(p) => format!("wait for the operator: {}", p.message),
+        StepKind::CheckReverseReplication(c) => format!(
+            "prove {} → {} replication is healthy: heartbeats younger than {}, remote topics present, checkpoints for the plan's groups",
+            source.role,
+            target.role,
+            humantime::format_duration(c.max_heartbeat_age)
+        ),
     }
 }
 
@@ -233,6 +242,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> StepResult {
         StepKind::Repoint(r) => repoint::run(ctx, r).await,
         StepKind::TranslateOffsets(t) => translate::run(ctx, t).await,
         StepKind::Validate(v) => validate::run(ctx, v).await,
+        StepKind::CheckReverseReplication(c) => check_reverse::run(ctx, c).await,
     }
 }
 

@@ -72,6 +72,14 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
         ));
     }
 
+    // For the reprocessing ledger: where each source record landed on the target.
+    let syncs = match ctx.state.source_unreachable {
+        None => {
+            flow.latest_offset_syncs(ctx.remaining().min(super::flow::OPERATION_TIMEOUT))
+                .await
+        }
+        Some(_) => None,
+    };
     let mut refused = Vec::new();
     let mut missing = Vec::new();
     let mut committed_partitions = 0;
@@ -104,6 +112,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             continue;
         }
         let plan = plan_group(ctx, &flow, &group, &index, t.allow_rewind).await?;
+        record_reprocessing(ctx, &flow, &plan, syncs.as_ref()).await?;
         if plan.state == "active" {
             ctx.recorder.observe(
                 "group",
@@ -235,4 +244,93 @@ async fn plan_group(
         state,
         partitions: plan_translation(flow, group, index, &target, allow_rewind, now),
     })
+}
+
+/// How many records a group may read again on the target: between its translated offset and
+/// where its last commit on the source lands there. MM2's translation is deliberately behind
+/// (the "+1" rule, sparse offset syncs), so this is the duplicate load idempotent consumers must
+/// absorb at this boundary. The estimate assumes no filtered or compacted records between the
+/// last sync and the commit. With the source gone, the checkpoint's own source offset stands in
+/// for the last commit, and the figure is a lower bound.
+async fn record_reprocessing(
+    ctx: &mut StepCtx<'_>,
+    flow: &Flow,
+    plan: &GroupTranslation,
+    syncs: Option<&std::collections::BTreeMap<(String, i32), crate::mm2::OffsetSync>>,
+) -> Result<(), StepError> {
+    let source_tps: Vec<TopicPartition> = plan
+        .partitions
+        .iter()
+        .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
+        .collect();
+    let committed = match ctx.state.source_unreachable {
+        None => tokio::time::timeout_at(
+            ctx.deadline,
+            flow.source.committed_offsets(&plan.group, &source_tps),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok),
+        Some(_) => None,
+    };
+    let basis = if committed.is_some() {
+        "the group's commits on the source"
+    } else {
+        "the checkpoints (the source cannot be read): a lower bound"
+    };
+    let mut total: Option<i64> = None;
+    let mut partitions = Vec::new();
+    for p in &plan.partitions {
+        let source_commit = committed
+            .as_ref()
+            .and_then(|c| {
+                c.iter()
+                    .find(|(tp, _)| tp.topic == p.source_topic && tp.partition == p.partition)
+            })
+            .and_then(|(_, o)| *o)
+            .unwrap_or(p.source_offset);
+        let sync = syncs.and_then(|s| s.get(&(p.source_topic.clone(), p.partition)));
+        // Where `source_commit` lands on the target: past the newest sync, offsets run in step.
+        let lands_at = match sync {
+            Some(s) if source_commit > s.upstream_offset => {
+                Some(s.downstream_offset + (source_commit - s.upstream_offset))
+            }
+            Some(s) if source_commit == s.upstream_offset => Some(s.downstream_offset),
+            _ => None,
+        };
+        let may_reread = lands_at.map(|at| (at - p.target_offset).max(0));
+        if let Some(n) = may_reread {
+            total = Some(total.unwrap_or(0) + n);
+        }
+        partitions.push(serde_json::json!({
+            "target_topic": p.target_topic,
+            "partition": p.partition,
+            "source_commit": source_commit,
+            "lands_at": lands_at,
+            "target_offset": p.target_offset,
+            "may_reread": may_reread,
+        }));
+    }
+    ctx.recorder.observe(
+        "reprocessing",
+        match total {
+            Some(total) => format!(
+                "group {} may read {total} records again on {} ({basis})",
+                plan.group,
+                ctx.plan.source_target(ctx.direction).1.role
+            ),
+            None => format!(
+                "group {}: how many records it may read again is unknown (no offset sync could be read)",
+                plan.group
+            ),
+        },
+        serde_json::json!({
+            "group": plan.group,
+            "direction": ctx.direction,
+            "may_reread": total,
+            "basis": basis,
+            "partitions": partitions,
+        }),
+    )?;
+    Ok(())
 }

@@ -11,15 +11,15 @@ use crate::harness::{Scratch, events, shape, wait, wait_until};
 
 const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "drill"];
 
-struct World {
-    world: EmbeddedWorld,
+pub(crate) struct World {
+    pub(crate) world: EmbeddedWorld,
     replicator: Option<Replicator>,
     workload: Option<Workload>,
-    scratch: Scratch,
+    pub(crate) scratch: Scratch,
     spec: WorldSpec,
 }
 
-fn spec(policy: ReplicationPolicy) -> WorldSpec {
+pub(crate) fn spec(policy: ReplicationPolicy) -> WorldSpec {
     WorldSpec {
         topics: vec![TopicSpec::new("orders", 3), TopicSpec::new("payments", 2)],
         groups: vec!["order-processor".to_owned(), "billing".to_owned()],
@@ -31,7 +31,7 @@ fn spec(policy: ReplicationPolicy) -> WorldSpec {
 impl World {
     /// A world with replication and a workload running, warmed up: every group has committed and
     /// been checkpointed.
-    fn start(spec: WorldSpec) -> World {
+    pub(crate) fn start(spec: WorldSpec) -> World {
         let scratch = Scratch::new();
         let world = EmbeddedWorld::start(spec.clone()).expect("world");
         std::fs::write(
@@ -79,7 +79,16 @@ impl World {
     }
 
     /// A plan against this world. `failover` is the step list; `replication` extra keys.
-    fn plan(&self, failover: &str, replication_extra: &str) -> PathBuf {
+    pub(crate) fn plan(&self, failover: &str, replication_extra: &str) -> PathBuf {
+        self.plan_both(failover, "  - exec: { run: \"true\" }\n", replication_extra)
+    }
+
+    pub(crate) fn plan_both(
+        &self,
+        failover: &str,
+        failback: &str,
+        replication_extra: &str,
+    ) -> PathBuf {
         let policy = match &self.spec.policy {
             ReplicationPolicy::Default { separator, .. } => {
                 format!("policy: default, separator: \"{separator}\"")
@@ -87,14 +96,14 @@ impl World {
             ReplicationPolicy::Identity { .. } => "policy: identity".to_owned(),
         };
         let text = format!(
-            "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ {policy}, topics: [orders, payments], groups: [order-processor, billing]{replication_extra} }}\nfailover:\n{failover}failback:\n  - exec: {{ run: \"true\" }}\n",
+            "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ {policy}, topics: [orders, payments], groups: [order-processor, billing]{replication_extra} }}\nfailover:\n{failover}failback:\n{failback}",
             self.world.bootstrap_servers(Role::Primary),
             self.world.bootstrap_servers(Role::Dr),
         );
         self.scratch.write("drill.yaml", &text)
     }
 
-    fn kdr(&self, args: &[&str]) -> crate::harness::Run {
+    pub(crate) fn kdr(&self, args: &[&str]) -> crate::harness::Run {
         let child = self
             .scratch
             .command(args)
@@ -104,7 +113,7 @@ impl World {
         wait(child, Duration::from_secs(90))
     }
 
-    fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.scratch.logs().pop().expect("a log")
     }
 }
@@ -558,6 +567,11 @@ fn rehearse_controlled_loses_nothing_and_disaster_accepts_exactly_what_is_missin
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["records_really_lost"], 0);
     assert_eq!(report["records_accepted_lost"], 0);
+    assert_eq!(report["failback"]["outcome"], "succeeded", "{report}");
+    assert_eq!(report["records_lost_at_failback"], 0);
+    for g in report["rereads"].as_array().expect("rereads") {
+        assert_eq!(g["restarted_from_beginning"], 0, "{g}");
+    }
     assert!(
         report["checks"]
             .as_array()
@@ -573,6 +587,8 @@ fn rehearse_controlled_loses_nothing_and_disaster_accepts_exactly_what_is_missin
     let lost = report["records_really_lost"].as_i64().expect("lost");
     assert!(lost > 0, "{report}");
     assert_eq!(report["records_accepted_lost"].as_i64(), Some(lost));
+    assert_eq!(report["failback"]["outcome"], "succeeded", "{report}");
+    assert_eq!(report["records_lost_at_failback"], 0);
     assert!(
         report["checks"]
             .as_array()
@@ -581,4 +597,61 @@ fn rehearse_controlled_loses_nothing_and_disaster_accepts_exactly_what_is_missin
             .all(|c| c["ok"] == true),
         "{report}"
     );
+}
+
+#[test]
+fn malformed_checkpoint_records_are_skipped_and_counted_never_fatal() {
+    let w = World::start(spec(ReplicationPolicy::default_policy()));
+    let dr = kdr::kafka::Cluster::new(
+        kdr::kafka::ClusterSpec::new(
+            kdr::kafka::ClusterRole::Dr,
+            w.world.bootstrap_servers(Role::Dr).to_owned(),
+        ),
+        Duration::from_secs(5),
+    )
+    .expect("cluster");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        // Garbage, a truncated key, and a value with an unknown version.
+        dr.produce_one("primary.checkpoints.internal", b"garbage", b"\xff\xfe")
+            .await
+            .expect("garbage");
+        dr.produce_one("primary.checkpoints.internal", b"\x00\x05bil", b"\x00\x00")
+            .await
+            .expect("truncated");
+        let key = kdr::mm2::Checkpoint {
+            group: "billing".into(),
+            topic: "primary.orders".into(),
+            partition: 0,
+            upstream_offset: 1,
+            downstream_offset: 1,
+            metadata: String::new(),
+        };
+        let mut value = key.encode_value().expect("value");
+        value[1] = 7;
+        dr.produce_one(
+            "primary.checkpoints.internal",
+            &key.encode_key().expect("key"),
+            &value,
+        )
+        .await
+        .expect("version");
+    });
+    w.plan("  - translate_offsets: {}\n", "");
+    let run = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let read = events(&w.log())
+        .into_iter()
+        .find(|e| e["name"] == "checkpoints_read")
+        .expect("read");
+    let skipped = &read["data"]["skipped"];
+    let total = ["malformed", "tombstones", "unsupported_version"]
+        .iter()
+        .filter_map(|k| skipped[k].as_u64())
+        .sum::<u64>();
+    assert_eq!(total, 3, "{read}");
+    assert!(skipped["malformed"].as_u64() >= Some(1), "{read}");
 }

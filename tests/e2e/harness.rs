@@ -83,7 +83,7 @@ impl Scratch {
         wait(child, RUN_BOUND)
     }
 
-    /// The incident logs written so far, oldest first.
+    /// The incident logs written so far, oldest first (by when each was created).
     pub fn logs(&self) -> Vec<PathBuf> {
         let dir = self.file("incidents");
         let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -93,7 +93,12 @@ impl Scratch {
                     .collect()
             })
             .unwrap_or_default();
-        logs.sort();
+        logs.sort_by_key(|p| {
+            let created = std::fs::metadata(p)
+                .and_then(|m| m.created().or_else(|_| m.modified()))
+                .ok();
+            (created, p.clone())
+        });
         logs
     }
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the built `kdr` binary, driven as an operator would drive it.
 
+mod authority;
 mod failover;
 mod harness;
 mod lookup;

@@ -55,7 +55,7 @@ fn steps_run_in_order_and_the_log_records_each() {
     let stderr = redact(&run.stderr, s.path());
     let expected = "\
 kdr failover of plan order, run <run>, operator alice
-    incident log: incidents/order-failover-<time>.jsonl
+    incident log: incidents/order-failover-<run>.jsonl
 > [1/3] exec: run `echo one >> trail`
 + [1/3] exec ok in <dur>: exit status 0
 > [2/3] pause: wait for the operator: look
@@ -97,7 +97,7 @@ fn a_failed_step_stops_the_run_and_says_how_to_resume() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("run failed after <dur>: step 2 (exec) failed: the command exited with status 7; fix the cause, then continue with `kdr failover --plan stops.yaml --resume incidents/stops-failover-<time>.jsonl`"),
+        stderr.contains("run failed after <dur>: step 2 (exec) failed: the command exited with status 7; fix the cause, then continue with `kdr failover --plan stops.yaml --resume incidents/stops-failover-<run>.jsonl`"),
         "{stderr}"
     );
     let output = events(log)

@@ -1,0 +1,175 @@
+//! Write authority: who owns writes, on the clusters themselves, and refusals that follow from it.
+
+use std::time::Duration;
+
+use kdr::authority::{AuthorityRecord, ClusterView, TOPIC};
+use kdr::kafka::{Cluster, ClusterRole, ClusterSpec};
+use kdr::mm2::ReplicationPolicy;
+use kdr::plan::{Direction, Role as PlanRole};
+use kdr::rehearsal::Role;
+
+use crate::failover::{World, spec};
+use crate::harness::events;
+
+const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "drill"];
+const DECLARE: &str = "  - declare: {}\n";
+
+fn args<'a>(base: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(YES).copied().collect()
+}
+
+fn cluster(w: &World, role: Role) -> Cluster {
+    let (r, name) = match role {
+        Role::Primary => (
+            ClusterRole::Primary,
+            w.world.bootstrap_servers(Role::Primary),
+        ),
+        Role::Dr => (ClusterRole::Dr, w.world.bootstrap_servers(Role::Dr)),
+    };
+    Cluster::new(ClusterSpec::new(r, name.to_owned()), Duration::from_secs(5)).expect("cluster")
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(f)
+}
+
+fn world() -> World {
+    let w = World::start(spec(ReplicationPolicy::default_policy()));
+    for role in [Role::Primary, Role::Dr] {
+        w.world
+            .create_topic(role, TOPIC, 1)
+            .expect("authority topic");
+    }
+    w
+}
+
+#[test]
+fn failover_moves_authority_to_dr_and_a_second_failover_is_refused_unless_forced() {
+    let w = world();
+    w.plan_both(DECLARE, DECLARE, "");
+    let first = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
+    assert_eq!(first.code, 0, "{first:?}");
+    let state = block_on(kdr::authority::read_both(
+        &cluster(&w, Role::Primary),
+        &cluster(&w, Role::Dr),
+        "drill",
+    ));
+    assert_eq!(state.owner(), (PlanRole::Dr, 1));
+    for view in [&state.primary, &state.dr] {
+        let ClusterView::Recorded { record } = view else {
+            panic!("no record: {view:?}")
+        };
+        assert_eq!(
+            (
+                record.owner,
+                record.epoch,
+                record.operator.as_str(),
+                record.direction
+            ),
+            (PlanRole::Dr, 1, "alice", Direction::Failover)
+        );
+    }
+
+    let again = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(
+        again.stderr.contains("refused: write authority is already on dr (epoch 1): a failover moves it away from primary; if that is really intended, run again with --force --reason TEXT"),
+        "{again:?}"
+    );
+    let forced = w.kdr(&args(&["failover", "--plan", "drill.yaml", "--force"]));
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert!(events(&w.log()).iter().any(|e| {
+        e["event"] == "decision"
+            && e["what"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("force the failover although"))
+    }));
+    // Already on DR: a forced failover has nothing to move.
+    let state = block_on(kdr::authority::read_both(
+        &cluster(&w, Role::Primary),
+        &cluster(&w, Role::Dr),
+        "drill",
+    ));
+    assert_eq!(state.owner(), (PlanRole::Dr, 1));
+}
+
+#[test]
+fn failback_is_refused_while_the_primary_owns_writes_and_moves_authority_back_when_done() {
+    let w = world();
+    w.plan_both(DECLARE, DECLARE, "");
+    let refused = w.kdr(&args(&["failback", "--plan", "drill.yaml"]));
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("refused: write authority is already on primary (epoch 0)"),
+        "{refused:?}"
+    );
+
+    assert_eq!(w.kdr(&args(&["failover", "--plan", "drill.yaml"])).code, 0);
+    let back = w.kdr(&args(&["failback", "--plan", "drill.yaml"]));
+    assert_eq!(back.code, 0, "{back:?}");
+    let state = block_on(kdr::authority::read_both(
+        &cluster(&w, Role::Primary),
+        &cluster(&w, Role::Dr),
+        "drill",
+    ));
+    assert_eq!(state.owner(), (PlanRole::Primary, 2));
+    assert_eq!(state.split_brain(), None);
+}
+
+#[test]
+fn split_brain_is_reported_loudly() {
+    let w = world();
+    let record = |owner, epoch| AuthorityRecord {
+        v: 1,
+        plan: "drill".into(),
+        owner,
+        epoch,
+        run_id: format!("r{epoch}"),
+        operator: "bob".into(),
+        direction: Direction::Failover,
+        at: "2026-11-21T03:00:00.000Z".into(),
+    };
+    // The primary came back believing it still owns writes; DR took them over meanwhile.
+    block_on(async {
+        kdr::authority::write(&cluster(&w, Role::Primary), &record(PlanRole::Primary, 0))
+            .await
+            .expect("write primary");
+        kdr::authority::write(&cluster(&w, Role::Dr), &record(PlanRole::Dr, 1))
+            .await
+            .expect("write dr");
+    });
+    w.plan_both(DECLARE, DECLARE, "");
+    let run = w.kdr(&args(&["failback", "--plan", "drill.yaml", "--dry-run"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("!!! SPLIT BRAIN: primary claims write authority (epoch 0"),
+        "{run:?}"
+    );
+    assert!(events(&w.log()).iter().any(|e| e["name"] == "split_brain"));
+}
+
+#[test]
+fn check_reverse_replication_says_what_is_missing_without_a_flow_back() {
+    let w = world();
+    w.plan_both(
+        DECLARE,
+        "  - declare: {}\n  - check_reverse_replication: { max_heartbeat_age: 5s }\n",
+        "",
+    );
+    assert_eq!(w.kdr(&args(&["failover", "--plan", "drill.yaml"])).code, 0);
+    let run = w.kdr(&args(&["failback", "--plan", "drill.yaml"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no heartbeats in dr.heartbeats on primary: is the dr->primary MirrorMaker flow running?"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no checkpoint for group billing in dr.checkpoints.internal on primary"),
+        "{run:?}"
+    );
+}

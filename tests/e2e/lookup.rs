@@ -436,6 +436,11 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // Consumers attached to a cluster that is down may never finish closing: bring both
+        // back before stopping anything.
+        for role in Role::BOTH {
+            let _ = self.world.cluster_up(role);
+        }
         if let Some(w) = self.workload.take() {
             w.stop();
         }
@@ -947,8 +952,9 @@ fn lag_equals_what_the_replicator_has_not_copied_yet() {
 
 #[test]
 fn lag_with_the_source_down_says_so_and_shows_what_the_target_holds() {
-    let w = World::start(spec(ReplicationPolicy::default_policy()));
-    w.pause_producers();
+    let mut w = World::start(spec(ReplicationPolicy::default_policy()));
+    // The workload's consumers are attached to the primary: stop them while it is up.
+    w.stop_workload();
     w.world.cluster_down(Role::Primary).expect("primary down");
     let run = w.kdr(&["lag", "--plan", "drill.yaml", "--output", "json"]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -980,7 +986,7 @@ fn lag_with_the_source_down_says_so_and_shows_what_the_target_holds() {
 
 #[test]
 fn status_is_ready_then_lagging_then_says_how_to_fail_over_when_the_primary_is_down() {
-    let w = World::start(spec(ReplicationPolicy::default_policy()));
+    let mut w = World::start(spec(ReplicationPolicy::default_policy()));
 
     // Healthy: replication keeps up with the producers.
     let run = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
@@ -1093,7 +1099,9 @@ fn status_is_ready_then_lagging_then_says_how_to_fail_over_when_the_primary_is_d
         "heartbeats go on: {out:?}"
     );
 
-    // The primary is gone: the verdict says what to do.
+    // The primary is gone: the verdict says what to do. (The workload's consumers, attached to
+    // the primary, are stopped while it is up.)
+    w.stop_workload();
     w.world.cluster_down(Role::Primary).expect("primary down");
     let run = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
     assert_eq!(run.code, 1, "{run:?}");

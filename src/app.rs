@@ -4,7 +4,10 @@ use std::io::Write;
 
 use tokio::sync::watch;
 
-use crate::cli::{Cli, Command, LogCommand, Output, PlanCommand, RunArgs};
+use crate::cli::{
+    Cli, Command, FlowDirection, LagArgs, LogCommand, OffsetsCommand, Output, PlanCommand, RunArgs,
+    StatusArgs, TranslateArgs,
+};
 use crate::engine::{self, EngineError, RunRequest, gate::Gate};
 use crate::exit;
 use crate::journal::{self, Outcome};
@@ -71,6 +74,9 @@ pub fn run(cli: Cli) -> u8 {
         Command::Failover(args) => run_direction(Direction::Failover, args, color),
         Command::Failback(args) => run_direction(Direction::Failback, args, color),
         Command::Rehearse(args) => rehearse(args, color),
+        Command::Lag(args) => lag(args),
+        Command::Offsets(OffsetsCommand::Translate(args)) => offsets_translate(args),
+        Command::Status(args) => status(args),
     }
 }
 
@@ -271,4 +277,101 @@ pub fn outcome_code(outcome: Outcome) -> u8 {
         Outcome::Aborted => exit::ABORTED,
         Outcome::Interrupted => exit::INTERRUPTED,
     }
+}
+
+fn flow_direction(d: FlowDirection) -> Direction {
+    match d {
+        FlowDirection::Failover => Direction::Failover,
+        FlowDirection::Failback => Direction::Failback,
+    }
+}
+
+/// Prints a look-up's report as a table or JSON and returns its exit code.
+fn lookup_outcome<R: serde::Serialize>(
+    result: Result<R, crate::lookup::LookupError>,
+    output: Output,
+    render: impl Fn(&R) -> String,
+    code: impl Fn(&R) -> u8,
+) -> u8 {
+    match result {
+        Ok(report) => {
+            match output {
+                Output::Table => print!("{}", render(&report)),
+                Output::Json => print_json(&report),
+            }
+            code(&report)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                crate::lookup::LookupError::Config(_) => exit::USAGE,
+                _ => exit::FAILED,
+            }
+        }
+    }
+}
+
+fn lag(args: LagArgs) -> u8 {
+    use crate::lookup::lag;
+    let plan = match plan::load(&args.plan) {
+        Ok(p) => p,
+        Err(e) => return plan_error(&e),
+    };
+    let direction = flow_direction(args.direction);
+    let result = crate::lookup::run_bounded(&plan, args.timeout, |clusters, deadline| {
+        let plan = &plan;
+        async move { lag::run(plan, &clusters, direction, deadline).await }
+    });
+    lookup_outcome(result, args.output, lag::render, lag::LagReport::exit_code)
+}
+
+fn offsets_translate(args: TranslateArgs) -> u8 {
+    use crate::lookup::translate;
+    let plan = match plan::load(&args.plan) {
+        Ok(p) => p,
+        Err(e) => return plan_error(&e),
+    };
+    let selectors = match translate::selectors(&args.groups) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let request = translate::TranslateRequest {
+        direction: flow_direction(args.direction),
+        apply: args.apply,
+    };
+    let result = crate::lookup::run_bounded(&plan, args.timeout, |clusters, deadline| {
+        let (plan, request, selectors) = (&plan, &request, &selectors);
+        async move { translate::run(plan, &clusters, request, selectors, deadline).await }
+    });
+    lookup_outcome(
+        result,
+        args.output,
+        translate::render,
+        translate::TranslateReport::exit_code,
+    )
+}
+
+fn status(args: StatusArgs) -> u8 {
+    use crate::lookup::status;
+    let plan = match plan::load(&args.plan) {
+        Ok(p) => p,
+        Err(e) => return plan_error(&e),
+    };
+    let thresholds = status::Thresholds {
+        max_lag_records: args.max_lag_records,
+        max_heartbeat_age: args.max_heartbeat_age,
+    };
+    let result = crate::lookup::run_bounded(&plan, args.timeout, |clusters, deadline| {
+        let plan = &plan;
+        async move { status::run(plan, &clusters, thresholds, deadline).await }
+    });
+    lookup_outcome(
+        result,
+        args.output,
+        status::render,
+        status::StatusReport::exit_code,
+    )
 }

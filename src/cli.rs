@@ -44,6 +44,17 @@ pub enum Command {
     /// Read incident logs.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Replication lag per topic and partition, in records and in time: the RPO if the source
+    /// died now. Exit 1 when the source cannot be read (the target's side is still shown).
+    #[command(after_help = crate::exit::HELP)]
+    Lag(LagArgs),
+    /// Consumer-group offsets across the pair.
+    #[command(subcommand)]
+    Offsets(OffsetsCommand),
+    /// Both clusters' reachability, replication health both ways, and whether a failover is
+    /// ready now. Exit 0 when healthy, 1 otherwise.
+    #[command(after_help = crate::exit::HELP)]
+    Status(StatusArgs),
     /// A game day on two embedded clusters: start them, replicate the way MirrorMaker 2 does,
     /// run a workload, fail over, run traffic on DR, fail back, and check the numbers (RTO, data
     /// lost, records re-read). No Kafka needed.
@@ -67,6 +78,83 @@ pub struct RehearseArgs {
     /// Print the drill's report as JSON on stdout.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+/// Which replication flow a look-up reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowDirection {
+    /// primary → dr
+    Failover,
+    /// dr → primary
+    Failback,
+}
+
+#[derive(Debug, Args)]
+pub struct LagArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The flow to measure: failover is primary → dr, failback dr → primary.
+    #[arg(long, value_enum, default_value_t = FlowDirection::Failover)]
+    pub direction: FlowDirection,
+    /// A table, or JSON in the shape the README documents.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up after this long in all (humantime: 30s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// Where each group would start on the target, from MM2's checkpoints, and what --apply
+    /// would do per partition. Nothing is written without --apply. Exit 1 when a group has no
+    /// checkpoint, or --apply could not commit everything it set out to.
+    #[command(after_help = crate::exit::HELP)]
+    Translate(TranslateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The flow to translate for: failover commits on dr, failback on primary.
+    #[arg(long, value_enum, default_value_t = FlowDirection::Failover)]
+    pub direction: FlowDirection,
+    /// Only this group (a name or re:<regex>); repeat for more. Default: the plan's
+    /// replication.groups.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Commit the translated offsets on the target, as the translate_offsets step does:
+    /// groups with live members are refused, and no partition is moved backwards.
+    #[arg(long)]
+    pub apply: bool,
+    /// A table, or JSON in the shape the README documents.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up after this long in all (humantime: 30s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Healthy while primary → dr is at most this many records behind in all.
+    #[arg(long, value_name = "RECORDS", default_value_t = 1000)]
+    pub max_lag_records: u64,
+    /// Healthy while the newest heartbeat from primary on dr is at most this old.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1m")]
+    pub max_heartbeat_age: std::time::Duration,
+    /// A table, or JSON in the shape the README documents.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up after this long in all (humantime: 30s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod exit;
 pub mod journal;
 pub mod kafka;
+pub mod lookup;
 pub mod mm2;
 pub mod plan;
 pub mod rehearsal;

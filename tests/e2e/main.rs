@@ -3,5 +3,6 @@
 mod authority;
 mod failover;
 mod harness;
+mod lookup;
 mod plan_commands;
 mod runs;

@@ -1,0 +1,240 @@
+//! `kdr lag`: the RPO snapshot. Per replicated partition, how far the target is behind the
+//! source in records (through MM2's offset syncs where readable, else by record counts, as
+//! `wait_replication` measures it) and in time (the age of the newest record on the target).
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::newest::newest_timestamps;
+use super::{LookupError, SCHEMA_VERSION, bounded, cell, count, table, within};
+use crate::kafka::{Reachability, TopicPartition};
+use crate::plan::{Direction, Plan, Role};
+use crate::steps::flow::{
+    Clusters, Flow, OPERATION_TIMEOUT, PartitionLag, ReplicatedPartition, now_ms,
+};
+
+/// `kdr lag --output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LagReport {
+    /// [`SCHEMA_VERSION`].
+    pub v: u32,
+    pub direction: Direction,
+    /// The cluster replicated from.
+    pub source: Role,
+    /// The cluster replicated to.
+    pub target: Role,
+    pub source_reachable: bool,
+    /// Why the source could not be read; the numbers are then what the target knows.
+    pub source_error: Option<String>,
+    /// Sum of the partitions' lags; `None` when any is unknown.
+    pub total_lag: Option<i64>,
+    pub partitions: Vec<LagRow>,
+}
+
+/// One replicated partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct LagRow {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub partition: i32,
+    /// The source's log end offset; `None` when the source could not be read.
+    pub source_end: Option<i64>,
+    /// The source offset up to which records are on the target.
+    pub replicated_to: Option<i64>,
+    /// `source_end - replicated_to`, never negative; `None` when unknown.
+    pub lag: Option<i64>,
+    /// `offset_sync` or `count`: how `replicated_to` was worked out.
+    pub method: &'static str,
+    /// The target partition's log end offset.
+    pub target_end: i64,
+    /// How long ago the newest record on the target partition was written (its timestamp
+    /// against this host's clock); `None` when the partition is empty or could not be read.
+    pub newest_record_age_ms: Option<i64>,
+}
+
+impl LagReport {
+    /// A source that could not be read is a check that did not hold: the lag is unknown.
+    pub fn exit_code(&self) -> u8 {
+        if self.source_reachable {
+            crate::exit::OK
+        } else {
+            crate::exit::FAILED
+        }
+    }
+}
+
+pub async fn run(
+    plan: &Plan,
+    clusters: &Clusters,
+    direction: Direction,
+    deadline: Instant,
+) -> Result<LagReport, LookupError> {
+    let flow = Flow::new(plan, clusters, direction);
+    let (source_role, target_role) = (flow.source_plan.role, flow.target_plan.role);
+    let mut source_error = match tokio::time::timeout_at(deadline, flow.source_reachable()).await {
+        Ok(Reachability::Reachable(_)) => None,
+        Ok(Reachability::Unreachable { reason }) => {
+            Some(format!("{source_role} unreachable: {reason}"))
+        }
+        Err(_) => Some(format!("{source_role} did not answer before the deadline")),
+    };
+    let (partitions, lags) = measure(&flow, &mut source_error, deadline).await?;
+    if partitions.is_empty() {
+        return Err(LookupError::Failed(format!(
+            "no topic of the plan ({}) was found on {}: check replication.topics",
+            flow.topics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if source_error.is_none() {
+                source_role
+            } else {
+                target_role
+            }
+        )));
+    }
+    let ends: Vec<(TopicPartition, i64)> = lags
+        .iter()
+        .map(|l| {
+            (
+                TopicPartition::new(l.target_topic.clone(), l.partition),
+                l.target_end,
+            )
+        })
+        .collect();
+    let newest = newest_timestamps(&flow.target, ends, within(deadline, OPERATION_TIMEOUT)).await;
+    if let Some(unread) = &newest.unread {
+        eprintln!("warning: failed to read the newest records on {target_role}: {unread}");
+    }
+    let now = now_ms();
+    let rows: Vec<LagRow> = lags
+        .into_iter()
+        .map(|l| {
+            let tp = TopicPartition::new(l.target_topic.clone(), l.partition);
+            LagRow {
+                newest_record_age_ms: newest
+                    .timestamps
+                    .get(&tp)
+                    .copied()
+                    .flatten()
+                    .map(|ts| now - ts),
+                source_topic: l.source_topic,
+                target_topic: l.target_topic,
+                partition: l.partition,
+                source_end: l.source_end,
+                replicated_to: l.replicated_to,
+                lag: l.lag,
+                method: l.method,
+                target_end: l.target_end,
+            }
+        })
+        .collect();
+    if let Some(e) = &source_error {
+        eprintln!("warning: {e}; showing what {target_role} holds: the lag is unknown");
+    }
+    Ok(LagReport {
+        v: SCHEMA_VERSION,
+        direction,
+        source: source_role,
+        target: target_role,
+        source_reachable: source_error.is_none(),
+        total_lag: rows.iter().map(|r| r.lag).sum(),
+        source_error,
+        partitions: rows,
+    })
+}
+
+/// The replicated partitions and their lag: listed on and measured against the source while
+/// it answers; listed on the target, with unknown lag, once it does not (and `source_error`
+/// then says why).
+async fn measure(
+    flow: &Flow,
+    source_error: &mut Option<String>,
+    deadline: Instant,
+) -> Result<(Vec<ReplicatedPartition>, Vec<PartitionLag>), LookupError> {
+    let source_role = flow.source_plan.role;
+    if source_error.is_none() {
+        let listed = bounded(
+            deadline,
+            &format!("list the replicated topics on {source_role}"),
+            flow.partitions_from_source(),
+        )
+        .await;
+        match listed {
+            Ok(partitions) => {
+                match bounded(
+                    deadline,
+                    "measure replication lag",
+                    flow.measure_lag(&partitions, None),
+                )
+                .await
+                {
+                    Ok(lags) => return Ok((partitions, lags)),
+                    Err(e) => *source_error = Some(e),
+                }
+            }
+            Err(e) => *source_error = Some(e),
+        }
+    }
+    let target_role = flow.target_plan.role;
+    let partitions = bounded(
+        deadline,
+        &format!("list the replicated topics on {target_role}"),
+        flow.partitions_from_target(),
+    )
+    .await
+    .map_err(LookupError::Failed)?;
+    let lags = bounded(
+        deadline,
+        &format!("read the replicated partitions on {target_role}"),
+        flow.measure_lag(&partitions, Some(&Default::default())),
+    )
+    .await
+    .map_err(LookupError::Failed)?;
+    Ok((partitions, lags))
+}
+
+/// The table `kdr lag` prints.
+pub fn render(report: &LagReport) -> String {
+    let mut t = table(&[
+        "source topic",
+        "target topic",
+        "partition",
+        "source end",
+        "replicated to",
+        "lag",
+        "method",
+        "newest on target",
+    ]);
+    for r in &report.partitions {
+        t.add_row(vec![
+            r.source_topic.clone(),
+            r.target_topic.clone(),
+            r.partition.to_string(),
+            cell(r.source_end),
+            cell(r.replicated_to),
+            r.lag.map_or_else(|| "-".to_owned(), count),
+            r.method.to_owned(),
+            r.newest_record_age_ms
+                .map_or_else(|| "empty".to_owned(), |a| format!("{} ago", super::age(a))),
+        ]);
+    }
+    let summary = match (&report.source_error, report.total_lag) {
+        (Some(e), _) => format!("{} → {}: lag unknown: {e}", report.source, report.target),
+        (None, Some(total)) => format!(
+            "{} → {}: {} records behind over {} partitions ({} lagging)",
+            report.source,
+            report.target,
+            count(total),
+            report.partitions.len(),
+            report
+                .partitions
+                .iter()
+                .filter(|p| p.lag.is_some_and(|l| l > 0))
+                .count()
+        ),
+        (None, None) => format!("{} → {}: lag unknown", report.source, report.target),
+    };
+    format!("{t}\n{summary}\n")
+}

@@ -1,0 +1,169 @@
+//! The operator's look-up commands: `kdr lag`, `kdr offsets translate` and `kdr status`.
+//!
+//! They answer "where do we stand?" between runs, or in the first minute of an incident,
+//! with the same measurements the failover's steps take (`steps::flow`), read-only unless
+//! `offsets translate --apply` is asked for. Each returns a report that is printed as a table
+//! or as JSON (`--output json`); the JSON shapes are a versioned contract ([`SCHEMA_VERSION`],
+//! documented in the README and read back in `tests/e2e/lookup.rs`).
+//!
+//! A dead cluster is an answer here, not an error: each command says what it could not read
+//! and shows what the other side knows. Every Kafka call is bounded by its operation timeout,
+//! and the whole command by an overall deadline (`--timeout`), so a look-up never hangs.
+
+pub mod lag;
+mod newest;
+pub mod status;
+pub mod translate;
+
+use std::future::Future;
+use std::time::Duration;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use tokio::time::Instant;
+
+use crate::kafka::KafkaError;
+use crate::plan::Plan;
+use crate::steps::flow::Clusters;
+
+/// The version of every look-up command's JSON output. Adding a field keeps it; renaming,
+/// removing or changing the meaning of one bumps it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How long a look-up may take in all, unless `--timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a look-up could not give its answer at all (as opposed to an answer that says
+/// something is wrong, which is a report with a failing exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The plan's client settings are not usable: nothing was asked of any cluster.
+    #[error("failed to configure the Kafka clients: {0}")]
+    Config(KafkaError),
+    /// A question the answer depends on could not be answered.
+    #[error("{0}")]
+    Failed(String),
+    /// The overall deadline passed.
+    #[error("failed to finish within {} (--timeout)", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("failed to start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs one look-up on its own runtime under the overall deadline. The runtime is dropped
+/// without waiting for librdkafka calls that were given up on: they end within their own
+/// bound, and a look-up that has its answer should not wait for them.
+pub fn run_bounded<T, F, Fut>(plan: &Plan, timeout: Duration, work: F) -> Result<T, LookupError>
+where
+    F: FnOnce(Clusters, Instant) -> Fut,
+    Fut: Future<Output = Result<T, LookupError>>,
+{
+    let clusters = Clusters::from_plan(plan).map_err(LookupError::Config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(LookupError::Runtime)?;
+    let result = runtime.block_on(async {
+        let started = Instant::now();
+        // The work's own deadline comes a little before the hard one, so that what could not
+        // be read in time is reported as such, with everything else that was.
+        let deadline = started + timeout - (timeout / 10).min(Duration::from_secs(1));
+        match tokio::time::timeout_at(started + timeout, work(clusters, deadline)).await {
+            Ok(result) => result,
+            Err(_) => Err(LookupError::TimedOut(timeout)),
+        }
+    });
+    runtime.shutdown_background();
+    result
+}
+
+/// Awaits Kafka work, at most until `deadline`, with the error in words.
+async fn bounded<T>(
+    deadline: Instant,
+    what: &str,
+    work: impl Future<Output = Result<T, KafkaError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("failed to {what}: {e}")),
+        Err(_) => Err(format!(
+            "failed to {what}: the command's deadline passed first"
+        )),
+    }
+}
+
+/// Time left before `deadline`, at most `cap`, at least a millisecond (a zero bound means
+/// "do not wait" to librdkafka).
+fn within(deadline: Instant, cap: Duration) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .min(cap)
+        .max(Duration::from_millis(1))
+}
+
+/// A count with its thousands separated by a space: `1 234 567`.
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An age in milliseconds as people read it (`850ms`, `4.2s`, `3m 05s`); negative ages (a
+/// clock ahead of this host's) read as `0ms`.
+pub fn age(ms: i64) -> String {
+    crate::report::format_ms(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A table in the style of `report::tables`.
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().copied());
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(120);
+    t.set_width(width);
+    t
+}
+
+/// An optional number for a table cell: `-` when unknown.
+fn cell(value: Option<i64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands_with_a_space() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1 000");
+        assert_eq!(count(1234), "1 234");
+        assert_eq!(count(123_456), "123 456");
+        assert_eq!(count(1_234_567), "1 234 567");
+        assert_eq!(count(-1234), "-1 234");
+        assert_eq!(count(i64::MIN), "-9 223 372 036 854 775 808");
+    }
+
+    #[test]
+    fn ages_read_like_durations_and_never_go_negative() {
+        assert_eq!(age(850), "850ms");
+        assert_eq!(age(4_200), "4.2s");
+        assert_eq!(age(185_000), "3m 05s");
+        assert_eq!(age(-5), "0ms");
+    }
+}

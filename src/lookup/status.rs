@@ -1,0 +1,412 @@
+//! `kdr status`: can we fail over right now? Both clusters' reachability, replication health
+//! both ways (newest heartbeat, lag, checkpoint age per group), and a one-line verdict about
+//! the failover direction (primary → dr). Healthy exits 0, anything else 1.
+//!
+//! Write authority (which cluster owns writes) has its place in the report, `authority`, but is
+//! not tracked yet: it is always `null`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::{LookupError, SCHEMA_VERSION, bounded, count, table, within};
+use crate::kafka::Reachability;
+use crate::plan::{ClusterPlan, Direction, Plan, Role};
+use crate::steps::flow::{Clusters, Flow, OPERATION_TIMEOUT, now_ms, resolve_groups};
+
+/// `kdr status --output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// [`SCHEMA_VERSION`].
+    pub v: u32,
+    pub plan: String,
+    /// Primary first, then dr.
+    pub clusters: Vec<ClusterState>,
+    /// Which cluster owns writes. Not tracked yet: always `null`.
+    pub authority: Option<serde_json::Value>,
+    /// The failover flow (primary → dr) first, then the failback flow (dr → primary).
+    pub replication: Vec<FlowHealth>,
+    /// The first of `problems`, or `ready` when there is none.
+    pub verdict: Verdict,
+    /// Everything that stands in the way of a clean failover, most serious first.
+    pub problems: Vec<Verdict>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterState {
+    pub role: Role,
+    pub bootstrap_servers: String,
+    pub reachable: bool,
+    /// Brokers in the metadata, when reachable.
+    pub brokers: Option<usize>,
+    /// Why it is not reachable.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowHealth {
+    pub direction: Direction,
+    pub source: Role,
+    pub target: Role,
+    /// Age of the newest heartbeat from source to target seen on the target; `None` when none
+    /// was seen (or the target could not be read).
+    pub heartbeat_age_ms: Option<i64>,
+    /// `None` when it could not be measured; `lag_error` says why.
+    pub lag: Option<LagSummary>,
+    pub lag_error: Option<String>,
+    /// Per group of the plan, the age of its newest checkpoint on the target.
+    pub checkpoints: Vec<GroupCheckpoint>,
+    pub checkpoints_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LagSummary {
+    pub total_records: i64,
+    pub partitions: usize,
+    pub partitions_lagging: usize,
+    pub max_lag: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupCheckpoint {
+    pub group: String,
+    /// `None` when the group has no checkpoint.
+    pub checkpoint_age_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub healthy: bool,
+    /// `ready`, `dr_unreachable`, `primary_unreachable`, `no_heartbeats`, `stale_heartbeats`,
+    /// `lagging`, `lag_unknown`, `checkpoints_unreadable` or `missing_checkpoints`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl StatusReport {
+    pub fn exit_code(&self) -> u8 {
+        if self.verdict.healthy {
+            crate::exit::OK
+        } else {
+            crate::exit::FAILED
+        }
+    }
+}
+
+/// What counts as healthy.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// The most records the failover flow may be behind in all.
+    pub max_lag_records: u64,
+    /// The oldest the newest heartbeat may be.
+    pub max_heartbeat_age: Duration,
+}
+
+pub async fn run(
+    plan: &Plan,
+    clusters: &Clusters,
+    thresholds: Thresholds,
+    deadline: Instant,
+) -> Result<StatusReport, LookupError> {
+    let (primary, dr) = tokio::join!(
+        probe(&plan.primary, clusters, deadline),
+        probe(&plan.dr, clusters, deadline)
+    );
+    let up = |role: Role| match role {
+        Role::Primary => primary.error.clone(),
+        Role::Dr => dr.error.clone(),
+    };
+    let failover = Flow::new(plan, clusters, Direction::Failover);
+    let failback = Flow::new(plan, clusters, Direction::Failback);
+    let (failover, failback) = tokio::join!(
+        flow_health(plan, &failover, &up, deadline),
+        flow_health(plan, &failback, &up, deadline),
+    );
+    let problems = problems(plan, &primary, &dr, &failover, thresholds);
+    let verdict = problems.first().cloned().unwrap_or_else(|| Verdict {
+        healthy: true,
+        kind: "ready",
+        message: "ready to fail over".to_owned(),
+    });
+    Ok(StatusReport {
+        v: SCHEMA_VERSION,
+        plan: plan.name.clone(),
+        clusters: vec![primary, dr],
+        authority: None,
+        replication: vec![failover, failback],
+        verdict,
+        problems,
+    })
+}
+
+async fn probe(cluster: &ClusterPlan, clusters: &Clusters, deadline: Instant) -> ClusterState {
+    let answer = tokio::time::timeout_at(deadline, clusters.get(cluster.role).probe()).await;
+    let (brokers, error) = match answer {
+        Ok(Ok(Reachability::Reachable(info))) => (Some(info.brokers.len()), None),
+        Ok(Ok(Reachability::Unreachable { reason })) => (None, Some(reason)),
+        Ok(Err(e)) => (None, Some(e.to_string())),
+        Err(_) => (None, Some("no answer before the deadline".to_owned())),
+    };
+    ClusterState {
+        role: cluster.role,
+        bootstrap_servers: cluster.bootstrap_servers.clone(),
+        reachable: error.is_none(),
+        brokers,
+        error,
+    }
+}
+
+async fn flow_health(
+    plan: &Plan,
+    flow: &Flow,
+    unreachable: &impl Fn(Role) -> Option<String>,
+    deadline: Instant,
+) -> FlowHealth {
+    let (source, target) = (flow.source_plan.role, flow.target_plan.role);
+    let mut health = FlowHealth {
+        direction: flow.direction,
+        source,
+        target,
+        heartbeat_age_ms: None,
+        lag: None,
+        lag_error: None,
+        checkpoints: Vec::new(),
+        checkpoints_error: None,
+    };
+    if unreachable(target).is_some() {
+        let why = format!("{target} unreachable");
+        health.lag_error = Some(why.clone());
+        health.checkpoints_error = Some(why);
+        return health;
+    }
+    let source_down = unreachable(source).map(|_| format!("{source} unreachable"));
+    let read_bound = within(deadline, OPERATION_TIMEOUT);
+    let reading = format!("read {} on {target}", flow.checkpoints_topic());
+    let (heartbeat, lag, checkpoints) = tokio::join!(
+        tokio::time::timeout_at(deadline, flow.newest_heartbeat_ms(read_bound)),
+        lag(flow, source_down, deadline),
+        bounded(deadline, &reading, flow.checkpoints(read_bound)),
+    );
+    let now = now_ms();
+    health.heartbeat_age_ms = heartbeat.ok().flatten().map(|ts| now - ts);
+    match lag {
+        Ok(summary) => health.lag = Some(summary),
+        Err(e) => health.lag_error = Some(e),
+    }
+    match checkpoints {
+        Ok(index) => {
+            health.checkpoints = resolve_groups(&plan.replication.groups, &index)
+                .into_iter()
+                .map(|group| GroupCheckpoint {
+                    checkpoint_age_ms: index
+                        .for_group(&group)
+                        .iter()
+                        .map(|(_, ts)| *ts)
+                        .max()
+                        .map(|ts| now - ts),
+                    group,
+                })
+                .collect();
+        }
+        Err(e) => health.checkpoints_error = Some(e),
+    }
+    health
+}
+
+async fn lag(
+    flow: &Flow,
+    source_down: Option<String>,
+    deadline: Instant,
+) -> Result<LagSummary, String> {
+    if let Some(why) = source_down {
+        return Err(why);
+    }
+    let source = flow.source_plan.role;
+    let partitions = bounded(
+        deadline,
+        &format!("list the replicated topics on {source}"),
+        flow.partitions_from_source(),
+    )
+    .await?;
+    let lags = bounded(
+        deadline,
+        "measure replication lag",
+        flow.measure_lag(&partitions, None),
+    )
+    .await?;
+    let known: Vec<i64> = lags.iter().filter_map(|l| l.lag).collect();
+    Ok(LagSummary {
+        total_records: known.iter().sum(),
+        partitions: lags.len(),
+        partitions_lagging: known.iter().filter(|l| **l > 0).count(),
+        max_lag: known.iter().copied().max().unwrap_or(0),
+    })
+}
+
+/// What stands in the way of failing over, most serious first.
+fn problems(
+    plan: &Plan,
+    primary: &ClusterState,
+    dr: &ClusterState,
+    failover: &FlowHealth,
+    thresholds: Thresholds,
+) -> Vec<Verdict> {
+    let (p, d) = (plan.primary.role, plan.dr.role);
+    let problem = |kind, message| Verdict {
+        healthy: false,
+        kind,
+        message,
+    };
+    let mut out = Vec::new();
+    if !dr.reachable {
+        out.push(problem(
+            "dr_unreachable",
+            format!("{d} unreachable: cannot fail over"),
+        ));
+    }
+    if !primary.reachable {
+        out.push(problem(
+            "primary_unreachable",
+            format!(
+                "{p} unreachable: fail over with kdr failover --plan {}",
+                plan.path.display()
+            ),
+        ));
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    match failover.heartbeat_age_ms {
+        None => out.push(problem(
+            "no_heartbeats",
+            format!("no heartbeats from {p} on {d}: is MirrorMaker 2 running?"),
+        )),
+        Some(age) if age > thresholds.max_heartbeat_age.as_millis() as i64 => out.push(problem(
+            "stale_heartbeats",
+            format!(
+                "newest heartbeat from {p} on {d} is {} old: is MirrorMaker 2 running?",
+                super::age(age)
+            ),
+        )),
+        Some(_) => {}
+    }
+    match (&failover.lag, &failover.lag_error) {
+        (Some(lag), _) if lag.total_records > thresholds.max_lag_records as i64 => {
+            out.push(problem(
+                "lagging",
+                format!(
+                    "replication lagging: {} records behind",
+                    count(lag.total_records)
+                ),
+            ));
+        }
+        (Some(_), _) => {}
+        (None, e) => out.push(problem(
+            "lag_unknown",
+            format!(
+                "replication lag unknown: {}",
+                e.as_deref().unwrap_or("not measured")
+            ),
+        )),
+    }
+    if let Some(e) = &failover.checkpoints_error {
+        out.push(problem("checkpoints_unreadable", e.clone()));
+    }
+    let missing: Vec<&str> = failover
+        .checkpoints
+        .iter()
+        .filter(|g| g.checkpoint_age_ms.is_none())
+        .map(|g| g.group.as_str())
+        .collect();
+    if !missing.is_empty() {
+        out.push(problem(
+            "missing_checkpoints",
+            format!(
+                "no checkpoint on {d} for {}: they would not resume where they left off",
+                missing.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// The table `kdr status` prints, then the verdict.
+pub fn render(report: &StatusReport) -> String {
+    let mut t = table(&["", "state"]);
+    for c in &report.clusters {
+        t.add_row(vec![
+            c.role.to_string(),
+            match (&c.brokers, &c.error) {
+                (Some(n), _) => format!("reachable ({n} brokers) at {}", c.bootstrap_servers),
+                (None, e) => format!(
+                    "unreachable at {}: {}",
+                    c.bootstrap_servers,
+                    e.as_deref().unwrap_or("")
+                ),
+            },
+        ]);
+    }
+    t.add_row(vec![
+        "write authority".to_owned(),
+        report
+            .authority
+            .as_ref()
+            .map_or_else(|| "not tracked yet".to_owned(), ToString::to_string),
+    ]);
+    for f in &report.replication {
+        let name = format!("{} → {}", f.source, f.target);
+        let target_down = report
+            .clusters
+            .iter()
+            .any(|c| c.role == f.target && !c.reachable);
+        t.add_row(vec![
+            format!("{name} heartbeat"),
+            match f.heartbeat_age_ms {
+                Some(a) => format!("{} ago", super::age(a)),
+                None if target_down => format!("unknown: {} unreachable", f.target),
+                None => "none seen".to_owned(),
+            },
+        ]);
+        t.add_row(vec![
+            format!("{name} lag"),
+            match (&f.lag, &f.lag_error) {
+                (Some(l), _) => format!(
+                    "{} records ({} of {} partitions lagging, max {})",
+                    count(l.total_records),
+                    l.partitions_lagging,
+                    l.partitions,
+                    count(l.max_lag)
+                ),
+                (None, e) => format!("unknown: {}", e.as_deref().unwrap_or("not measured")),
+            },
+        ]);
+        t.add_row(vec![
+            format!("{name} checkpoints"),
+            match &f.checkpoints_error {
+                Some(e) => format!("unknown: {e}"),
+                None if f.checkpoints.is_empty() => "no groups in the plan".to_owned(),
+                None => f
+                    .checkpoints
+                    .iter()
+                    .map(|g| {
+                        format!(
+                            "{}: {}",
+                            g.group,
+                            g.checkpoint_age_ms.map_or_else(
+                                || "none".to_owned(),
+                                |a| format!("{} ago", super::age(a))
+                            )
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        ]);
+    }
+    let mut out = format!("{t}\n{}\n", report.verdict.message);
+    for p in report.problems.iter().skip(1) {
+        out.push_str(&format!("also: {}\n", p.message));
+    }
+    out
+}

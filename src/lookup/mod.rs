@@ -69,7 +69,22 @@ where
         // The work's own deadline comes a little before the hard one, so that what could not
         // be read in time is reported as such, with everything else that was.
         let deadline = started + timeout - (timeout / 10).min(Duration::from_secs(1));
-        match tokio::time::timeout_at(started + timeout, work(clusters, deadline)).await {
+        // Split brain is said by every command, whatever it was asked.
+        let alarm = async {
+            let state = tokio::time::timeout_at(
+                deadline,
+                crate::authority::read_both(&clusters.primary, &clusters.dr, &plan.name),
+            )
+            .await;
+            if let Some(alarm) = state.ok().and_then(|s| s.split_brain()) {
+                eprintln!("!!! {alarm}");
+            }
+        };
+        let (result, ()) = tokio::join!(
+            tokio::time::timeout_at(started + timeout, work(clusters.clone(), deadline)),
+            alarm
+        );
+        match result {
             Ok(result) => result,
             Err(_) => Err(LookupError::TimedOut(timeout)),
         }

@@ -2,8 +2,8 @@
 //! both ways (newest heartbeat, lag, checkpoint age per group), and a one-line verdict about
 //! the failover direction (primary → dr). Healthy exits 0, anything else 1.
 //!
-//! Write authority (which cluster owns writes) has its place in the report, `authority`, but is
-//! not tracked yet: it is always `null`.
+//! Write authority (which cluster owns writes, from `__kdr_authority` on each cluster) is part of
+//! the report; split brain is the most serious problem it can show.
 
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ pub struct StatusReport {
     pub plan: String,
     /// Primary first, then dr.
     pub clusters: Vec<ClusterState>,
-    /// Which cluster owns writes. Not tracked yet: always `null`.
-    pub authority: Option<serde_json::Value>,
+    /// What each cluster records about who owns writes.
+    pub authority: crate::authority::AuthorityState,
     /// The failover flow (primary → dr) first, then the failback flow (dr → primary).
     pub replication: Vec<FlowHealth>,
     /// The first of `problems`, or `ready` when there is none.
@@ -123,7 +123,43 @@ pub async fn run(
         flow_health(plan, &failover, &up, deadline),
         flow_health(plan, &failback, &up, deadline),
     );
-    let problems = problems(plan, &primary, &dr, &failover, thresholds);
+    let authority = match tokio::time::timeout_at(
+        deadline,
+        crate::authority::read_both(&clusters.primary, &clusters.dr, &plan.name),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) => crate::authority::AuthorityState {
+            primary: crate::authority::ClusterView::Unreadable {
+                reason: "no answer before the deadline".to_owned(),
+            },
+            dr: crate::authority::ClusterView::Unreadable {
+                reason: "no answer before the deadline".to_owned(),
+            },
+        },
+    };
+    let mut problems = problems(plan, &primary, &dr, &failover, thresholds);
+    // Who owns writes comes before everything else: after a split brain or a failover, "ready
+    // to fail over" would be the wrong thing to say.
+    let (owner, epoch) = authority.owner();
+    if owner == Role::Dr {
+        problems.insert(0, Verdict {
+            healthy: false,
+            kind: "failed_over",
+            message: format!("dr owns writes (epoch {epoch}): already failed over; fail back with kdr failback --plan {}", plan.path.display()),
+        });
+    }
+    if let Some(alarm) = authority.split_brain() {
+        problems.insert(
+            0,
+            Verdict {
+                healthy: false,
+                kind: "split_brain",
+                message: alarm,
+            },
+        );
+    }
     let verdict = problems.first().cloned().unwrap_or_else(|| Verdict {
         healthy: true,
         kind: "ready",
@@ -133,7 +169,7 @@ pub async fn run(
         v: SCHEMA_VERSION,
         plan: plan.name.clone(),
         clusters: vec![primary, dr],
-        authority: None,
+        authority,
         replication: vec![failover, failback],
         verdict,
         problems,
@@ -349,10 +385,7 @@ pub fn render(report: &StatusReport) -> String {
     }
     t.add_row(vec![
         "write authority".to_owned(),
-        report
-            .authority
-            .as_ref()
-            .map_or_else(|| "not tracked yet".to_owned(), ToString::to_string),
+        report.authority.summary(),
     ]);
     for f in &report.replication {
         let name = format!("{} → {}", f.source, f.target);

@@ -705,7 +705,13 @@ impl GroupLoop {
                 );
             }
         }
-        self.current = None;
+        // Closing a consumer whose cluster is down can wait for the coordinator a long time;
+        // nothing is left to record, so let it close on its own thread and move on.
+        if let Some(attached) = self.current.take() {
+            let _ = std::thread::Builder::new()
+                .name("kdr-close".to_owned())
+                .spawn(move || drop(attached));
+        }
         self.stats(|s| {
             s.cluster = None;
             s.assigned = 0;

@@ -74,6 +74,12 @@ fn failover_moves_authority_to_dr_and_a_second_failover_is_refused_unless_forced
         );
     }
 
+    let status = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
+    assert_eq!(status.code, 1, "{status:?}");
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(report["verdict"]["kind"], "failed_over", "{report}");
+    assert_eq!(report["authority"]["dr"]["record"]["epoch"], 1, "{report}");
+
     let again = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
     assert_eq!(again.code, 1, "{again:?}");
     assert!(
@@ -153,6 +159,19 @@ fn split_brain_is_reported_loudly() {
         "{run:?}"
     );
     assert!(events(&w.log()).iter().any(|e| e["name"] == "split_brain"));
+
+    // Every look-up command says it too; status puts it first.
+    let status = w.kdr(&["status", "--plan", "drill.yaml", "--output", "json"]);
+    assert_eq!(status.code, 1, "{status:?}");
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(report["verdict"]["kind"], "split_brain", "{report}");
+    for command in [
+        vec!["lag", "--plan", "drill.yaml"],
+        vec!["offsets", "translate", "--plan", "drill.yaml"],
+    ] {
+        let run = w.kdr(&command);
+        assert!(run.stderr.contains("SPLIT BRAIN"), "{command:?}: {run:?}");
+    }
 }
 
 #[test]

@@ -130,7 +130,7 @@ struct StatusOut {
     v: u32,
     plan: String,
     clusters: Vec<ClusterOut>,
-    authority: Option<serde_json::Value>,
+    authority: serde_json::Value,
     replication: Vec<FlowOut>,
     verdict: VerdictOut,
     problems: Vec<VerdictOut>,
@@ -1002,7 +1002,11 @@ fn status_is_ready_then_lagging_then_says_how_to_fail_over_when_the_primary_is_d
     );
     assert!(out.problems.is_empty(), "{out:?}");
     assert_eq!((out.v, out.plan.as_str()), (1, "drill"));
-    assert_eq!(out.authority, None);
+    assert_eq!(
+        out.authority["primary"]["state"], "never_recorded",
+        "{:?}",
+        out.authority
+    );
     assert_eq!(
         out.clusters
             .iter()
@@ -1050,11 +1054,15 @@ fn status_is_ready_then_lagging_then_says_how_to_fail_over_when_the_primary_is_d
         Some(0),
         "{failback:?}"
     );
-    // The table has the verdict last, and a row kept for write authority.
+    // The table has the verdict last, and who owns writes.
     let run = w.kdr(&["status", "--plan", "drill.yaml"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("write authority"), "{run:?}");
-    assert!(run.stdout.contains("not tracked yet"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("primary owns writes (no authority recorded yet)"),
+        "{run:?}"
+    );
     assert_eq!(
         run.stdout.lines().last(),
         Some("ready to fail over"),

@@ -524,7 +524,10 @@ fn parse_yaml(text: &str) -> Result<Node, Problem> {
             "the file is empty: expected a plan (run `kdr init` for a starter)",
         ));
     }
-    serde_saphyr::from_str::<Node>(text).map_err(|e| {
+    // A plan is a page: YAML aliases may repeat a few blocks, never expand a "billion laughs".
+    let mut options = serde_saphyr::Options::default();
+    options.alias_limits.max_total_replayed_events = 10_000;
+    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = e.to_string();
         // The library's message may repeat the position or a snippet; keep the first line.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the built `kdr` binary, driven as an operator would drive it.
 
 mod authority;
+mod bad_plans;
 mod failover;
 mod harness;
 mod lookup;

@@ -531,7 +531,14 @@ fn parse_yaml(text: &str) -> Result<Node, Problem> {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = e.to_string();
         // The library's message may repeat the position or a snippet; keep the first line.
-        let first = message.lines().next().unwrap_or("invalid YAML").to_owned();
+        let first = message.lines().next().unwrap_or("invalid YAML");
+        // Our own header says where; drop the library's `error: line 6 column 45: `.
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        let first = match first.split_once(": ") {
+            Some((head, rest)) if head.starts_with("line ") && head.contains(" column ") => rest,
+            _ => first,
+        }
+        .to_owned();
         Problem::new(line, column, "", format!("invalid YAML: {first}"))
     })
 }

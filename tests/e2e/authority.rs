@@ -192,3 +192,71 @@ fn check_reverse_replication_says_what_is_missing_without_a_flow_back() {
         "{run:?}"
     );
 }
+
+#[test]
+fn a_client_secret_never_reaches_output_tracing_or_the_log_even_at_trace_level() {
+    let w = world();
+    let secret = "s3cr3t-Pa55-for-kafka";
+    let plan = w.plan_both(DECLARE, DECLARE, "");
+    let text = std::fs::read_to_string(&plan).expect("plan").replacen(
+        "primary: { bootstrap_servers: ",
+        "primary: { client: { sasl.username: kdr, sasl.password: \"${env:KDR_E2E_SECRET}\" }, bootstrap_servers: ",
+        1,
+    );
+    std::fs::write(&plan, text).expect("write");
+    let mut outputs = Vec::new();
+    for command in [
+        args(&[
+            "-vv",
+            "failover",
+            "--plan",
+            "drill.yaml",
+            "--output",
+            "json",
+        ]),
+        vec!["-vv", "status", "--plan", "drill.yaml"],
+        vec!["-vv", "lag", "--plan", "drill.yaml"],
+        vec![
+            "-vv",
+            "offsets",
+            "translate",
+            "--plan",
+            "drill.yaml",
+            "--output",
+            "json",
+        ],
+        vec!["-vv", "plan", "show", "drill.yaml"],
+    ] {
+        let child = w
+            .scratch
+            .command(&command)
+            .env("KDR_E2E_SECRET", secret)
+            .spawn()
+            .expect("spawn");
+        let run = crate::harness::wait(child, Duration::from_secs(60));
+        outputs.push((format!("{command:?}"), run));
+    }
+    assert_eq!(outputs[0].1.code, 0, "{:?}", outputs[0].1);
+    assert!(
+        outputs[0].1.stderr.contains("TRACE") || outputs[0].1.stderr.contains("DEBUG"),
+        "-vv must trace: {:?}",
+        outputs[0].1
+    );
+    for (command, run) in &outputs {
+        assert!(
+            !run.stdout.contains(secret),
+            "{command}: the secret reached stdout"
+        );
+        assert!(
+            !run.stderr.contains(secret),
+            "{command}: the secret reached stderr (tracing)"
+        );
+    }
+    for log in w.scratch.logs() {
+        assert!(
+            !std::fs::read_to_string(&log).expect("log").contains(secret),
+            "the secret reached {}",
+            log.display()
+        );
+    }
+}

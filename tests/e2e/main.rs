@@ -1,6 +1,7 @@
 //! End-to-end tests: the built `kdr` binary, driven as an operator would drive it.
 
 mod authority;
+mod compose;
 mod failover;
 mod harness;
 mod lookup;

@@ -321,14 +321,7 @@ impl Flow {
                 },
             )
             .await?;
-        Ok(CheckpointIndex::from_records(read.records.iter().map(
-            |r| crate::mm2::checkpoints::RawRecord {
-                offset: r.offset,
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-                timestamp_ms: r.timestamp_ms.unwrap_or(0),
-            },
-        )))
+        Ok(CheckpointIndex::from_records(mm2_records(&read.records)))
     }
 
     /// The newest heartbeat from source to target, seen on the target: both MM2's own
@@ -353,14 +346,7 @@ impl Flow {
             else {
                 continue;
             };
-            let view = HeartbeatView::from_records(read.records.iter().map(|r| {
-                crate::mm2::checkpoints::RawRecord {
-                    offset: r.offset,
-                    key: r.key.as_deref(),
-                    value: r.value.as_deref(),
-                    timestamp_ms: r.timestamp_ms.unwrap_or(0),
-                }
-            }));
+            let view = HeartbeatView::from_records(mm2_records(&read.records));
             if let Some(ts) = view.latest(self.source_alias(), self.target_alias()) {
                 newest = newest.max(Some(ts));
             }
@@ -369,8 +355,9 @@ impl Flow {
     }
 
     /// The newest heartbeat that MM2's source connector copied to the target
-    /// (`<source>.heartbeats`, a copy of the source's `heartbeats` topic). Unlike the `heartbeats` topic, which a flow's herder fills even
-    /// when that flow is disabled, this proves records are actually being replicated.
+    /// (`<source>.heartbeats`, a copy of the source's `heartbeats` topic). Unlike the
+    /// `heartbeats` topic, which a flow's herder fills even when that flow is disabled, this
+    /// proves records are actually being replicated.
     pub async fn newest_replicated_heartbeat_ms(&self, within: Duration) -> Option<i64> {
         let topic = self.remote_topic(self.policy.heartbeats_topic());
         let read = self
@@ -385,14 +372,7 @@ impl Flow {
             )
             .await
             .ok()?;
-        let view = HeartbeatView::from_records(read.records.iter().map(|r| {
-            crate::mm2::checkpoints::RawRecord {
-                offset: r.offset,
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-                timestamp_ms: r.timestamp_ms.unwrap_or(0),
-            }
-        }));
+        let view = HeartbeatView::from_records(mm2_records(&read.records));
         // Whatever herder wrote them on the source, their arrival here is the connector's work.
         view.pairs().into_iter().map(|(_, _, ts)| ts).max()
     }
@@ -405,6 +385,18 @@ impl Flow {
             },
         }
     }
+}
+
+/// Records as the Kafka layer read them, in the form the MM2 decoders take.
+fn mm2_records(
+    records: &[kafka::RawRecord],
+) -> impl Iterator<Item = crate::mm2::checkpoints::RawRecord<'_>> {
+    records.iter().map(|r| crate::mm2::checkpoints::RawRecord {
+        offset: r.offset,
+        key: r.key.as_deref(),
+        value: r.value.as_deref(),
+        timestamp_ms: r.timestamp_ms.unwrap_or(0),
+    })
 }
 
 pub fn now_ms() -> i64 {

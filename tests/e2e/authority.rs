@@ -3,38 +3,18 @@
 use std::time::Duration;
 
 use kdr::authority::{AuthorityRecord, ClusterView, TOPIC};
-use kdr::kafka::{Cluster, ClusterRole, ClusterSpec};
 use kdr::mm2::ReplicationPolicy;
 use kdr::plan::{Direction, Role as PlanRole};
 use kdr::rehearsal::Role;
 
-use crate::failover::{World, spec};
 use crate::harness::events;
+use crate::world::{World, block_on, spec};
 
 const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "drill"];
 const DECLARE: &str = "  - declare: {}\n";
 
 fn args<'a>(base: &[&'a str]) -> Vec<&'a str> {
     base.iter().chain(YES).copied().collect()
-}
-
-fn cluster(w: &World, role: Role) -> Cluster {
-    let (r, name) = match role {
-        Role::Primary => (
-            ClusterRole::Primary,
-            w.world.bootstrap_servers(Role::Primary),
-        ),
-        Role::Dr => (ClusterRole::Dr, w.world.bootstrap_servers(Role::Dr)),
-    };
-    Cluster::new(ClusterSpec::new(r, name.to_owned()), Duration::from_secs(5)).expect("cluster")
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt")
-        .block_on(f)
 }
 
 fn world() -> World {
@@ -54,8 +34,8 @@ fn failover_moves_authority_to_dr_and_a_second_failover_is_refused_unless_forced
     let first = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
     assert_eq!(first.code, 0, "{first:?}");
     let state = block_on(kdr::authority::read_both(
-        &cluster(&w, Role::Primary),
-        &cluster(&w, Role::Dr),
+        &w.cluster(Role::Primary),
+        &w.cluster(Role::Dr),
         "drill",
     ));
     assert_eq!(state.owner(), (PlanRole::Dr, 1));
@@ -96,8 +76,8 @@ fn failover_moves_authority_to_dr_and_a_second_failover_is_refused_unless_forced
     }));
     // Already on DR: a forced failover has nothing to move.
     let state = block_on(kdr::authority::read_both(
-        &cluster(&w, Role::Primary),
-        &cluster(&w, Role::Dr),
+        &w.cluster(Role::Primary),
+        &w.cluster(Role::Dr),
         "drill",
     ));
     assert_eq!(state.owner(), (PlanRole::Dr, 1));
@@ -120,8 +100,8 @@ fn failback_is_refused_while_the_primary_owns_writes_and_moves_authority_back_wh
     let back = w.kdr(&args(&["failback", "--plan", "drill.yaml"]));
     assert_eq!(back.code, 0, "{back:?}");
     let state = block_on(kdr::authority::read_both(
-        &cluster(&w, Role::Primary),
-        &cluster(&w, Role::Dr),
+        &w.cluster(Role::Primary),
+        &w.cluster(Role::Dr),
         "drill",
     ));
     assert_eq!(state.owner(), (PlanRole::Primary, 2));
@@ -143,10 +123,10 @@ fn split_brain_is_reported_loudly() {
     };
     // The primary came back believing it still owns writes; DR took them over meanwhile.
     block_on(async {
-        kdr::authority::write(&cluster(&w, Role::Primary), &record(PlanRole::Primary, 0))
+        kdr::authority::write(&w.cluster(Role::Primary), &record(PlanRole::Primary, 0))
             .await
             .expect("write primary");
-        kdr::authority::write(&cluster(&w, Role::Dr), &record(PlanRole::Dr, 1))
+        kdr::authority::write(&w.cluster(Role::Dr), &record(PlanRole::Dr, 1))
             .await
             .expect("write dr");
     });

@@ -1,133 +1,15 @@
 //! Failover against the embedded world: two in-process clusters with MM2-compatible replication
 //! and an accounted workload, living in this test process; kdr runs as a child against them.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kdr::mm2::ReplicationPolicy;
-use kdr::rehearsal::{EmbeddedWorld, Pause, Replicator, Role, TopicSpec, Workload, WorldSpec};
+use kdr::rehearsal::{Pause, Role};
 
 use crate::harness::{Scratch, events, shape, wait, wait_until};
+pub(crate) use crate::world::{World, spec};
 
 const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "drill"];
-
-pub(crate) struct World {
-    pub(crate) world: EmbeddedWorld,
-    replicator: Option<Replicator>,
-    workload: Option<Workload>,
-    pub(crate) scratch: Scratch,
-    spec: WorldSpec,
-}
-
-pub(crate) fn spec(policy: ReplicationPolicy) -> WorldSpec {
-    WorldSpec {
-        topics: vec![TopicSpec::new("orders", 3), TopicSpec::new("payments", 2)],
-        groups: vec!["order-processor".to_owned(), "billing".to_owned()],
-        policy,
-        ..WorldSpec::default()
-    }
-}
-
-impl World {
-    /// A world with replication and a workload running, warmed up: every group has committed and
-    /// been checkpointed.
-    pub(crate) fn start(spec: WorldSpec) -> World {
-        let scratch = Scratch::new();
-        let world = EmbeddedWorld::start(spec.clone()).expect("world");
-        std::fs::write(
-            scratch.file("bootstrap"),
-            format!("{}\n", world.bootstrap_servers(Role::Primary)),
-        )
-        .expect("bootstrap");
-        let replicator =
-            Replicator::start(world.replicator_config(Role::Primary)).expect("replicator");
-        let mut config =
-            world.workload_config(scratch.file("bootstrap"), scratch.file("producers.paused"));
-        config.rate_per_sec = 300;
-        let workload = Workload::start(config).expect("workload");
-        let groups = spec.groups.clone();
-        wait_until(Duration::from_secs(30), "the world to warm up", || {
-            let w = workload.stats();
-            w.acknowledged >= 100
-                && groups
-                    .iter()
-                    .all(|g| w.groups.get(g).is_some_and(|s| s.commits > 0))
-                && replicator.stats().checkpoints_written >= groups.len() as u64
-        });
-        World {
-            world,
-            replicator: Some(replicator),
-            workload: Some(workload),
-            scratch,
-            spec,
-        }
-    }
-
-    fn replicator(&self) -> &Replicator {
-        self.replicator.as_ref().expect("replicator")
-    }
-
-    fn workload(&self) -> &Workload {
-        self.workload.as_ref().expect("workload")
-    }
-
-    fn pause_producers(&self) {
-        std::fs::write(self.scratch.file("producers.paused"), "").expect("pause");
-        wait_until(Duration::from_secs(10), "producers to pause", || {
-            self.workload().stats().producers_paused()
-        });
-    }
-
-    /// A plan against this world. `failover` is the step list; `replication` extra keys.
-    pub(crate) fn plan(&self, failover: &str, replication_extra: &str) -> PathBuf {
-        self.plan_both(failover, "  - exec: { run: \"true\" }\n", replication_extra)
-    }
-
-    pub(crate) fn plan_both(
-        &self,
-        failover: &str,
-        failback: &str,
-        replication_extra: &str,
-    ) -> PathBuf {
-        let policy = match &self.spec.policy {
-            ReplicationPolicy::Default { separator, .. } => {
-                format!("policy: default, separator: \"{separator}\"")
-            }
-            ReplicationPolicy::Identity { .. } => "policy: identity".to_owned(),
-        };
-        let text = format!(
-            "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ {policy}, topics: [orders, payments], groups: [order-processor, billing]{replication_extra} }}\nfailover:\n{failover}failback:\n{failback}",
-            self.world.bootstrap_servers(Role::Primary),
-            self.world.bootstrap_servers(Role::Dr),
-        );
-        self.scratch.write("drill.yaml", &text)
-    }
-
-    pub(crate) fn kdr(&self, args: &[&str]) -> crate::harness::Run {
-        let child = self
-            .scratch
-            .command(args)
-            .env("KDR_REHEARSAL_DIR", self.scratch.path())
-            .spawn()
-            .expect("spawn");
-        wait(child, Duration::from_secs(90))
-    }
-
-    pub(crate) fn log(&self) -> PathBuf {
-        self.scratch.logs().pop().expect("a log")
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(w) = self.workload.take() {
-            w.stop();
-        }
-        if let Some(r) = self.replicator.take() {
-            r.stop();
-        }
-    }
-}
 
 const FULL_FAILOVER: &str = "  - declare: {}
   - quiesce_producers: { run: 'touch \"$KDR_REHEARSAL_DIR/producers.paused\"', idle_for: 500ms, poll_interval: 100ms, timeout: 20s }

@@ -8,3 +8,4 @@ mod harness;
 mod lookup;
 mod plan_commands;
 mod runs;
+mod world;

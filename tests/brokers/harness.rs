@@ -393,6 +393,22 @@ impl Running {
         assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
     }
 
+    /// Whether the process has exited (it stays unreaped until [`Running::finish`]).
+    pub fn exited(&mut self) -> bool {
+        let child = self.child.as_mut().expect("running");
+        // SAFETY: waitid with WNOWAIT only looks; the child stays waitable for `finish`.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                child.id(),
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        rc == 0 && unsafe { info.si_pid() } != 0
+    }
+
     /// Waits for the process to exit, at most [`RUN_BOUND`] after it started.
     pub fn finish(mut self) -> Run {
         let mut child = self.child.take().expect("running");

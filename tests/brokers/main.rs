@@ -5,6 +5,7 @@
 //! both. Without it every test here fails and says so; none is skipped.
 
 mod cluster;
+mod crash;
 mod failover;
 mod faults;
 mod harness;

@@ -9,3 +9,4 @@ mod failover;
 mod harness;
 mod mm2;
 mod replication;
+mod security;

@@ -13,13 +13,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kdr::kafka::{ClusterRole, TopicCreation};
+use kdr::kafka::{ClientProperty, Cluster, ClusterRole, ClusterSpec, KafkaError, TopicCreation};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 
-use crate::harness::{Nisshi, Run, Scram, Secured, block_on, events, kdr_with_env, logs};
+use crate::harness::{
+    Nisshi, OPERATION_TIMEOUT, Run, Scram, Secured, block_on, events, kdr_with_env, logs,
+};
 
 const USER_VAR: &str = "KDR_TEST_SASL_USERNAME";
 const PASSWORD_VAR: &str = "KDR_TEST_SASL_PASSWORD";
@@ -401,4 +403,34 @@ fn tls_with_a_ca_that_did_not_sign_the_brokers_certificate_fails_fast_as_authent
     assert!(took < FAST, "lag took {took:?} to fail: {lag:?}");
     assert_no_secret("stdout of lag", &lag.stdout);
     assert_no_secret("stderr of lag", &lag.stderr);
+}
+
+#[test]
+fn a_write_with_a_wrong_password_fails_fast_with_an_authentication_error() {
+    let pki = Pki::generate();
+    let broker = Nisshi::start_secured("primary", pki.secured(Scram::Sha512));
+    let mut spec = ClusterSpec::new(ClusterRole::Primary, broker.bootstrap());
+    for property in pki.secured(Scram::Sha512).client_properties() {
+        spec = spec.with_property(if property.key == "sasl.password" {
+            ClientProperty::secret("sasl.password", WRONG_PASSWORD)
+        } else {
+            property
+        });
+    }
+    let cluster = Cluster::new(spec, OPERATION_TIMEOUT).expect("cluster");
+    let started = Instant::now();
+    let written = block_on(cluster.produce_one("orders", b"k", b"v"));
+    let took = started.elapsed();
+    eprintln!("a write with a wrong password failed in {took:?}");
+    match &written {
+        Err(KafkaError::Authentication {
+            cluster, detail, ..
+        }) => {
+            assert_eq!(*cluster, ClusterRole::Primary);
+            assert!(detail.contains("SASL authentication error"), "{detail}");
+        }
+        other => panic!("expected an authentication error, got {other:?} after {took:?}"),
+    }
+    assert!(took < FAST, "the write took {took:?} to fail");
+    assert_no_secret("the error", &written.unwrap_err().to_string());
 }

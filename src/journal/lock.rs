@@ -1,11 +1,15 @@
 //! One run of a plan at a time: two operators must never fail over at once.
 //!
-//! The lock is a file created with `O_EXCL` in the plan's incident-log directory, holding who
-//! took it. A lock whose process is gone (same host, pid no longer alive, or alive but started
-//! later than the lock, i.e. a reused pid) is stale and is taken over, and the takeover recorded.
+//! The lock is an advisory lock (`flock`) on a file in the plan's incident-log directory; the
+//! file says who holds it. The kernel drops the lock when its process dies, however it dies, so
+//! a crashed run never blocks the next one, and two runs racing for the lock can never both win
+//! (an earlier version created the file with `O_EXCL` and wrote it next: a racer that read it
+//! empty in between took it as a crash's leftover and removed it). A file left behind by a run
+//! that did not finish (SIGKILL, power loss) is taken over, and the takeover recorded.
 
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +38,9 @@ pub enum LockError {
         holder: Box<LockHolder>,
         path: PathBuf,
     },
+    /// Held by a run that has taken the lock and not yet written who it is.
+    #[error("plan `{plan}` is already running (a run is starting: lock file {})", path.display())]
+    Starting { plan: String, path: PathBuf },
     #[error("failed to take the run lock {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -41,21 +48,20 @@ pub enum LockError {
     },
 }
 
-/// A held lock; released (the file removed) on drop.
+/// A held lock; released (the file removed, then the lock dropped with the file) on drop.
 #[derive(Debug)]
 pub struct RunLock {
     path: PathBuf,
-    /// Set when a stale lock was taken over, so the run can record it.
+    file: File,
+    /// Set when the file of a run that did not finish was taken over, so the run can record it.
     pub replaced: Option<LockHolder>,
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        // Only remove the lock if it is still ours.
-        if let Ok(text) = std::fs::read_to_string(&self.path)
-            && let Ok(holder) = serde_json::from_str::<LockHolder>(&text)
-            && holder.pid == std::process::id()
-        {
+        // Still ours while `file` is open and locked: remove the name, then the lock goes with
+        // the descriptor. A racer that opened the old file sees it unlinked and tries again.
+        if same_file(&self.file, &self.path) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -65,6 +71,14 @@ pub fn lock_path(dir: &Path, plan: &str) -> PathBuf {
     dir.join(format!(".{plan}.lock"))
 }
 
+/// Whether `path` still names the file `file` has open.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 pub fn acquire(dir: &Path, plan: &str, me: LockHolder) -> Result<RunLock, LockError> {
     let path = lock_path(dir, plan);
     let io = |source| LockError::Io {
@@ -72,45 +86,52 @@ pub fn acquire(dir: &Path, plan: &str, me: LockHolder) -> Result<RunLock, LockEr
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut replaced = None;
-    // Two attempts: the second after removing a stale lock.
-    for _ in 0..2 {
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut file) => {
-                let text = serde_json::to_string(&me).map_err(|e| io(std::io::Error::other(e)))?;
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(io)?;
-                return Ok(RunLock { path, replaced });
+    // A few attempts: the holder may release (and unlink) between our open and our lock.
+    for _ in 0..5 {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(match serde_json::from_str::<LockHolder>(&text) {
+                    Ok(holder) => LockError::Held {
+                        plan: plan.to_owned(),
+                        holder: Box::new(holder),
+                        path,
+                    },
+                    Err(_) => LockError::Starting {
+                        plan: plan.to_owned(),
+                        path,
+                    },
+                });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                match serde_json::from_str::<LockHolder>(&text) {
-                    Ok(holder) if is_alive(&holder) => {
-                        return Err(LockError::Held {
-                            plan: plan.to_owned(),
-                            holder: Box::new(holder),
-                            path,
-                        });
-                    }
-                    Ok(holder) => {
-                        replaced = Some(holder);
-                        std::fs::remove_file(&path).map_err(io)?;
-                    }
-                    // A lock file we cannot read was written by a crash mid-write, or by
-                    // someone else: refuse rather than guess.
-                    Err(_) if text.trim().is_empty() => {
-                        std::fs::remove_file(&path).map_err(io)?;
-                    }
-                    Err(e) => {
-                        return Err(io(std::io::Error::other(format!(
-                            "unreadable lock file: {e}"
-                        ))));
-                    }
-                }
-            }
-            Err(e) => return Err(io(e)),
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
+        if !same_file(&file, &path) {
+            continue;
+        }
+        // Locked, and the path is ours. Whatever the file says is a run that did not finish.
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(io)?;
+        let replaced = serde_json::from_str::<LockHolder>(&text).ok();
+        let record = serde_json::to_string(&me).map_err(|e| io(std::io::Error::other(e)))?;
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(record.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .map_err(io)?;
+        return Ok(RunLock {
+            path,
+            file,
+            replaced,
+        });
     }
     Err(io(std::io::Error::other(
         "the lock changed hands while it was being taken",
@@ -132,26 +153,6 @@ pub fn process_start(pid: u32) -> Option<u64> {
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn is_alive(holder: &LockHolder) -> bool {
-    if holder.host != hostname() {
-        // Another machine's lock on a shared directory: we cannot check it, so it holds.
-        return true;
-    }
-    let Ok(pid) = i32::try_from(holder.pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 sends nothing; it only asks whether the pid exists.
-    let exists = unsafe { libc::kill(pid, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if !exists {
-        return false;
-    }
-    match (holder.pid_start, process_start(holder.pid)) {
-        (Some(recorded), Some(now)) => recorded == now,
-        _ => true,
-    }
 }
 
 #[cfg(test)]
@@ -203,7 +204,33 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_pid_does_not_keep_a_lock_alive() {
+    fn racing_runs_never_both_take_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for round in 0..200 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let winners: Vec<Option<RunLock>> = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..4)
+                    .map(|i| {
+                        let barrier = std::sync::Arc::clone(&barrier);
+                        let dir = dir.path();
+                        scope.spawn(move || {
+                            barrier.wait();
+                            acquire(dir, "orders", me(&format!("r{round}-{i}"))).ok()
+                        })
+                    })
+                    .collect();
+                racers
+                    .into_iter()
+                    .map(|r| r.join().expect("racer"))
+                    .collect()
+            });
+            let held = winners.iter().filter(|w| w.is_some()).count();
+            assert_eq!(held, 1, "round {round}: {held} runs took the lock");
+        }
+    }
+
+    #[test]
+    fn a_lock_file_nobody_holds_is_taken_over_even_if_it_names_a_live_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut reused = me("old");
         reused.pid_start = reused.pid_start.map(|s| s + 1);

@@ -196,12 +196,18 @@ fn settle(
         "partitions_with_unknown_lag": unknown,
         "per_partition": lost,
     });
+    // Partitions that could not be measured are not "0 lost": say so wherever the total goes.
+    let not_replicated = if unknown > 0 {
+        format!("{total} records not replicated, lag unknown on {unknown} partitions")
+    } else {
+        format!("{total} records not replicated")
+    };
     match w.on_timeout {
         OnTimeout::Abort => {
             ctx.recorder
                 .decide("plan", "abort: replication did not catch up", why, data)?;
             Err(StepError::Failed(format!(
-                "{why}; {total} records not replicated; the plan says abort"
+                "{why}; {not_replicated}; the plan says abort"
             )))
         }
         OnTimeout::AcceptRpo => {
@@ -215,7 +221,7 @@ fn settle(
             ctx.recorder.decide("plan", what, why, data)?;
             ctx.state.accepted_loss = lost;
             Ok(StepDone::Ok(format!(
-                "RPO accepted: {total} records not replicated ({why})"
+                "RPO accepted: {not_replicated} ({why})"
             )))
         }
     }

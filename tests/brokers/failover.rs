@@ -7,30 +7,36 @@ use kdr::kafka::TopicPartition;
 
 use crate::cluster::Member;
 use crate::harness::{block_on, events, kdr, logs, wait_until};
-use crate::mm2::{COMMITS, GROUP, Mm2, REMOTE_TOPIC, checkpoint};
+use crate::mm2::{COMMITS, GROUP, Mm2, REMOTE_TOPIC, checkpoint, write_plan};
 
 const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "drill"];
 
 /// Writes `drill.yaml` into `dir` for the pair with the given failover steps.
 fn plan(mm2: &Mm2, dir: &Path, failover: &str) {
-    let text = format!(
-        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ topics: [orders], groups: [{GROUP}] }}\nfailover:\n{failover}failback:\n  - exec: {{ run: \"true\" }}\n",
-        mm2.pair.primary.bootstrap(),
-        mm2.pair.dr.bootstrap(),
+    write_plan(
+        dir,
+        &mm2.pair.primary.bootstrap(),
+        &mm2.pair.dr.bootstrap(),
+        failover,
+        "  - exec: { run: \"true\" }\n",
     );
-    std::fs::write(dir.join("drill.yaml"), text).expect("plan");
 }
 
-fn failover(dir: &Path) -> crate::harness::Run {
-    let args: Vec<&str> = ["failover", "--plan", "drill.yaml"]
+/// `kdr failover --plan drill.yaml --yes --operator alice --reason drill`, plus `extra`.
+pub fn failover_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    ["failover", "--plan", "drill.yaml"]
         .iter()
         .chain(YES)
+        .chain(extra)
         .copied()
-        .collect();
-    kdr(dir, &args)
+        .collect()
 }
 
-fn remote_partitions() -> Vec<TopicPartition> {
+pub fn failover(dir: &Path) -> crate::harness::Run {
+    kdr(dir, &failover_args(&[]))
+}
+
+pub fn remote_partitions() -> Vec<TopicPartition> {
     COMMITS
         .iter()
         .map(|&(p, _)| TopicPartition::new(REMOTE_TOPIC, p))

@@ -217,20 +217,18 @@ impl Nisshi {
     pub fn start_secured(name: &str, secured: Secured) -> Nisshi {
         let mut broker = Nisshi::start(name, Storage::Sqlite);
         let url = format!("tcp://127.0.0.1:{}", broker.port);
-        let child = Command::new(nisshi_binary())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .args(["user", "create", "--broker", &url])
-            .args(["--mechanism", secured.mechanism.nisshi_name()])
-            .arg(&secured.user)
-            .arg(&secured.password)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nisshi user create");
-        let created = wait(child, START_BOUND, "nisshi user create");
+        let created = Running::spawn(
+            "nisshi user create",
+            Command::new(nisshi_binary())
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("NO_COLOR", "1")
+                .args(["user", "create", "--broker", &url])
+                .args(["--mechanism", secured.mechanism.nisshi_name()])
+                .arg(&secured.user)
+                .arg(&secured.password),
+        )
+        .finish();
         assert_eq!(
             created.code,
             0,
@@ -287,10 +285,30 @@ impl Nisshi {
             "restarting a memory:// broker would lose its data: start it with Storage::Sqlite"
         );
         self.kill();
+        self.start_again();
+    }
+
+    /// Starts a killed sqlite broker again on the same port with the same storage.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        assert_eq!(
+            self.storage,
+            Storage::Sqlite,
+            "a memory:// broker lost its data"
+        );
         if let Err(why) = self.spawn_and_wait() {
             self.kill();
             panic!("failed to restart Nisshi broker {}: {why}", self.name);
         }
+    }
+
+    /// Sends `signal` to the broker: SIGSTOP makes it a broker whose kernel still accepts
+    /// connections and whose process answers nothing; SIGCONT brings it back.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.pid()).expect("pid");
+        // SAFETY: kill(2) on our own unreaped child's pid: it cannot have been reused.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
     }
 
     fn storage_url(&self) -> String {
@@ -400,7 +418,13 @@ impl Nisshi {
         }
     }
 
-    fn kill(&mut self) {
+    /// The broker's process id, for a plan's hook to kill it (`kill -9 PID`) at an exact point.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running broker").id()
+    }
+
+    /// Kills the broker now (SIGKILL) and reaps it: a data centre going dark.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -455,60 +479,200 @@ impl std::fmt::Debug for Run {
 /// Runs the built kdr in `dir` with `args`, killing it (and failing the test) after
 /// [`RUN_BOUND`].
 pub fn kdr(dir: &Path, args: &[&str]) -> Run {
-    kdr_with_env(dir, args, &[])
+    Running::start(dir, args).finish()
 }
 
 /// [`kdr`] with these environment variables set as well (`KDR_LOG` included: it is otherwise
 /// removed).
 pub fn kdr_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let child = Command::new(KDR)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "200")
-        .env_remove("KDR_LOG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kdr");
-    wait(child, RUN_BOUND, "kdr")
+    Running::start_with_env(dir, args, env).finish()
 }
 
-fn wait(mut child: Child, bound: Duration, what: &str) -> Run {
-    // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status: ExitStatus = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
+/// A kdr process the test has not waited for yet: to signal it (SIGKILL, SIGSTOP) at a point
+/// its incident log shows, or to race it against another. Killed and reaped when dropped.
+pub struct Running {
+    what: &'static str,
+    child: Option<Child>,
+    out: Option<std::thread::JoinHandle<String>>,
+    err: Option<std::thread::JoinHandle<String>>,
+    started: Instant,
+}
+
+impl Running {
+    /// Spawns the built kdr in `dir` with `args`, its output drained on two threads so a chatty
+    /// child never blocks on a full pipe.
+    pub fn start(dir: &Path, args: &[&str]) -> Running {
+        Running::start_with_env(dir, args, &[])
+    }
+
+    /// [`Running::start`] with these environment variables set as well (`KDR_LOG` included).
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Running::spawn(
+            "kdr",
+            Command::new(KDR)
+                .args(args)
+                .current_dir(dir)
+                .env("NO_COLOR", "1")
+                .env("COLUMNS", "200")
+                .env_remove("KDR_LOG")
+                .envs(env.iter().copied()),
+        )
+    }
+
+    /// Spawns `command` (any program: `what` names it) the same way.
+    fn spawn(what: &'static str, command: &mut Command) -> Running {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let mut out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        Running {
+            what,
+            child: Some(child),
+            out: Some(std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = out.read_to_string(&mut s);
+                s
+            })),
+            err: Some(std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = err.read_to_string(&mut s);
+                s
+            })),
+            started: Instant::now(),
         }
-        if start.elapsed() > bound {
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.as_ref().expect("running").id()).expect("pid")
+    }
+
+    /// Sends `signal` (SIGKILL, SIGSTOP, SIGCONT, SIGINT) to the kdr process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own unreaped child's pid: it cannot have been reused.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// Waits for the process to exit, at most [`RUN_BOUND`] after it started.
+    pub fn finish(mut self) -> Run {
+        let mut child = self.child.take().expect("running");
+        let status: ExitStatus = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if self.started.elapsed() > RUN_BOUND {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} did not finish within {RUN_BOUND:?}", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            stdout: self
+                .out
+                .take()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_default(),
+            stderr: self
+                .err
+                .take()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not finish within {bound:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    use std::os::unix::process::ExitStatusExt;
-    Run {
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Polls the newest incident log under `dir` until an event satisfies `pred`, at most `bound`;
+/// returns that event.
+pub fn wait_for_event(
+    dir: &Path,
+    bound: Duration,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some(log) = logs(dir).pop() {
+            // A line being written may be torn: read only whole lines.
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let found = text
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| pred(e));
+            if let Some(event) = found {
+                return event;
+            }
+        }
+        assert!(
+            start.elapsed() < bound,
+            "timed out after {bound:?} waiting for {what} in the incident log"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A "broker" that accepts connections on a loopback port and never answers a byte: a hung
+/// process, a black-holing load balancer. Stops accepting (and drops every connection) when
+/// dropped.
+pub struct Silent {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Silent {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

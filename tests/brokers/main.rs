@@ -6,6 +6,7 @@
 
 mod cluster;
 mod failover;
+mod faults;
 mod harness;
 mod mm2;
 mod replication;

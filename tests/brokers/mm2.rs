@@ -12,7 +12,7 @@ use kdr::rehearsal::{
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::harness::{Pair, block_on, wait_until};
+use crate::harness::{Pair, Storage, block_on, wait_until};
 
 pub const TOPIC: &str = "orders";
 pub const REMOTE_TOPIC: &str = "primary.orders";
@@ -86,6 +86,15 @@ pub fn produce(bootstrap: &str, topic: &str, partition: i32, count: i64) -> Vec<
     })
 }
 
+/// Writes `drill.yaml` into `dir`: the two clusters at `primary` and `dr`, the `orders` topic
+/// and the group, and the given steps (YAML list items, each line indented by two spaces).
+pub fn write_plan(dir: &std::path::Path, primary: &str, dr: &str, failover: &str, failback: &str) {
+    let text = format!(
+        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{primary}\" }}\n  dr: {{ bootstrap_servers: \"{dr}\" }}\nreplication: {{ topics: [{TOPIC}], groups: [{GROUP}] }}\nfailover:\n{failover}failback:\n{failback}"
+    );
+    std::fs::write(dir.join("drill.yaml"), text).expect("plan");
+}
+
 /// The replicator's configuration for `primary -> dr` between the two brokers.
 pub fn replicator_config(pair: &Pair) -> ReplicatorConfig {
     let mut config = ReplicatorConfig::new(
@@ -116,7 +125,12 @@ impl Mm2 {
     /// Everything set up and replicated: every record copied and a checkpoint per partition,
     /// those of the partitions committed at their end translated to the end (bounded).
     pub fn start() -> Mm2 {
-        let pair = Pair::start();
+        Mm2::start_with(Storage::Memory)
+    }
+
+    /// As [`Mm2::start`], with both brokers on the given storage (sqlite to restart one).
+    pub fn start_with(storage: Storage) -> Mm2 {
+        let pair = Pair::start_with(storage);
         create_layout(&pair);
         for partition in 0..PARTITIONS {
             let offsets = produce(
@@ -162,6 +176,13 @@ impl Mm2 {
 
     pub fn stats(&self) -> ReplicatorStats {
         self.replicator.as_ref().expect("replicator").stats()
+    }
+
+    /// Stops replicating (the replicator's clients leave both brokers alone from here on).
+    pub fn stop_replicator(&mut self) {
+        if let Some(replicator) = self.replicator.take() {
+            replicator.stop();
+        }
     }
 
     pub fn dr(&self) -> Cluster {

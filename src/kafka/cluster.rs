@@ -518,7 +518,10 @@ impl Cluster {
         let role = self.role();
         let work = tokio::task::spawn_blocking(move || -> Result<i64, KafkaError> {
             let (tx, rx) = std::sync::mpsc::channel::<Result<i64, String>>();
-            let context = DeliveryContext(std::sync::Mutex::new(tx));
+            let context = DeliveryContext {
+                delivered: std::sync::Mutex::new(tx),
+                events: KdrContext::new(role, scope.redactor.clone()),
+            };
             let producer: ThreadedProducer<DeliveryContext> =
                 config
                     .create_with_context(context)
@@ -534,17 +537,40 @@ impl Cluster {
                     detail: error.to_string(),
                 });
             }
-            let answer = rx.recv_timeout(bound);
+            // The delivery report, unless the TLS or SASL handshake is refused first: librdkafka
+            // reports that as an error event and keeps retrying, so the record would only fail
+            // when its timeout (the whole bound) runs out.
+            let deadline = Instant::now() + bound;
+            let answer = loop {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(remaining.min(POLL_STEP)) {
+                    Ok(answer) => break Some(answer),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !remaining.is_zero() => {
+                        if let Some(detail) =
+                            producer.context().events.heard().authentication.clone()
+                        {
+                            break Some(Err(detail));
+                        }
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let refused = producer.context().events.heard().authentication.clone();
             // Do not let a dead cluster hold the thread on drop.
             let _ = producer.flush(std::time::Duration::from_millis(100));
-            match answer {
-                Ok(Ok(offset)) => Ok(offset),
-                Ok(Err(detail)) => Err(KafkaError::Client {
+            match (answer, refused) {
+                (Some(Ok(offset)), _) => Ok(offset),
+                (_, Some(detail)) => Err(KafkaError::Authentication {
                     cluster: role,
                     operation,
                     detail,
                 }),
-                Err(_) => Err(KafkaError::Timeout {
+                (Some(Err(detail)), None) => Err(KafkaError::Client {
+                    cluster: role,
+                    operation,
+                    detail: scope.redactor.scrub(&detail),
+                }),
+                (None, None) => Err(KafkaError::Timeout {
                     cluster: role,
                     operation,
                     after: bound,
@@ -1359,10 +1385,27 @@ fn millis_of(d: std::time::Duration) -> String {
     d.as_millis().to_string()
 }
 
-/// Hands the one delivery report of [`Cluster::produce_one`] back to the waiting thread.
-struct DeliveryContext(std::sync::Mutex<std::sync::mpsc::Sender<Result<i64, String>>>);
+/// Hands the one delivery report of [`Cluster::produce_one`] back to the waiting thread, and
+/// hears librdkafka's events and log lines as every other client does: masked, and with a
+/// refused handshake recorded.
+struct DeliveryContext {
+    delivered: std::sync::Mutex<std::sync::mpsc::Sender<Result<i64, String>>>,
+    events: KdrContext,
+}
 
-impl rdkafka::ClientContext for DeliveryContext {}
+impl rdkafka::ClientContext for DeliveryContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.events.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        self.events.error(error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.events.stats_raw(statistics);
+    }
+}
 
 impl rdkafka::producer::ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
@@ -1372,7 +1415,7 @@ impl rdkafka::producer::ProducerContext for DeliveryContext {
             Ok(message) => Ok(message.offset()),
             Err((error, _)) => Err(error.to_string()),
         };
-        if let Ok(tx) = self.0.lock() {
+        if let Ok(tx) = self.delivered.lock() {
             let _ = tx.send(answer);
         }
     }

@@ -141,14 +141,16 @@ pub async fn run_hook(
             }
         }
     }
-    // Show what is left in the channel, then collect the captures. A grandchild that keeps the
+    // Collect the captures, then show what is left in the channel. A grandchild that keeps the
     // pipes open (a daemon the hook started) must not hold the step: wait briefly, then move on.
+    // Draining only after the readers are done matters: a command that exits at once leaves its
+    // last lines in a reader, not yet in the channel, when `wait` returns.
+    let stdout = collect(out_reader).await;
+    let stderr = collect(err_reader).await;
     while let Ok((stream, line)) = lines_rx.try_recv() {
         let line = ctx.recorder.secrets().redact(&line);
         ctx.recorder.progress().hook_line(stream, &line);
     }
-    let stdout = collect(out_reader).await;
-    let stderr = collect(err_reader).await;
     let elapsed = started.elapsed();
     let end = end.unwrap_or(HookEnd::Interrupted);
     let (exit_code, signal) = match &end {

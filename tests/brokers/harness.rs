@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kdr::kafka::{Cluster, ClusterRole, ClusterSpec, Reachability};
+use kdr::kafka::{ClientProperty, Cluster, ClusterRole, ClusterSpec, KafkaError, Reachability};
 
 pub const KDR: &str = env!("CARGO_BIN_EXE_kdr");
 
@@ -33,10 +33,75 @@ pub enum Storage {
     Sqlite,
 }
 
+/// A SCRAM mechanism Nisshi stores credentials for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scram {
+    Sha256,
+    Sha512,
+}
+
+impl Scram {
+    /// librdkafka's `sasl.mechanisms` value.
+    pub fn mechanism(self) -> &'static str {
+        match self {
+            Scram::Sha256 => "SCRAM-SHA-256",
+            Scram::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// `nisshi user create --mechanism` value.
+    fn nisshi_name(self) -> &'static str {
+        match self {
+            Scram::Sha256 => "scram256",
+            Scram::Sha512 => "scram512",
+        }
+    }
+}
+
+/// What makes a broker secured: TLS on its listener (Nisshi's `--cert`/`--key`) and SASL/SCRAM
+/// required (`--authentication`), with one user whose credentials the harness itself uses.
+#[derive(Clone)]
+pub struct Secured {
+    /// PEM certificate chain for `--cert`.
+    pub cert: PathBuf,
+    /// PEM private key for `--key`.
+    pub key: PathBuf,
+    /// PEM of the CA that signed `cert`: the clients' `ssl.ca.location`.
+    pub ca: PathBuf,
+    pub mechanism: Scram,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Secured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secured")
+            .field("cert", &self.cert)
+            .field("ca", &self.ca)
+            .field("mechanism", &self.mechanism)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Secured {
+    /// The librdkafka properties of a client that connects as the user (`SASL_SSL`).
+    pub fn client_properties(&self) -> Vec<ClientProperty> {
+        vec![
+            ClientProperty::new("security.protocol", "SASL_SSL"),
+            ClientProperty::new("ssl.ca.location", self.ca.display().to_string()),
+            ClientProperty::new("sasl.mechanisms", self.mechanism.mechanism()),
+            ClientProperty::new("sasl.username", self.user.clone()),
+            ClientProperty::secret("sasl.password", self.password.clone()),
+        ]
+    }
+}
+
 /// One Nisshi broker process (a one-broker cluster). Dropping it kills and reaps the process.
 pub struct Nisshi {
     name: String,
     storage: Storage,
+    secured: Option<Secured>,
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -49,6 +114,7 @@ impl std::fmt::Debug for Nisshi {
             .field("name", &self.name)
             .field("bootstrap", &self.bootstrap())
             .field("storage", &self.storage)
+            .field("secured", &self.secured)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +179,7 @@ impl Nisshi {
         let mut broker = Nisshi {
             name: name.to_owned(),
             storage,
+            secured: None,
             port: 0,
             dir: tempfile::Builder::new()
                 .prefix(&format!("nisshi-{name}-"))
@@ -137,6 +204,43 @@ impl Nisshi {
         panic!("failed to start Nisshi broker {name}: {last_failure}");
     }
 
+    /// Starts a broker that takes only TLS connections and requires SASL/SCRAM, with
+    /// `secured.user` able to log in, and waits (at most [`START_BOUND`]) until that user's
+    /// metadata request is answered.
+    ///
+    /// Nisshi keeps SCRAM users only in SQL storage and accepts no request but the SASL ones
+    /// before a client has logged in, so there is no unauthenticated way to create the first
+    /// user on a broker started with `--authentication`. The broker is therefore first started
+    /// plain, on `sqlite://` storage, the user is created with Nisshi's own `nisshi user
+    /// create` (an AlterUserScramCredentials request), and the broker is restarted on the same
+    /// port and storage with `--cert --key --authentication`.
+    pub fn start_secured(name: &str, secured: Secured) -> Nisshi {
+        let mut broker = Nisshi::start(name, Storage::Sqlite);
+        let url = format!("tcp://127.0.0.1:{}", broker.port);
+        let created = Running::spawn(
+            "nisshi user create",
+            Command::new(nisshi_binary())
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("NO_COLOR", "1")
+                .args(["user", "create", "--broker", &url])
+                .args(["--mechanism", secured.mechanism.nisshi_name()])
+                .arg(&secured.user)
+                .arg(&secured.password),
+        )
+        .finish();
+        assert_eq!(
+            created.code,
+            0,
+            "nisshi user create {} failed: {created:?}\nbroker output:\n{}",
+            secured.user,
+            broker.output()
+        );
+        broker.secured = Some(secured);
+        broker.restart();
+        broker
+    }
+
     /// `127.0.0.1:port`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -147,10 +251,25 @@ impl Nisshi {
         self.started_in
     }
 
-    /// A kdr `Cluster` for this broker in the given role.
+    /// A kdr `Cluster` for this broker in the given role (logged in as the broker's user when
+    /// it is secured).
     pub fn cluster(&self, role: ClusterRole) -> Cluster {
-        Cluster::new(ClusterSpec::new(role, self.bootstrap()), OPERATION_TIMEOUT)
-            .expect("cluster spec")
+        self.cluster_with_timeout(role, OPERATION_TIMEOUT)
+    }
+
+    fn cluster_with_timeout(&self, role: ClusterRole, timeout: Duration) -> Cluster {
+        let mut spec = ClusterSpec::new(role, self.bootstrap());
+        if let Some(secured) = &self.secured {
+            for property in secured.client_properties() {
+                spec = spec.with_property(property);
+            }
+        }
+        Cluster::new(spec, timeout).expect("cluster spec")
+    }
+
+    /// How this broker is secured, if it is.
+    pub fn secured(&self) -> Option<&Secured> {
+        self.secured.as_ref()
     }
 
     /// The broker's own output so far (stdout and stderr), for failure messages.
@@ -202,6 +321,20 @@ impl Nisshi {
         }
     }
 
+    /// `--cert FILE --key FILE --authentication` for a secured broker, nothing otherwise.
+    fn security_args(&self) -> Vec<std::ffi::OsString> {
+        let Some(secured) = &self.secured else {
+            return Vec::new();
+        };
+        vec![
+            "--cert".into(),
+            secured.cert.clone().into(),
+            "--key".into(),
+            secured.key.clone().into(),
+            "--authentication".into(),
+        ]
+    }
+
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let started = Instant::now();
         let url = format!("tcp://127.0.0.1:{}", self.port);
@@ -224,6 +357,7 @@ impl Nisshi {
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", &self.storage_url()])
             .args(["--group-initial-rebalance-delay", "0s"])
+            .args(self.security_args())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log)
@@ -245,11 +379,7 @@ impl Nisshi {
             .spawn()
             .map_err(|e| format!("failed to spawn {}: {e}", nisshi_binary().display()))?;
         self.child = Some(child);
-        let cluster = Cluster::new(
-            ClusterSpec::new(ClusterRole::Primary, self.bootstrap()),
-            Duration::from_secs(2),
-        )
-        .expect("cluster spec");
+        let cluster = self.cluster_with_timeout(ClusterRole::Primary, Duration::from_secs(2));
         loop {
             if let Some(status) = self
                 .child
@@ -261,9 +391,21 @@ impl Nisshi {
                     self.output()
                 ));
             }
-            if let Ok(Reachability::Reachable(_)) = block_on(cluster.probe()) {
-                self.started_in = started.elapsed();
-                return Ok(());
+            match block_on(cluster.probe()) {
+                Ok(Reachability::Reachable(_)) => {
+                    self.started_in = started.elapsed();
+                    return Ok(());
+                }
+                // The broker is up and refuses the harness's own TLS or SASL settings: waiting
+                // longer will not change that.
+                Err(refused @ KafkaError::Authentication { .. }) => {
+                    return Err(format!(
+                        "{} refused the harness's credentials: {refused}; its output:\n{}",
+                        self.bootstrap(),
+                        self.output()
+                    ));
+                }
+                _ => {}
             }
             if started.elapsed() > START_BOUND {
                 return Err(format!(
@@ -340,9 +482,16 @@ pub fn kdr(dir: &Path, args: &[&str]) -> Run {
     Running::start(dir, args).finish()
 }
 
+/// [`kdr`] with these environment variables set as well (`KDR_LOG` included: it is otherwise
+/// removed).
+pub fn kdr_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    Running::start_with_env(dir, args, env).finish()
+}
+
 /// A kdr process the test has not waited for yet: to signal it (SIGKILL, SIGSTOP) at a point
 /// its incident log shows, or to race it against another. Killed and reaped when dropped.
 pub struct Running {
+    what: &'static str,
     child: Option<Child>,
     out: Option<std::thread::JoinHandle<String>>,
     err: Option<std::thread::JoinHandle<String>>,
@@ -353,20 +502,35 @@ impl Running {
     /// Spawns the built kdr in `dir` with `args`, its output drained on two threads so a chatty
     /// child never blocks on a full pipe.
     pub fn start(dir: &Path, args: &[&str]) -> Running {
-        let mut child = Command::new(KDR)
-            .args(args)
-            .current_dir(dir)
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "200")
-            .env_remove("KDR_LOG")
+        Running::start_with_env(dir, args, &[])
+    }
+
+    /// [`Running::start`] with these environment variables set as well (`KDR_LOG` included).
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Running::spawn(
+            "kdr",
+            Command::new(KDR)
+                .args(args)
+                .current_dir(dir)
+                .env("NO_COLOR", "1")
+                .env("COLUMNS", "200")
+                .env_remove("KDR_LOG")
+                .envs(env.iter().copied()),
+        )
+    }
+
+    /// Spawns `command` (any program: `what` names it) the same way.
+    fn spawn(what: &'static str, command: &mut Command) -> Running {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn kdr");
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let mut out = child.stdout.take().expect("stdout");
         let mut err = child.stderr.take().expect("stderr");
         Running {
+            what,
             child: Some(child),
             out: Some(std::thread::spawn(move || {
                 let mut s = String::new();
@@ -419,7 +583,7 @@ impl Running {
             if self.started.elapsed() > RUN_BOUND {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("kdr did not finish within {RUN_BOUND:?}");
+                panic!("{} did not finish within {RUN_BOUND:?}", self.what);
             }
             std::thread::sleep(Duration::from_millis(10));
         };

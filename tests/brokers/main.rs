@@ -11,3 +11,4 @@ mod faults;
 mod harness;
 mod mm2;
 mod replication;
+mod security;

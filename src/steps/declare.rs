@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::flow::{Flow, now_ms, total_lag};
 use super::{StepCtx, StepDone, StepError, StepResult};
 use crate::engine::gate::Answer;
-use crate::kafka::Reachability;
+use crate::kafka::{KafkaError, Reachability};
 use crate::plan::{Confirm, Declare};
 
 pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
@@ -133,7 +133,26 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
     let flow = ctx.flow()?;
     let source_role = flow.source_plan.role;
     let target_role = flow.target_plan.role;
-    let source = flow.source_reachable().await;
+    // A cluster that answers and refuses kdr's credentials is not down: it may be serving its
+    // producers right now. Declaring it gone would skip quiescing and split the brain.
+    let source = match flow.source.probe().await {
+        Ok(r) => r,
+        Err(e @ (KafkaError::Authentication { .. } | KafkaError::NotAuthorized { .. })) => {
+            ctx.recorder.observe(
+                "source_probe",
+                format!("{source_role} answered and refused kdr: {e}"),
+                serde_json::Value::Null,
+            )?;
+            return Err(StepError::Failed(format!(
+                "the {source_role} cluster answered and refused kdr's credentials ({e}): kdr cannot \
+                 tell whether it still serves producers, so it will not declare it down; fix \
+                 clusters.{source_role}.client in the plan and run again"
+            )));
+        }
+        Err(e) => Reachability::Unreachable {
+            reason: e.to_string(),
+        },
+    };
     match &source {
         Reachability::Reachable(info) => {
             ctx.recorder.observe(

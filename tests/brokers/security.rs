@@ -155,10 +155,15 @@ impl SecuredPair {
     /// Writes `drill.yaml` into `dir`: both clusters over `SASL_SSL` trusting `ca`, the
     /// credentials from the environment, and an exec step that carelessly prints the password.
     fn plan(&self, dir: &Path, ca: &Path) {
-        let client = |broker: &Nisshi| {
+        self.plan_with(dir, ca, PASSWORD_VAR);
+    }
+
+    /// As [`SecuredPair::plan`], with the primary's password from `primary_password_var`.
+    fn plan_with(&self, dir: &Path, ca: &Path, primary_password_var: &str) {
+        let client = |broker: &Nisshi, password_var: &str| {
             let mechanism = broker.secured().expect("secured broker").mechanism;
             format!(
-                "    bootstrap_servers: \"{}\"\n    client:\n      security.protocol: SASL_SSL\n      ssl.ca.location: \"{}\"\n      sasl.mechanisms: {}\n      sasl.username: \"${{env:{USER_VAR}}}\"\n      sasl.password: \"${{env:{PASSWORD_VAR}}}\"\n",
+                "    bootstrap_servers: \"{}\"\n    client:\n      security.protocol: SASL_SSL\n      ssl.ca.location: \"{}\"\n      sasl.mechanisms: {}\n      sasl.username: \"${{env:{USER_VAR}}}\"\n      sasl.password: \"${{env:{password_var}}}\"\n",
                 broker.bootstrap(),
                 ca.display(),
                 mechanism.mechanism(),
@@ -166,8 +171,8 @@ impl SecuredPair {
         };
         let text = format!(
             "version: 1\nname: drill\nclusters:\n  primary:\n{}  dr:\n{}replication: {{ topics: [orders] }}\nfailover:\n  - declare: {{}}\n  - exec: {{ run: 'echo \"hook sees password ${PASSWORD_VAR} and user ${USER_VAR}\"' }}\nfailback:\n  - exec: {{ run: \"true\" }}\n",
-            client(&self.primary),
-            client(&self.dr),
+            client(&self.primary, primary_password_var),
+            client(&self.dr, PASSWORD_VAR),
         );
         std::fs::write(dir.join("drill.yaml"), text).expect("plan");
     }
@@ -342,9 +347,10 @@ fn a_wrong_password_fails_fast_with_an_authentication_error_and_leaks_nothing() 
     let summary = json(&failover);
     assert_eq!(summary["outcome"], "failed", "{failover:?}");
     let message = summary["message"].as_str().unwrap_or_default();
-    // KafkaError::Authentication's wording, naming the cluster and what was refused.
+    // KafkaError::Authentication's wording, naming the cluster and what was refused: the
+    // primary, asked first, which declare will not call down for refusing kdr.
     assert!(
-        message.contains("probe on the dr cluster: authentication failed:")
+        message.contains("probe on the primary cluster: authentication failed:")
             && message.contains("SASL authentication error"),
         "{failover:?}"
     );
@@ -433,4 +439,38 @@ fn a_write_with_a_wrong_password_fails_fast_with_an_authentication_error() {
     }
     assert!(took < FAST, "the write took {took:?} to fail");
     assert_no_secret("the error", &written.unwrap_err().to_string());
+}
+
+#[test]
+fn a_primary_that_refuses_the_credentials_is_not_declared_down() {
+    let pair = SecuredPair::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    pair.plan_with(dir.path(), &pair.pki.ca, "KDR_TEST_PRIMARY_PASSWORD");
+    let started = Instant::now();
+    let run = kdr_with_env(
+        dir.path(),
+        FAILOVER,
+        &[
+            (USER_VAR, USER),
+            (PASSWORD_VAR, PASSWORD),
+            ("KDR_TEST_PRIMARY_PASSWORD", WRONG_PASSWORD),
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{run:?}");
+    let summary = json(&run);
+    let message = summary["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the primary cluster answered and refused kdr's credentials")
+            && message.contains("will not declare it down"),
+        "{run:?}"
+    );
+    assert!(took < FAST, "took {took:?}: {run:?}");
+    // Nothing moved: DR was never told it owns writes.
+    let dr = block_on(kdr::authority::read(
+        &pair.dr.cluster(ClusterRole::Dr),
+        "drill",
+    ));
+    assert!(dr.record().is_none(), "{dr:?}");
+    assert_run_leaks_nothing(dir.path(), &[("failover", &run)]);
 }

@@ -192,12 +192,12 @@ impl Flow {
         out
     }
 
-    /// The newest offset sync per source partition, read once from the offset-syncs topic.
-    /// `None` when the topic cannot be read (on a dead source, say).
-    pub async fn latest_offset_syncs(
+    /// Every offset sync per source partition, in log order, read once from the offset-syncs
+    /// topic. `None` when the topic cannot be read (on a dead source, say).
+    pub async fn offset_syncs(
         &self,
         within: Duration,
-    ) -> Option<BTreeMap<(String, i32), OffsetSync>> {
+    ) -> Option<BTreeMap<(String, i32), Vec<OffsetSync>>> {
         let (topic, holder) = self.policy.offset_syncs_topic_for_flow(
             self.source_alias(),
             self.target_alias(),
@@ -221,13 +221,16 @@ impl Flow {
             )
             .await
             .ok()?;
-        let mut latest = BTreeMap::new();
+        let mut syncs: BTreeMap<(String, i32), Vec<OffsetSync>> = BTreeMap::new();
         for r in &read.records {
             if let Ok(sync) = OffsetSync::decode(r.key.as_deref(), r.value.as_deref()) {
-                latest.insert((sync.topic.clone(), sync.partition), sync);
+                syncs
+                    .entry((sync.topic.clone(), sync.partition))
+                    .or_default()
+                    .push(sync);
             }
         }
-        Some(latest)
+        Some(syncs)
     }
 
     /// Per-partition lag. `source_ends` overrides the source's end offsets (the last ones seen,
@@ -262,8 +265,7 @@ impl Flow {
             }
         };
         let syncs = if source_ends.is_none() {
-            self.latest_offset_syncs(self.source.operation_timeout())
-                .await
+            self.offset_syncs(self.source.operation_timeout()).await
         } else {
             None
         };
@@ -276,9 +278,11 @@ impl Flow {
             let source = source_marks
                 .get(&(p.source_topic.clone(), p.partition))
                 .copied();
+            // The newest sync: it pairs the furthest record known to be on the target.
             let sync = syncs
                 .as_ref()
-                .and_then(|s| s.get(&(p.source_topic.clone(), p.partition)));
+                .and_then(|s| s.get(&(p.source_topic.clone(), p.partition)))
+                .and_then(|s| s.last());
             let (replicated_to, method) = match (sync, source) {
                 // A sync pairs the offsets of one record; everything the target holds after that
                 // record came, in order, from after it on the source.

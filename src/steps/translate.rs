@@ -75,7 +75,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     // For the reprocessing ledger: where each source record landed on the target.
     let syncs = match ctx.state.source_unreachable {
         None => {
-            flow.latest_offset_syncs(ctx.remaining().min(super::flow::OPERATION_TIMEOUT))
+            flow.offset_syncs(ctx.remaining().min(super::flow::OPERATION_TIMEOUT))
                 .await
         }
         Some(_) => None,
@@ -256,7 +256,7 @@ async fn record_reprocessing(
     ctx: &mut StepCtx<'_>,
     flow: &Flow,
     plan: &GroupTranslation,
-    syncs: Option<&std::collections::BTreeMap<(String, i32), crate::mm2::OffsetSync>>,
+    syncs: Option<&std::collections::BTreeMap<(String, i32), Vec<crate::mm2::OffsetSync>>>,
 ) -> Result<(), StepError> {
     let source_tps: Vec<TopicPartition> = plan
         .partitions
@@ -289,7 +289,15 @@ async fn record_reprocessing(
             })
             .and_then(|(_, o)| *o)
             .unwrap_or(p.source_offset);
-        let sync = syncs.and_then(|s| s.get(&(p.source_topic.clone(), p.partition)));
+        // The newest sync at or before the commit: a later one (MM2 went on copying past the
+        // group's commit) says nothing about where the commit itself landed.
+        let sync = syncs
+            .and_then(|s| s.get(&(p.source_topic.clone(), p.partition)))
+            .and_then(|s| {
+                s.iter()
+                    .rev()
+                    .find(|sync| sync.upstream_offset <= source_commit)
+            });
         // Where `source_commit` lands on the target: past the newest sync, offsets run in step.
         let lands_at = match sync {
             Some(s) if source_commit > s.upstream_offset => {

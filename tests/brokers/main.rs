@@ -11,4 +11,5 @@ mod faults;
 mod harness;
 mod mm2;
 mod replication;
+mod roundtrip;
 mod security;

@@ -123,3 +123,54 @@ fn translate_offsets_refuses_a_group_with_a_live_member_on_dr_and_names_it() {
     assert!(committed.iter().all(|(_, o)| o.is_none()), "{committed:?}");
     drop(member);
 }
+
+#[test]
+fn translate_offsets_clamps_a_translation_below_the_log_start_after_delete_records() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let mm2 = Mm2::start();
+    // Partition 1's commit (4) translates to 1: the only offset sync at or before it is at 0.
+    let stats = mm2.stats();
+    let translated = checkpoint(&stats, 1).expect("checkpoint").downstream_offset;
+    assert!(translated < 6, "translated to {translated}");
+    // Retention (here DeleteRecords) has removed DR's records before offset 6.
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mm2.pair.dr.bootstrap())
+        .set("log_level", "0")
+        .create()
+        .expect("admin");
+    let mut before = TopicPartitionList::new();
+    before
+        .add_partition_offset(REMOTE_TOPIC, 1, Offset::Offset(6))
+        .expect("offset");
+    let deleted = block_on(admin.delete_records(
+        &before,
+        &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+    ))
+    .expect("delete records");
+    let low = deleted
+        .find_partition(REMOTE_TOPIC, 1)
+        .expect("partition")
+        .offset();
+    assert_eq!(low, Offset::Offset(6), "the new log start");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    plan(&mm2, dir.path(), "  - translate_offsets: { groups: all }\n");
+    let run = failover(dir.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    let committed =
+        block_on(mm2.dr().committed_offsets(GROUP, &remote_partitions())).expect("committed");
+    assert_eq!(committed[1].1, Some(6), "{committed:?}");
+    let log = logs(dir.path()).pop().expect("an incident log");
+    let plan_text = events(&log)
+        .into_iter()
+        .find(|e| e["name"] == "group" && e["detail"].as_str().unwrap_or("").contains("committed"))
+        .map(|e| e["data"].to_string())
+        .unwrap_or_default();
+    assert!(
+        plan_text.contains(&format!("clamp: {translated} is below the log start 6")),
+        "the clamp is not in the log: {plan_text}"
+    );
+}

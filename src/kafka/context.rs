@@ -59,7 +59,7 @@ impl ClientContext for KdrContext {
         let cluster = self.cluster.to_string();
         // "FAIL" lines say why a connection went down (refused, timed out, handshake).
         if fac == "FAIL" || (level as i32) <= (RDKafkaLogLevel::Error as i32) {
-            self.heard().last_logged_failure = Some(without_thread_name(&message).to_owned());
+            self.heard().last_logged_failure = Some(plain(without_thread_name(&message)));
         }
         // librdkafka's "error" level includes every refused connection, which is the
         // expected state of a dead primary; the operation's result carries the verdict.
@@ -111,12 +111,35 @@ fn without_thread_name(message: &str) -> &str {
     }
 }
 
+/// librdkafka's explanation of a connection that was accepted and then never answered blames a
+/// Kafka older than 0.10, which sends an operator at 3 AM down the wrong path: a hung broker, a
+/// stopped process or a middlebox swallowing traffic are what it means today.
+const SILENT_BROKER_GUESS: &str =
+    "probably due to broker version < 0.10 (see api.version.request configuration)";
+
+fn plain(message: &str) -> String {
+    message.replace(
+        SILENT_BROKER_GUESS,
+        "the broker accepted the connection but did not answer (a hung broker, or something in \
+         between holding the traffic)",
+    )
+}
+
 /// Rebalance and commit callbacks stay rdkafka's defaults: kdr never joins a group, and
 /// waits for its commits on a queue of its own (see `commit.rs`).
 impl ConsumerContext for KdrContext {}
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_silent_broker_is_not_blamed_on_an_old_kafka_version() {
+        let logged = "127.0.0.1:38255/bootstrap: ApiVersionRequest failed: Local: Timed out: probably due to broker version < 0.10 (see api.version.request configuration) (after 5002ms in state APIVERSION_QUERY)";
+        assert_eq!(
+            super::plain(logged),
+            "127.0.0.1:38255/bootstrap: ApiVersionRequest failed: Local: Timed out: the broker accepted the connection but did not answer (a hung broker, or something in between holding the traffic) (after 5002ms in state APIVERSION_QUERY)"
+        );
+    }
+
     use std::sync::Arc;
 
     use super::*;

@@ -418,7 +418,11 @@ fn a_dr_that_accepts_connections_and_never_answers_fails_the_declaration_within_
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(statuses(&log), ["1 declare failed"], "{run:?}");
     let message = step_message(&log, 1);
-    assert!(message.contains("dr"), "{message}");
+    assert!(
+        message.contains("the dr cluster is unreachable")
+            && message.contains("accepted the connection but did not answer"),
+        "{message}"
+    );
     // Nothing moved: the primary still owns writes.
     let primary = block_on(kdr::authority::read(
         &mm2.pair.primary.cluster(kdr::kafka::ClusterRole::Primary),

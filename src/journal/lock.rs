@@ -98,8 +98,18 @@ pub fn acquire(dir: &Path, plan: &str, me: LockHolder) -> Result<RunLock, LockEr
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
+                // The holder writes who it is right after locking: give it a moment, so the
+                // refusal can name it.
                 let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
+                for _ in 0..25 {
+                    text.clear();
+                    let _ = file.rewind();
+                    let _ = file.read_to_string(&mut text);
+                    if serde_json::from_str::<LockHolder>(&text).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
                 return Err(match serde_json::from_str::<LockHolder>(&text) {
                     Ok(holder) => LockError::Held {
                         plan: plan.to_owned(),

@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: test lint ci rehearse test-brokers
+.PHONY: test lint ci rehearse test-brokers fuzz
 
 # The README's test command: every test, unit, end-to-end on the embedded clusters, and the
 # real-broker suite (scripts/test-brokers installs the pinned Nisshi broker first if missing:
@@ -22,3 +22,13 @@ ci: lint test
 test-brokers:
 	scripts/test-brokers
 	$(CARGO) test --locked --test brokers
+
+# Fuzz the plan loader, then the MM2 codec, FUZZ_TIME seconds each (README "Fuzzing"). Needs a
+# nightly toolchain and cargo-fuzz; not part of `test` or `ci`.
+FUZZ_TIME ?= 600
+fuzz:
+	cd fuzz && mkdir -p corpus/plan_loader corpus/mm2_codec
+	cd fuzz && $(CARGO) +nightly fuzz run -s none plan_loader corpus/plan_loader seeds/plan_loader -- \
+		-max_total_time=$(FUZZ_TIME) -max_len=65536 -rss_limit_mb=2048 -dict=plan_loader.dict
+	cd fuzz && $(CARGO) +nightly fuzz run -s none mm2_codec corpus/mm2_codec seeds/mm2_codec -- \
+		-max_total_time=$(FUZZ_TIME) -max_len=65536 -rss_limit_mb=2048

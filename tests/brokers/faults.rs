@@ -7,11 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kdr::kafka::TopicPartition;
-
-use crate::failover::{failover_args, remote_partitions};
+use crate::failover::failover_args;
 use crate::harness::{Running, Silent, Storage, block_on, events, kdr, logs, wait_for_event};
-use crate::mm2::{COMMITS, GROUP, Mm2, REMOTE_TOPIC, checkpoint, write_plan};
+use crate::mm2::{Mm2, write_plan};
 
 const NO_FAILBACK: &str = "  - exec: { run: \"true\" }\n";
 
@@ -113,25 +111,6 @@ fn deadline(kind: &str) -> u64 {
         .map_or(10_000, |(_, ms)| *ms)
 }
 
-/// The offsets an uninterrupted failover commits on DR: the checkpoints' translations.
-fn translated(mm2: &Mm2) -> Vec<(TopicPartition, Option<i64>)> {
-    let stats = mm2.stats();
-    COMMITS
-        .iter()
-        .map(|&(p, _)| {
-            let c = checkpoint(&stats, p).expect("checkpoint");
-            (
-                TopicPartition::new(REMOTE_TOPIC, p),
-                Some(c.downstream_offset),
-            )
-        })
-        .collect()
-}
-
-fn committed_on_dr(mm2: &Mm2) -> Vec<(TopicPartition, Option<i64>)> {
-    block_on(mm2.dr().committed_offsets(GROUP, &remote_partitions())).expect("committed on dr")
-}
-
 /// Which write authority each cluster's `__kdr_authority` names last.
 fn authority(mm2: &Mm2) -> String {
     block_on(async {
@@ -146,7 +125,7 @@ fn authority(mm2: &Mm2) -> String {
 /// (0-based; `STEPS.len()` means after the last) and checks how it ends.
 fn primary_killed_before(k: usize) {
     let mut mm2 = Mm2::start();
-    let expected = translated(&mm2);
+    let expected = mm2.translated();
     let dir = tempfile::tempdir().expect("tempdir");
     let kill = format!(
         "  - exec: {{ run: \"kill -9 {}\" }}\n",
@@ -213,7 +192,7 @@ fn primary_killed_before(k: usize) {
     // The clusters end as after an uninterrupted failover: DR holds the translated offsets and
     // the write authority.
     assert_eq!(
-        committed_on_dr(&mm2),
+        mm2.committed_on_dr(),
         expected,
         "killed before step {k}: {run:?}"
     );
@@ -292,7 +271,7 @@ fn resume(dir: &Path) -> crate::harness::Run {
 #[test]
 fn dr_killed_mid_translate_fails_the_step_within_its_deadline_and_resume_completes_it() {
     let mut mm2 = Mm2::start_with(Storage::Sqlite);
-    let expected = translated(&mm2);
+    let expected = mm2.translated();
     let dir = tempfile::tempdir().expect("tempdir");
     let run = frozen_in_translate(&mut mm2, dir.path(), |mm2| mm2.pair.dr.kill());
     assert_eq!(run.code, 1, "{run:?}");
@@ -314,13 +293,13 @@ fn dr_killed_mid_translate_fails_the_step_within_its_deadline_and_resume_complet
         ["1 translate_offsets failed", "1 translate_offsets ok"],
         "{resumed:?}"
     );
-    assert_eq!(committed_on_dr(&mm2), expected);
+    assert_eq!(mm2.committed_on_dr(), expected);
 }
 
 #[test]
 fn dr_restarted_mid_translate_is_ridden_out_and_the_offsets_land() {
     let mut mm2 = Mm2::start_with(Storage::Sqlite);
-    let expected = translated(&mm2);
+    let expected = mm2.translated();
     let dir = tempfile::tempdir().expect("tempdir");
     let run = frozen_in_translate(&mut mm2, dir.path(), |mm2| mm2.pair.dr.restart());
     let log = logs(dir.path()).pop().expect("log");
@@ -333,13 +312,13 @@ fn dr_restarted_mid_translate_is_ridden_out_and_the_offsets_land() {
         assert_eq!(resumed.code, 0, "{resumed:?}");
         assert_log_consistent(&log, |_| 4_000);
     }
-    assert_eq!(committed_on_dr(&mm2), expected, "{run:?}");
+    assert_eq!(mm2.committed_on_dr(), expected, "{run:?}");
 }
 
 #[test]
 fn a_step_deadline_reached_while_dr_hangs_mid_call_fails_the_step_on_time() {
     let mut mm2 = Mm2::start();
-    let expected = translated(&mm2);
+    let expected = mm2.translated();
     let dir = tempfile::tempdir().expect("tempdir");
     // DR's process stops answering (its kernel still accepts connections) while kdr is frozen;
     // kdr's next call to it hangs until the step's 4 s deadline.
@@ -357,13 +336,13 @@ fn a_step_deadline_reached_while_dr_hangs_mid_call_fails_the_step_on_time() {
     mm2.pair.dr.signal(libc::SIGCONT);
     let resumed = resume(dir.path());
     assert_eq!(resumed.code, 0, "{resumed:?}");
-    assert_eq!(committed_on_dr(&mm2), expected);
+    assert_eq!(mm2.committed_on_dr(), expected);
 }
 
 #[test]
 fn a_primary_that_accepts_connections_and_never_answers_is_treated_as_down_within_deadlines() {
     let mm2 = Mm2::start();
-    let expected = translated(&mm2);
+    let expected = mm2.translated();
     let silent = Silent::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let steps: String = STEPS.iter().map(|(s, _)| *s).collect();
@@ -396,7 +375,7 @@ fn a_primary_that_accepts_connections_and_never_answers_is_treated_as_down_withi
     // Never measured is not "nothing lost".
     let wait = step_message(&log, 3);
     assert!(wait.contains("lag unknown on 3 partitions"), "{wait}");
-    assert_eq!(committed_on_dr(&mm2), expected);
+    assert_eq!(mm2.committed_on_dr(), expected);
 }
 
 #[test]

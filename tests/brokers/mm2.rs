@@ -185,6 +185,31 @@ impl Mm2 {
         }
     }
 
+    /// The offsets a failover commits on DR for the group: the checkpoints' translations, as
+    /// the replicator last wrote them.
+    pub fn translated(&self) -> Vec<(TopicPartition, Option<i64>)> {
+        let stats = self.stats();
+        COMMITS
+            .iter()
+            .map(|&(p, _)| {
+                let c = checkpoint(&stats, p).expect("checkpoint");
+                (
+                    TopicPartition::new(REMOTE_TOPIC, p),
+                    Some(c.downstream_offset),
+                )
+            })
+            .collect()
+    }
+
+    /// The group's committed offsets on DR's remote topic.
+    pub fn committed_on_dr(&self) -> Vec<(TopicPartition, Option<i64>)> {
+        let partitions: Vec<TopicPartition> = COMMITS
+            .iter()
+            .map(|&(p, _)| TopicPartition::new(REMOTE_TOPIC, p))
+            .collect();
+        block_on(self.dr().committed_offsets(GROUP, &partitions)).expect("committed on dr")
+    }
+
     pub fn dr(&self) -> Cluster {
         self.pair.dr.cluster(ClusterRole::Dr)
     }

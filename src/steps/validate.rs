@@ -1,5 +1,6 @@
 //! `validate`: a failover is half done until the target shows it works. Within a window: every
-//! group's committed offsets advance (or its lag shrinks), no group was reset to the log start
+//! group's committed offsets advance (or its lag shrinks, or, with nothing left to read, it has
+//! live members on the target), no group was reset to the log start
 //! (the sign of a failed translation and mass reprocessing), and, when asked, producers write to
 //! the target's original topics.
 
@@ -92,6 +93,8 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
     let mut first: BTreeMap<String, BTreeMap<(String, i32), i64>> = BTreeMap::new();
     let mut first_lag: BTreeMap<String, i64> = BTreeMap::new();
     let mut progressed: BTreeMap<String, String> = BTreeMap::new();
+    // Groups seen caught up with no consumer attached, and the state the target reported.
+    let mut idle: BTreeMap<String, String> = BTreeMap::new();
     let producers_before = ctx
         .bounded(
             "read the target's end offsets",
@@ -148,6 +151,30 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
                 .iter()
                 .map(|(k, o)| mark_of.get(k).map_or(0, |(_, high)| (high - o).max(0)))
                 .sum();
+            // Nothing left to read and consumers attached: the group works, it is just quiet.
+            // Commits cannot advance with nothing to read, so this is the only proof there is.
+            if lag == 0 && !now.is_empty() {
+                let (state, members) = flow.target_group_state(group, ctx.deadline).await;
+                match members {
+                    Some(desc) => {
+                        let n = desc.members.len();
+                        let how = format!(
+                            "caught up (lag 0) with {n} live member{}",
+                            if n == 1 { "" } else { "s" }
+                        );
+                        ctx.recorder.observe(
+                            "group_progress",
+                            format!("group {group} is consuming on {target_role}: {how}"),
+                            serde_json::json!({ "group": group, "lag": 0, "state": state, "members": desc.members.len() }),
+                        )?;
+                        progressed.insert(group.clone(), how);
+                        continue;
+                    }
+                    None => {
+                        idle.insert(group.clone(), state);
+                    }
+                }
+            }
             match first.get(group) {
                 None => {
                     first.insert(group.clone(), now);
@@ -218,7 +245,11 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
                     "groups not progressing on {target_role}: {}",
                     stuck
                         .iter()
-                        .map(|s| s.as_str())
+                        .map(|g| match idle.get(g.as_str()) {
+                            Some(state) =>
+                                format!("{g} (caught up, but no consumer attached: {state})"),
+                            None => (*g).clone(),
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));

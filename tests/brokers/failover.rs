@@ -162,3 +162,38 @@ fn translate_offsets_clamps_a_translation_below_the_log_start_after_delete_recor
         "the clamp is not in the log: {plan_text}"
     );
 }
+
+#[test]
+fn validate_passes_a_quiet_group_with_consumers_attached_and_names_an_abandoned_one() {
+    let mm2 = Mm2::start();
+    let dr = mm2.dr();
+    // The group is caught up on DR: committed at the end of every partition, nothing to read.
+    let ends: Vec<(TopicPartition, i64)> =
+        remote_partitions().into_iter().map(|tp| (tp, 10)).collect();
+    block_on(dr.commit_offsets(GROUP, &ends)).expect("commit on dr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    plan(&mm2, dir.path(), "  - validate: { within: 1s }\n");
+
+    // No consumer attached: nothing proves the group works there.
+    let run = failover(dir.path());
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "groups not progressing on dr: {GROUP} (caught up, but no consumer attached: empty)"
+        )),
+        "{run:?}"
+    );
+
+    // A consumer attached with nothing new to read: the group is quiet, not broken.
+    let member = Member::join(&mm2.pair.dr.bootstrap(), GROUP, REMOTE_TOPIC, "quiet-app");
+    wait_until(Duration::from_secs(20), "the consumer to join", || {
+        block_on(dr.group_state(GROUP)).is_ok_and(|d| d.state == "Stable" && d.has_members())
+    });
+    let run = failover(dir.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("caught up (lag 0) with 1 live member"),
+        "{run:?}"
+    );
+    drop(member);
+}

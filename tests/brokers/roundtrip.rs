@@ -142,6 +142,25 @@ fn assert_every_record_read(reads: &[Read], prefix: &str, per_partition: i64) {
     }
 }
 
+/// Waits until `replicator` has copied `copied` records of `orders` and checkpointed the group
+/// at source offset `upstream` on every partition of `remote_topic`.
+fn wait_checkpointed(replicator: &Replicator, copied: u64, remote_topic: &str, upstream: i64) {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{copied} records copied and the group checkpointed at {upstream}"),
+        || {
+            let stats = replicator.stats();
+            stats.copied_from(&[TOPIC.to_owned()]) >= copied
+                && (0..PARTITIONS).all(|p| {
+                    stats
+                        .last_checkpoints
+                        .get(&(GROUP.to_owned(), remote_topic.to_owned(), p))
+                        .is_some_and(|c| c.upstream_offset == upstream)
+                })
+        },
+    );
+}
+
 #[test]
 fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_reread_what_mm2_predicts()
  {
@@ -156,20 +175,7 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
     reads.extend(consume(&primary, &[TOPIC], &ends(TOPIC, 10)));
     write(&primary, TOPIC, "p", 10, 5);
     let forward = Replicator::start(replicator_config(&pair)).expect("primary -> dr");
-    wait_until(
-        Duration::from_secs(30),
-        "the group checkpointed at 10",
-        || {
-            let stats = forward.stats();
-            stats.copied_from(&[TOPIC.to_owned()]) >= 45
-                && (0..PARTITIONS).all(|p| {
-                    stats
-                        .last_checkpoints
-                        .get(&(GROUP.to_owned(), "primary.orders".to_owned(), p))
-                        .is_some_and(|c| c.upstream_offset == 10)
-                })
-        },
-    );
+    wait_checkpointed(&forward, 45, "primary.orders", 10);
 
     let dir = tempfile::tempdir().expect("tempdir");
     write_plan(
@@ -245,20 +251,7 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
     back.topics = vec![TOPIC.to_owned()];
     back.groups = vec![GROUP.to_owned()];
     let reverse = Replicator::start(back).expect("dr -> primary");
-    wait_until(
-        Duration::from_secs(30),
-        "the group checkpointed back at 7",
-        || {
-            let stats = reverse.stats();
-            stats.copied_from(&[TOPIC.to_owned()]) >= 30
-                && (0..PARTITIONS).all(|p| {
-                    stats
-                        .last_checkpoints
-                        .get(&(GROUP.to_owned(), "dr.orders".to_owned(), p))
-                        .is_some_and(|c| c.upstream_offset == 7)
-                })
-        },
-    );
+    wait_checkpointed(&reverse, 30, "dr.orders", 7);
     let run = kdr(
         dir.path(),
         &[

@@ -105,7 +105,7 @@ fn main() {
                     Path::new("starter.yaml"),
                     plan.as_bytes(),
                     Path::new("."),
-                    &kdr::plan::SystemLookup,
+                    &kdr::plan::SystemSubstitutions,
                 )
                 .expect("plan"),
             );

@@ -25,19 +25,10 @@ pub fn run(cli: Cli) -> u8 {
             print!("{STARTER_PLAN}");
             exit::OK
         }
-        Command::Plan(PlanCommand::Check { plan }) => match plan::load(&plan) {
-            Ok(p) => {
-                println!(
-                    "{}: plan `{}` is valid: {} failover steps, {} failback steps",
-                    plan.display(),
-                    p.name,
-                    p.failover.len(),
-                    p.failback.len()
-                );
-                exit::OK
-            }
-            Err(e) => plan_error(&e),
-        },
+        Command::Plan(PlanCommand::Check {
+            plan,
+            allow_missing_env,
+        }) => plan_check(&plan, allow_missing_env),
         Command::Plan(PlanCommand::Show { plan, output }) => match plan::load(&plan) {
             Ok(p) => {
                 match output {
@@ -123,6 +114,33 @@ fn rehearse(args: crate::cli::RehearseArgs, color: bool) -> u8 {
             eprintln!("error: {e}");
             exit::FAILED
         }
+    }
+}
+
+fn plan_check(path: &std::path::Path, allow_missing_env: bool) -> u8 {
+    let unset_env = if allow_missing_env {
+        plan::UnsetEnv::Placeholder
+    } else {
+        plan::UnsetEnv::Error
+    };
+    match plan::lint(path, unset_env) {
+        Ok(lint) => {
+            eprint!("{}", lint.render_warnings());
+            let unchecked = match lint.warnings.len() {
+                0 => String::new(),
+                1 => "; 1 value not checked (an unset environment variable)".to_owned(),
+                n => format!("; {n} values not checked (unset environment variables)"),
+            };
+            println!(
+                "{}: plan `{}` is valid: {} failover steps, {} failback steps{unchecked}",
+                path.display(),
+                lint.name,
+                lint.failover_steps,
+                lint.failback_steps
+            );
+            exit::OK
+        }
+        Err(e) => plan_error(&e),
     }
 }
 

@@ -163,6 +163,10 @@ pub enum PlanCommand {
     Check {
         /// The plan file.
         plan: PathBuf,
+        /// Check a plan whose ${env:…} variables are not set (CI without the secrets): each
+        /// unset one is a warning, and the value it is part of is not checked.
+        #[arg(long)]
+        allow_missing_env: bool,
     },
     /// Show the ordered steps, one table per direction.
     Show {

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use kdr::plan::{Lookup, PlanError, load_bytes};
+use kdr::plan::{PlanError, SubstitutionSource, load_bytes};
 use libfuzzer_sys::fuzz_target;
 
 const FILE: &str = "fuzz.yaml";
@@ -35,9 +35,9 @@ const ENV: &[(&str, &str)] = &[
 const SECRET_FILE: &str = "secret";
 const SECRET_FILE_CONTENT: &str = "fuzz-file-secret-9Zk\n";
 
-struct FixedLookup;
+struct FixedSource;
 
-impl Lookup for FixedLookup {
+impl SubstitutionSource for FixedSource {
     fn env(&self, name: &str) -> Option<String> {
         ENV.iter()
             .find(|(n, _)| *n == name)
@@ -66,7 +66,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let result = load_bytes(Path::new(FILE), data, Path::new(BASE_DIR), &FixedLookup);
+    let result = load_bytes(Path::new(FILE), data, Path::new(BASE_DIR), &FixedSource);
     let err = match result {
         Ok(plan) => {
             // Formatting a loaded plan must not panic either.

@@ -151,7 +151,7 @@ mod tests {
 
     use super::*;
     use crate::journal::{Event, EventBody, Outcome, StepStatus};
-    use crate::plan::{Direction, SystemLookup, load_bytes};
+    use crate::plan::{Direction, SystemSubstitutions, load_bytes};
 
     fn plan() -> Plan {
         let text = "version: 1\nname: p\nclusters:\n  primary: { bootstrap_servers: \"a:1\" }\n  dr: { bootstrap_servers: \"b:1\" }\nreplication: { topics: [t] }\nfailover:\n  - exec: { run: \"one\", idempotent: true }\n  - exec: { run: \"two\" }\n  - pause: { message: \"m\" }\nfailback:\n  - exec: { run: \"x\" }\n";
@@ -159,7 +159,7 @@ mod tests {
             Path::new("p.yaml"),
             text.as_bytes(),
             Path::new("."),
-            &SystemLookup,
+            &SystemSubstitutions,
         )
         .expect("plan")
     }

@@ -34,6 +34,25 @@ impl Problem {
         self.hint = Some(hint.into());
         self
     }
+
+    /// The key path as shown to the operator. Paths are YAML paths and count from 0; inside a
+    /// step they also name the step as runs number it, from 1 (`[5/7]`):
+    /// `failover[4].timeout (step 5)`.
+    pub fn shown_path(&self) -> String {
+        match step_number(&self.path) {
+            Some(n) => format!("{} (step {n})", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// The 1-based step number of a path inside `failover[i]` or `failback[i]`.
+fn step_number(path: &str) -> Option<usize> {
+    let rest = path
+        .strip_prefix("failover[")
+        .or_else(|| path.strip_prefix("failback["))?;
+    let (index, _) = rest.split_once(']')?;
+    index.parse::<usize>().ok()?.checked_add(1)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +89,7 @@ fn render(file: &std::path::Path, text: &str, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&render_one(file, text, p));
+        out.push_str(&render_one(file, text, p, "error"));
     }
     let n = problems.len();
     out.push_str(&format!(
@@ -81,16 +100,24 @@ fn render(file: &std::path::Path, text: &str, problems: &[Problem]) -> String {
     out
 }
 
-fn render_one(file: &std::path::Path, text: &str, p: &Problem) -> String {
+/// Warnings in the same form as errors, one after the other, each ending in a newline.
+pub(super) fn render_warnings(file: &std::path::Path, text: &str, warnings: &[Problem]) -> String {
+    warnings
+        .iter()
+        .map(|w| render_one(file, text, w, "warning") + "\n")
+        .collect()
+}
+
+fn render_one(file: &std::path::Path, text: &str, p: &Problem, severity: &str) -> String {
     let mut out = String::new();
     let at = if p.path.is_empty() {
         String::new()
     } else {
-        format!("{}: ", p.path)
+        format!("{}: ", p.shown_path())
     };
     if p.line > 0 {
         out.push_str(&format!(
-            "error: {}:{}:{}: {at}{}",
+            "{severity}: {}:{}:{}: {at}{}",
             file.display(),
             p.line,
             p.column,
@@ -110,7 +137,11 @@ fn render_one(file: &std::path::Path, text: &str, p: &Problem) -> String {
             ));
         }
     } else {
-        out.push_str(&format!("error: {}: {at}{}", file.display(), p.message));
+        out.push_str(&format!(
+            "{severity}: {}: {at}{}",
+            file.display(),
+            p.message
+        ));
     }
     if let Some(hint) = &p.hint {
         out.push_str(&format!("\n  = hint: {hint}"));
@@ -135,7 +166,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: ", self.line, self.column)?;
         if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+            write!(f, "{}: ", self.shown_path())?;
         }
         f.write_str(&self.message)
     }

@@ -195,12 +195,54 @@ pub struct DeclareFile {
     pub timeout: Option<DurationText>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+/// `plan-name` or `yes`. YAML reads a bare `yes` (and `true`) as a boolean: both mean `yes`,
+/// as the README writes it (`declare: { confirm: yes }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmFile {
-    #[serde(rename = "plan-name")]
     PlanName,
-    #[serde(rename = "yes")]
     Yes,
+}
+
+impl<'de> Deserialize<'de> for ConfirmFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ConfirmFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`plan-name` or `yes`")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ConfirmFile, E> {
+                if v {
+                    Ok(ConfirmFile::Yes)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Bool(v), &self))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ConfirmFile, E> {
+                match v {
+                    "plan-name" => Ok(ConfirmFile::PlanName),
+                    "yes" => Ok(ConfirmFile::Yes),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for ConfirmFile {
+    fn schema_name() -> Cow<'static, str> {
+        "Confirm".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "What the operator types to declare: `plan-name` (the plan's name) or `yes` (`true` and YAML's bare `yes` mean `yes`).",
+            "oneOf": [
+                { "enum": ["plan-name", "yes"] },
+                { "const": true }
+            ]
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

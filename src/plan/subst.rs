@@ -8,16 +8,17 @@ use std::path::Path;
 use super::error::Problem;
 use super::node::{Node, NodeKind, join_index, join_key};
 
-/// Where substitutions look things up; tests pass their own environment.
-pub trait Lookup {
+/// Where `${env:…}` and `${file:…}` substitutions find their values; tests and the fuzzer pass
+/// their own. (Not to be confused with the `lookup` module: the look-up commands.)
+pub trait SubstitutionSource {
     fn env(&self, name: &str) -> Option<String>;
     fn file(&self, path: &Path) -> std::io::Result<String>;
 }
 
 /// The process environment and the file system.
-pub struct SystemLookup;
+pub struct SystemSubstitutions;
 
-impl Lookup for SystemLookup {
+impl SubstitutionSource for SystemSubstitutions {
     fn env(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
@@ -26,74 +27,132 @@ impl Lookup for SystemLookup {
     }
 }
 
+/// What an unset `${env:NAME}` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsetEnv {
+    /// A problem: the plan is invalid (every command that runs or reads a plan).
+    Error,
+    /// A warning, and the value becomes a placeholder whose own checks are skipped, so CI can
+    /// lint a plan without its secrets (`kdr plan check --allow-missing-env` only: a plan loaded
+    /// this way is never handed to anything that connects).
+    Placeholder,
+}
+
+/// What resolving a plan's substitutions produced besides the substituted tree.
+#[derive(Debug, Default)]
+pub struct Substituted {
+    /// Every value a substitution produced, so output can be scrubbed of them.
+    pub secrets: Vec<String>,
+    /// One warning per value with an unset variable (only under [`UnsetEnv::Placeholder`]).
+    pub warnings: Vec<Problem>,
+    /// Where those values are (line, column): problems found there are about a placeholder.
+    pub placeholders: Vec<(u64, u64)>,
+}
+
 /// Resolve every substitution in the tree, collecting one problem per failed substitution.
-/// Returns every value a substitution produced, so output can be scrubbed of them.
 pub fn resolve(
     root: &mut Node,
     base_dir: &Path,
-    lookup: &dyn Lookup,
+    source: &dyn SubstitutionSource,
+    unset_env: UnsetEnv,
     problems: &mut Vec<Problem>,
-) -> Vec<String> {
-    let mut secrets = Vec::new();
-    walk(root, "", base_dir, lookup, problems, &mut secrets);
-    secrets
+) -> Substituted {
+    let mut resolver = Resolver {
+        base_dir,
+        source,
+        unset_env,
+        problems,
+        out: Substituted::default(),
+    };
+    resolver.walk(root, "");
+    resolver.out
 }
 
-fn walk(
-    node: &mut Node,
-    path: &str,
-    base_dir: &Path,
-    lookup: &dyn Lookup,
-    problems: &mut Vec<Problem>,
-    secrets: &mut Vec<String>,
-) {
-    let (line, column) = (node.line, node.column);
-    match &mut node.kind {
-        NodeKind::Str { value, raw } => {
-            if !value.contains("${") {
-                return;
-            }
-            match substitute(value, base_dir, lookup, secrets) {
-                Ok(Resolved::Secret(resolved)) => {
-                    *raw = Some(std::mem::replace(value, resolved));
+struct Resolver<'a> {
+    base_dir: &'a Path,
+    source: &'a dyn SubstitutionSource,
+    unset_env: UnsetEnv,
+    problems: &'a mut Vec<Problem>,
+    out: Substituted,
+}
+
+impl Resolver<'_> {
+    fn walk(&mut self, node: &mut Node, path: &str) {
+        let (line, column) = (node.line, node.column);
+        match &mut node.kind {
+            NodeKind::Str { value, raw } => {
+                if !value.contains("${") {
+                    return;
                 }
-                Ok(Resolved::Literal(text)) => *value = text,
-                Ok(Resolved::Unchanged) => {}
-                Err(message) => {
-                    // Treat the unresolved reference as a secret too, so nothing downstream
-                    // also complains that a secret is written in clear.
-                    *raw = Some(value.clone());
-                    problems.push(Problem::new(line, column, path, message));
-                }
-            }
-        }
-        NodeKind::Seq(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                walk(
-                    item,
-                    &join_index(path, i),
-                    base_dir,
-                    lookup,
-                    problems,
-                    secrets,
+                let mut unset = Vec::new();
+                let missing = match self.unset_env {
+                    UnsetEnv::Error => None,
+                    UnsetEnv::Placeholder => Some(&mut unset),
+                };
+                let result = substitute(
+                    value,
+                    self.base_dir,
+                    self.source,
+                    &mut self.out.secrets,
+                    missing,
                 );
+                for name in &unset {
+                    self.out.warnings.push(Problem::new(
+                        line,
+                        column,
+                        path,
+                        format!(
+                            "{}: this value is not checked (--allow-missing-env)",
+                            unset_message(name)
+                        ),
+                    ));
+                }
+                if !unset.is_empty() {
+                    self.out.placeholders.push((line, column));
+                }
+                match result {
+                    Ok(Resolved::Secret(resolved)) => {
+                        *raw = Some(std::mem::replace(value, resolved));
+                    }
+                    Ok(Resolved::Literal(text)) => *value = text,
+                    Ok(Resolved::Unchanged) => {}
+                    Err(message) => {
+                        // Treat the unresolved reference as a secret too, so nothing downstream
+                        // also complains that a secret is written in clear.
+                        *raw = Some(value.clone());
+                        self.problems
+                            .push(Problem::new(line, column, path, message));
+                    }
+                }
             }
-        }
-        NodeKind::Map(entries) => {
-            for (key, value) in entries.iter_mut() {
-                let key_path = join_key(path, key.key_text().unwrap_or("?"));
-                walk(value, &key_path, base_dir, lookup, problems, secrets);
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.walk(item, &join_index(path, i));
+                }
             }
+            NodeKind::Map(entries) => {
+                for (key, value) in entries.iter_mut() {
+                    let key_path = join_key(path, key.key_text().unwrap_or("?"));
+                    self.walk(value, &key_path);
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 
+fn unset_message(name: &str) -> String {
+    format!("environment variable `{name}` is not set (referenced as `${{env:{name}}}`)")
+}
+
+/// Substitute every reference in `text`. With `unset` given, an unset variable is recorded
+/// there and replaced by its reference as written (a placeholder, never a value).
 fn substitute(
     text: &str,
     base_dir: &Path,
-    lookup: &dyn Lookup,
+    source: &dyn SubstitutionSource,
     secrets: &mut Vec<String>,
+    mut unset: Option<&mut Vec<String>>,
 ) -> Result<Resolved, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -116,14 +175,20 @@ fn substitute(
             if name.is_empty() {
                 return Err("empty variable name in `${env:}`".to_owned());
             }
-            lookup.env(name).ok_or_else(|| {
-                format!(
-                    "environment variable `{name}` is not set (referenced as `${{env:{name}}}`)"
-                )
-            })?
+            match (source.env(name), unset.as_deref_mut()) {
+                (Some(value), _) => value,
+                (None, Some(unset)) => {
+                    unset.push(name.to_owned());
+                    out.push_str(&format!("${{env:{name}}}"));
+                    substituted = true;
+                    rest = &after[end + 1..];
+                    continue;
+                }
+                (None, None) => return Err(unset_message(name)),
+            }
         } else if let Some(file) = reference.strip_prefix("file:") {
             let path = base_dir.join(file);
-            let content = lookup.file(&path).map_err(|e| {
+            let content = source.file(&path).map_err(|e| {
                 format!(
                     "cannot read secret file `{}` (referenced as `${{file:{file}}}`): {e}",
                     path.display()
@@ -165,7 +230,7 @@ mod tests {
     use std::collections::HashMap;
 
     struct Fake(HashMap<&'static str, &'static str>);
-    impl Lookup for Fake {
+    impl SubstitutionSource for Fake {
         fn env(&self, name: &str) -> Option<String> {
             self.0.get(name).map(|s| (*s).to_owned())
         }
@@ -177,8 +242,12 @@ mod tests {
         }
     }
 
-    fn substitute_(text: &str, base: &Path, lookup: &dyn Lookup) -> Result<Resolved, String> {
-        substitute(text, base, lookup, &mut Vec::new())
+    fn substitute_(
+        text: &str,
+        base: &Path,
+        source: &dyn SubstitutionSource,
+    ) -> Result<Resolved, String> {
+        substitute(text, base, source, &mut Vec::new(), None)
     }
 
     fn fake() -> Fake {
@@ -222,5 +291,24 @@ mod tests {
                 .unwrap_err()
                 .starts_with("unclosed")
         );
+    }
+
+    #[test]
+    fn an_unset_variable_can_become_a_recorded_placeholder() {
+        let base = Path::new("/plans");
+        let mut secrets = Vec::new();
+        let mut unset = Vec::new();
+        let got = substitute(
+            "u=${env:USER};p=${env:NOPE}",
+            base,
+            &fake(),
+            &mut secrets,
+            Some(&mut unset),
+        );
+        assert_eq!(got, Ok(Resolved::Secret("u=kdr;p=${env:NOPE}".to_owned())));
+        assert_eq!(unset, ["NOPE"]);
+        assert_eq!(secrets, ["kdr"], "a placeholder is not a secret value");
+        // Everything else that is wrong stays an error.
+        assert!(substitute("${vault:x}", base, &fake(), &mut secrets, Some(&mut unset)).is_err());
     }
 }

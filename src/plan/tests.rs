@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 
 struct Env(HashMap<&'static str, &'static str>);
 
-impl Lookup for Env {
+impl SubstitutionSource for Env {
     fn env(&self, name: &str) -> Option<String> {
         self.0.get(name).map(|s| (*s).to_owned())
     }
@@ -102,15 +103,15 @@ fn the_reference_plan_is_valid_and_checked_into_domain_types() {
 fn bad_plans_report_exact_problems() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         ("unknown step key with a hint", GOOD.replace("idle_for: 5s, timeout: 1m", "idle_for: 5s, timout: 1m"),
-         vec!["15:58: failover[1].quiesce_producers.timout: unknown key `timout`; did you mean `timeout`? (expected one of: run, idle_for, poll_interval, timeout)"]),
+         vec!["15:58: failover[1].quiesce_producers.timout (step 2): unknown key `timout`; did you mean `timeout`? (expected one of: run, idle_for, poll_interval, timeout)"]),
         ("bad duration", GOOD.replace("within: 5m", "within: 5 minutes please"),
-         vec!["19:25: failover[5].validate.within: invalid duration `5 minutes please`: expected number at 10"]),
+         vec!["19:25: failover[5].validate.within (step 6): invalid duration `5 minutes please`: expected number at 10"]),
         ("missing on_timeout", GOOD.replace(", on_timeout: accept_rpo", ""),
-         vec!["16:23: failover[2].wait_replication: missing required key `on_timeout`"]),
+         vec!["16:23: failover[2].wait_replication (step 3): missing required key `on_timeout`"]),
         ("unknown on_timeout value", GOOD.replace("on_timeout: accept_rpo", "on_timeout: carry_on"),
-         vec!["16:71: failover[2].wait_replication.on_timeout: unknown value `carry_on` (expected one of: abort, accept_rpo)"]),
+         vec!["16:71: failover[2].wait_replication.on_timeout (step 3): unknown value `carry_on` (expected one of: abort, accept_rpo)"]),
         ("unknown step kind", GOOD.replace("- repoint:", "- repiont:"),
-         vec!["17:5: failover[3]: unknown value `repiont`; did you mean `repoint`? (expected one of: declare, quiesce_producers, wait_replication, repoint, translate_offsets, validate, exec, pause, check_reverse_replication)"]),
+         vec!["17:5: failover[3] (step 4): unknown value `repiont`; did you mean `repoint`? (expected one of: declare, quiesce_producers, wait_replication, repoint, translate_offsets, validate, exec, pause, check_reverse_replication)"]),
         ("bad regex", GOOD.replace("re:payments\\\\..*", "re:payments(("),
          vec!["11:20: replication.topics[1]: invalid regex `payments((`: unclosed group"]),
         ("missing env var", GOOD.replace("KDR_TEST_PASSWORD", "KDR_NOT_SET"),
@@ -122,7 +123,7 @@ fn bad_plans_report_exact_problems() {
         ("duplicate aliases", GOOD.replace("dr: { bootstrap_servers: \"d1:9092\" }", "dr: { bootstrap_servers: \"d1:9092\", mm2_alias: primary }"),
          vec!["9:50: clusters.dr.mm2_alias: both clusters have the MirrorMaker 2 alias `primary`: aliases must differ"]),
         ("wrong type", GOOD.replace("max_lag_records: 0", "max_lag_records: lots"),
-         vec!["16:42: failover[2].wait_replication.max_lag_records: expected u64, found string `lots`"]),
+         vec!["16:42: failover[2].wait_replication.max_lag_records (step 3): expected u64, found string `lots`"]),
         ("bad bootstrap", GOOD.replace("d1:9092", "d1"),
          vec!["9:28: clusters.dr.bootstrap_servers: expected `host:port`, found `d1`"]),
         ("version 2", GOOD.replace("version: 1", "version: 2"),
@@ -132,8 +133,8 @@ fn bad_plans_report_exact_problems() {
         ("several problems at once", GOOD.replace("timeout: 1m", "timeout: 1x").replace("within: 5m", "within: 0s").replace("version: 1", "version: 3"),
          vec![
              "1:10: version: unsupported plan version 3: this kdr reads version 1",
-             "15:67: failover[1].quiesce_producers.timeout: invalid duration `1x`: unknown time unit \"x\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)",
-             "19:25: failover[5].validate.within: expected a duration greater than zero, found `0s`",
+             "15:67: failover[1].quiesce_producers.timeout (step 2): invalid duration `1x`: unknown time unit \"x\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)",
+             "19:25: failover[5].validate.within (step 6): expected a duration greater than zero, found `0s`",
          ]),
     ];
     let mut failures = Vec::new();
@@ -184,4 +185,44 @@ fn non_utf8_empty_and_broken_yaml_are_located_errors() {
     let p = &err.problems()[0];
     assert!(p.message.starts_with("invalid YAML"), "{p}");
     assert!(p.line >= 2, "{p}");
+}
+
+#[test]
+fn confirm_yes_as_the_readme_writes_it_is_the_yes_confirmation() {
+    // YAML reads a bare `yes` (and `true`) as a boolean, not as the text `yes`.
+    for written in ["yes", "true", "\"yes\""] {
+        let text = GOOD.replace("confirm: plan-name", &format!("confirm: {written}"));
+        let plan = load_text(&text).unwrap_or_else(|e| panic!("confirm: {written}: {e}"));
+        let StepKind::Declare(declare) = &plan.failover[0].kind else {
+            panic!("the first step is the declaration");
+        };
+        assert_eq!(declare.confirm, Confirm::Yes, "confirm: {written}");
+    }
+    for refused in ["no", "false", "maybe"] {
+        let text = GOOD.replace("confirm: plan-name", &format!("confirm: {refused}"));
+        let got = problems(&text);
+        assert_eq!(got.len(), 1, "confirm: {refused}: {got:?}");
+        assert!(
+            got[0].starts_with(
+                "14:25: failover[0].declare.confirm (step 1): expected `plan-name` or `yes`, found "
+            ),
+            "confirm: {refused}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn problems_inside_a_step_name_the_step_as_runs_number_it() {
+    let got = problems(&GOOD.replace("- repoint:", "- repiont:"));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("17:5: failover[3] (step 4): unknown value `repiont`"),
+        "{got:?}"
+    );
+    // Outside the steps, the path alone.
+    let got = problems(&GOOD.replace("version: 1", "version: 2"));
+    assert_eq!(
+        got,
+        ["1:10: version: unsupported plan version 2: this kdr reads version 1"]
+    );
 }

@@ -130,7 +130,7 @@ pub fn load_plan(path: Option<&Path>) -> Result<Plan, DrillError> {
             Path::new(BUNDLED_PLAN_PATH),
             BUNDLED_PLAN.as_bytes(),
             Path::new("."),
-            &plan::SystemLookup,
+            &plan::SystemSubstitutions,
         )?,
     })
 }

@@ -618,7 +618,7 @@ mod tests {
             std::path::Path::new("t.yaml"),
             text.as_bytes(),
             std::path::Path::new("."),
-            &crate::plan::SystemLookup,
+            &crate::plan::SystemSubstitutions,
         )
         .expect("plan")
     }

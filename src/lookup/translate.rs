@@ -365,3 +365,40 @@ pub fn render(report: &TranslateReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_keep_the_commands_words() {
+        let words = |e| lookup_error(e).to_string();
+        let checkpoints = Call::Checkpoints {
+            topic: "primary.checkpoints.internal".to_owned(),
+            target: Role::Dr,
+        };
+        assert_eq!(
+            words(TranslateError::Cut {
+                call: checkpoints,
+                cut: Cut::Deadline
+            }),
+            "failed to read primary.checkpoints.internal on dr before the deadline"
+        );
+        assert_eq!(
+            words(TranslateError::Cut {
+                call: Call::Watermarks { target: Role::Dr },
+                cut: Cut::Deadline
+            }),
+            "failed to read the watermarks on dr: the command's deadline passed first"
+        );
+        assert_eq!(
+            words(TranslateError::NoCheckpoints {
+                topic: "primary.checkpoints.internal".to_owned(),
+                target: Role::Dr,
+                source_alias: "primary".to_owned(),
+                target_alias: "dr".to_owned(),
+            }),
+            "no primary.checkpoints.internal on dr: is the primary->dr MirrorMaker 2 flow running with emit.checkpoints.enabled?"
+        );
+    }
+}

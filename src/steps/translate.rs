@@ -36,22 +36,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             "the plan names no consumer groups to translate".to_owned(),
         ));
     }
-    // For the reprocessing ledger: where each source record landed on the target.
-    let syncs = match ctx.state.source_unreachable {
-        None => match bound
-            .wait(flow.offset_syncs(bound.within(OPERATION_TIMEOUT)))
-            .await
-        {
-            Ok(syncs) => syncs,
-            Err(Cut::Deadline) => None,
-            Err(Cut::Interrupted) => {
-                return Err(StepError::Interrupted(
-                    "interrupted while reading the offset syncs".to_owned(),
-                ));
-            }
-        },
-        Some(_) => None,
-    };
+    let syncs = offset_syncs(ctx, &flow, &mut bound).await?;
     let mut tally = Tally::default();
     for group in groups {
         if index.for_group(&group).is_empty() {
@@ -67,6 +52,28 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
         translate_group(ctx, &flow, group, &mut bound, &mut tally).await?;
     }
     tally.outcome(ctx.dry_run, flow.target_plan.role)
+}
+
+/// For the reprocessing ledger: where each source record landed on the target. `None` when
+/// the offset syncs cannot be read (the source is gone, or time ran out).
+async fn offset_syncs(
+    ctx: &StepCtx<'_>,
+    flow: &Flow,
+    bound: &mut Bound,
+) -> Result<Option<OffsetSyncs>, StepError> {
+    if ctx.state.source_unreachable.is_some() {
+        return Ok(None);
+    }
+    match bound
+        .wait(flow.offset_syncs(bound.within(OPERATION_TIMEOUT)))
+        .await
+    {
+        Ok(syncs) => Ok(syncs),
+        Err(Cut::Deadline) => Ok(None),
+        Err(Cut::Interrupted) => Err(StepError::Interrupted(
+            "interrupted while reading the offset syncs".to_owned(),
+        )),
+    }
 }
 
 /// MM2's checkpoints on the target, read once, and what the read found.

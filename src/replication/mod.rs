@@ -21,8 +21,7 @@ pub use internal::OffsetSyncs;
 pub use lag::{LagMethod, PartitionLag, total_lag};
 pub use translation::{
     Action, Applied, Call, Clamp, GroupPlan, GroupState, GroupTranslation, PartitionTranslation,
-    Skip, TargetPositions, TranslateError, UnknownState, apply, checkpointed_partitions,
-    plan_group, plan_translation, read_checkpoints, resolve_groups,
+    Skip, TranslateError, UnknownState, apply, plan_group, read_checkpoints, resolve_groups,
 };
 
 /// This host's clock in milliseconds since the Unix epoch, as record timestamps are.

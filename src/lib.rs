@@ -1,7 +1,8 @@
 //! kdr: a runbook executor for Kafka disaster recovery.
 //!
-//! Data flows plan → engine → steps → kafka/mm2 → journal → report. The binary in
-//! `main.rs` only parses the command line, runs, and maps the outcome to an exit code.
+//! Data flows plan → engine → steps → replication → kafka/mm2 → journal → report; the look-ups
+//! (`lookup`) read through `replication` too. The binary in `main.rs` only parses the command
+//! line, runs, and maps the outcome to an exit code.
 
 pub mod app;
 pub mod authority;
@@ -14,5 +15,6 @@ pub mod lookup;
 pub mod mm2;
 pub mod plan;
 pub mod rehearsal;
+pub mod replication;
 pub mod report;
 pub mod steps;

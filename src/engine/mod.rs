@@ -153,7 +153,7 @@ pub async fn run(
     // is locked or logged. A plan of only exec/pause steps never makes one.
     let clusters = if plan.needs_clusters(direction) {
         Some(
-            steps::flow::Clusters::from_plan(plan)
+            crate::replication::Clusters::from_plan(plan)
                 .map_err(|e| EngineError::Config(e.to_string()))?,
         )
     } else {
@@ -516,7 +516,7 @@ pub async fn run(
 pub async fn move_authority(
     recorder: &mut Recorder,
     plan: &Plan,
-    clusters: &steps::flow::Clusters,
+    clusters: &crate::replication::Clusters,
     state: &steps::RunState,
     owner: Role,
     direction: Direction,

@@ -6,11 +6,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::newest::newest_timestamps;
-use super::{LookupError, SCHEMA_VERSION, bounded, cell, count, table, within};
+use super::{LookupCtx, LookupError, SCHEMA_VERSION, bounded, cell, count, table, within};
 use crate::kafka::{Reachability, TopicPartition};
 use crate::plan::{Direction, Plan, Role};
-use crate::steps::flow::{
-    Clusters, Flow, OPERATION_TIMEOUT, PartitionLag, ReplicatedPartition, now_ms,
+use crate::replication::{
+    Clusters, Flow, LagMethod, OPERATION_TIMEOUT, PartitionLag, ReplicatedPartition, now_ms,
 };
 
 /// `kdr lag --output json`.
@@ -44,7 +44,7 @@ pub struct LagRow {
     /// `source_end - replicated_to`, never negative; `None` when unknown.
     pub lag: Option<i64>,
     /// `offset_sync` or `count`: how `replicated_to` was worked out.
-    pub method: &'static str,
+    pub method: LagMethod,
     /// The target partition's log end offset.
     pub target_end: i64,
     /// How long ago the newest record on the target partition was written (its timestamp
@@ -67,8 +67,9 @@ pub async fn run(
     plan: &Plan,
     clusters: &Clusters,
     direction: Direction,
-    deadline: Instant,
+    ctx: LookupCtx,
 ) -> Result<LagReport, LookupError> {
+    let deadline = ctx.deadline;
     let flow = Flow::new(plan, clusters, direction);
     let (source_role, target_role) = (flow.source_plan.role, flow.target_plan.role);
     let mut source_error = match tokio::time::timeout_at(deadline, flow.source_reachable()).await {
@@ -105,7 +106,9 @@ pub async fn run(
         .collect();
     let newest = newest_timestamps(&flow.target, ends, within(deadline, OPERATION_TIMEOUT)).await;
     if let Some(unread) = &newest.unread {
-        eprintln!("warning: failed to read the newest records on {target_role}: {unread}");
+        ctx.say(&format!(
+            "warning: failed to read the newest records on {target_role}: {unread}"
+        ));
     }
     let now = now_ms();
     let rows: Vec<LagRow> = lags
@@ -131,7 +134,9 @@ pub async fn run(
         })
         .collect();
     if let Some(e) = &source_error {
-        eprintln!("warning: {e}; showing what {target_role} holds: the lag is unknown");
+        ctx.say(&format!(
+            "warning: {e}; showing what {target_role} holds: the lag is unknown"
+        ));
     }
     Ok(LagReport {
         v: SCHEMA_VERSION,
@@ -215,7 +220,7 @@ pub fn render(report: &LagReport) -> String {
             cell(r.source_end),
             cell(r.replicated_to),
             r.lag.map_or_else(|| "-".to_owned(), count),
-            r.method.to_owned(),
+            r.method.to_string(),
             r.newest_record_age_ms
                 .map_or_else(|| "empty".to_owned(), |a| format!("{} ago", super::age(a))),
         ]);

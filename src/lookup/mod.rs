@@ -1,7 +1,7 @@
 //! The operator's look-up commands: `kdr lag`, `kdr offsets translate` and `kdr status`.
 //!
 //! They answer "where do we stand?" between runs, or in the first minute of an incident,
-//! with the same measurements the failover's steps take (`steps::flow`), read-only unless
+//! with the same measurements the failover's steps take (`replication`), read-only unless
 //! `offsets translate --apply` is asked for. Each returns a report that is printed as a table
 //! or as JSON (`--output json`); the JSON shapes are a versioned contract ([`SCHEMA_VERSION`],
 //! documented in the README and read back in `tests/e2e/lookup.rs`).
@@ -16,6 +16,7 @@ pub mod status;
 pub mod translate;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
@@ -24,7 +25,8 @@ use tokio::time::Instant;
 
 use crate::kafka::KafkaError;
 use crate::plan::Plan;
-use crate::steps::flow::Clusters;
+use crate::replication::{Bound, Clusters};
+use crate::report::Progress;
 
 /// The version of every look-up command's JSON output. Adding a field keeps it; renaming,
 /// removing or changing the meaning of one bumps it.
@@ -50,12 +52,45 @@ pub enum LookupError {
     Runtime(std::io::Error),
 }
 
+/// What a look-up works under: the overall deadline, and the one channel to the operator
+/// (notes and warnings go through [`Progress::say`], as the runs' do, never to stderr directly).
+#[derive(Clone)]
+pub struct LookupCtx {
+    /// When the look-up's own work must be done (a little before the hard deadline).
+    pub deadline: Instant,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl LookupCtx {
+    fn new(deadline: Instant) -> LookupCtx {
+        LookupCtx {
+            deadline,
+            progress: Arc::new(Mutex::new(Progress::new(false, 0))),
+        }
+    }
+
+    /// A note for the operator, beside the report.
+    pub fn say(&self, text: &str) {
+        // A poisoned lock only means another note panicked mid-line: still say this one.
+        let mut progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        progress.say(text);
+    }
+
+    /// Waits that end at the deadline.
+    pub fn bound(&self) -> Bound {
+        Bound::until(self.deadline)
+    }
+}
+
 /// Runs one look-up on its own runtime under the overall deadline. The runtime is dropped
 /// without waiting for librdkafka calls that were given up on: they end within their own
 /// bound, and a look-up that has its answer should not wait for them.
 pub fn run_bounded<T, F, Fut>(plan: &Plan, timeout: Duration, work: F) -> Result<T, LookupError>
 where
-    F: FnOnce(Clusters, Instant) -> Fut,
+    F: FnOnce(Clusters, LookupCtx) -> Fut,
     Fut: Future<Output = Result<T, LookupError>>,
 {
     let clusters = Clusters::from_plan(plan).map_err(LookupError::Config)?;
@@ -68,20 +103,20 @@ where
         let started = Instant::now();
         // The work's own deadline comes a little before the hard one, so that what could not
         // be read in time is reported as such, with everything else that was.
-        let deadline = started + timeout - (timeout / 10).min(Duration::from_secs(1));
+        let ctx = LookupCtx::new(started + timeout - (timeout / 10).min(Duration::from_secs(1)));
         // Split brain is said by every command, whatever it was asked.
         let alarm = async {
             let state = tokio::time::timeout_at(
-                deadline,
+                ctx.deadline,
                 crate::authority::read_both(&clusters.primary, &clusters.dr, &plan.name),
             )
             .await;
             if let Some(alarm) = state.ok().and_then(|s| s.split_brain()) {
-                eprintln!("!!! {alarm}");
+                ctx.say(&format!("!!! {alarm}"));
             }
         };
         let (result, ()) = tokio::join!(
-            tokio::time::timeout_at(started + timeout, work(clusters.clone(), deadline)),
+            tokio::time::timeout_at(started + timeout, work(clusters.clone(), ctx.clone())),
             alarm
         );
         match result {
@@ -111,10 +146,7 @@ async fn bounded<T>(
 /// Time left before `deadline`, at most `cap`, at least a millisecond (a zero bound means
 /// "do not wait" to librdkafka).
 fn within(deadline: Instant, cap: Duration) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .min(cap)
-        .max(Duration::from_millis(1))
+    Bound::until(deadline).within(cap)
 }
 
 /// A count with its thousands separated by a space: `1 234 567`.

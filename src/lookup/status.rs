@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{LookupError, SCHEMA_VERSION, bounded, count, table, within};
+use super::{LookupCtx, LookupError, SCHEMA_VERSION, bounded, count, table, within};
 use crate::kafka::Reachability;
 use crate::plan::{ClusterPlan, Direction, Plan, Role};
-use crate::steps::flow::{Clusters, Flow, OPERATION_TIMEOUT, now_ms, resolve_groups};
+use crate::replication::{Clusters, Flow, OPERATION_TIMEOUT, now_ms, resolve_groups};
 
 /// `kdr status --output json`.
 #[derive(Debug, Clone, Serialize)]
@@ -107,8 +107,9 @@ pub async fn run(
     plan: &Plan,
     clusters: &Clusters,
     thresholds: Thresholds,
-    deadline: Instant,
+    ctx: LookupCtx,
 ) -> Result<StatusReport, LookupError> {
+    let deadline = ctx.deadline;
     let (primary, dr) = tokio::join!(
         probe(&plan.primary, clusters, deadline),
         probe(&plan.dr, clusters, deadline)

@@ -1,5 +1,5 @@
 //! `kdr offsets translate`: where each consumer group would start on the target, worked out
-//! exactly as the `translate_offsets` step does it (`steps::flow::plan_translation`), with the
+//! exactly as the `translate_offsets` step does it (`replication::plan_group`), with the
 //! group's committed offset on the source beside it where the source answers. Nothing is
 //! written unless `--apply`; then the offsets are committed as the step commits them: groups
 //! with live members are refused, no partition is moved backwards.
@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{LookupError, SCHEMA_VERSION, bounded, cell, table, within};
-use crate::kafka::{KafkaError, Reachability, TopicPartition};
+use super::{LookupCtx, LookupError, SCHEMA_VERSION, bounded, cell, table};
+use crate::kafka::{Reachability, TopicPartition};
 use crate::mm2::CheckpointIndex;
 use crate::plan::{Direction, Plan, Role, Selector};
-use crate::steps::flow::{
-    Clusters, Flow, OPERATION_TIMEOUT, PartitionTranslation, TargetPositions,
-    checkpointed_partitions, now_ms, plan_translation, resolve_groups,
+use crate::replication::{
+    Action, Applied, Bound, Call, Clusters, Cut, Flow, GroupState, OPERATION_TIMEOUT,
+    PartitionTranslation, Skip, TranslateError, apply, plan_group, read_checkpoints,
+    resolve_groups,
 };
 
 /// `kdr offsets translate --output json`.
@@ -40,7 +41,7 @@ pub struct GroupRow {
     pub group: String,
     /// `active` (live members on the target), the broker's state (`empty`, `dead`, …), or
     /// `unknown (…)` when the target does not report membership.
-    pub state: String,
+    pub state: GroupState,
     /// Empty when the checkpoints hold nothing for the group.
     pub partitions: Vec<PartitionRow>,
 }
@@ -58,7 +59,7 @@ pub struct PartitionRow {
     pub checkpoint_age_ms: i64,
     /// `commit`, `unchanged`, `skip: active`, `skip: would rewind`, `skip: no such partition
     /// on the target`, `clamp: …`; with `--apply` a commit that failed is `failed: …`.
-    pub action: String,
+    pub action: Action,
     /// The group's committed offset on the source now; `None` when it has none there or the
     /// source could not be read.
     pub source_committed_offset: Option<i64>,
@@ -69,7 +70,7 @@ pub struct PartitionRow {
 impl PartitionRow {
     /// Whether `--apply` writes (or wrote) this partition's offset.
     pub fn commits(&self) -> bool {
-        self.action == "commit" || self.action.starts_with("clamp")
+        self.action.commits()
     }
 }
 
@@ -79,9 +80,9 @@ impl TranslateReport {
         let incomplete = self.groups.iter().any(|g| {
             g.partitions.is_empty()
                 || (self.applied
-                    && g.partitions
-                        .iter()
-                        .any(|p| p.action.starts_with("failed") || p.action == "skip: active"))
+                    && g.partitions.iter().any(|p| {
+                        matches!(p.action, Action::Failed(_) | Action::Skip(Skip::Active))
+                    }))
         });
         if incomplete {
             crate::exit::FAILED
@@ -121,38 +122,18 @@ pub async fn run(
     request: &TranslateRequest,
     // `--group`: names or `re:` patterns; the plan's `replication.groups` when empty.
     selectors: &[Selector],
-    deadline: Instant,
+    ctx: LookupCtx,
 ) -> Result<TranslateReport, LookupError> {
     let flow = Flow::new(plan, clusters, request.direction);
     let (source_role, target_role) = (flow.source_plan.role, flow.target_plan.role);
     let topic = flow.checkpoints_topic();
+    let mut bound = ctx.bound();
+    let within = bound.within(OPERATION_TIMEOUT * 2);
     let (index, source) = tokio::join!(
-        tokio::time::timeout_at(
-            deadline,
-            flow.checkpoints(within(deadline, OPERATION_TIMEOUT * 2))
-        ),
-        tokio::time::timeout_at(deadline, flow.source_reachable()),
+        read_checkpoints(&flow, within, &mut bound),
+        tokio::time::timeout_at(ctx.deadline, flow.source_reachable()),
     );
-    let index = match index {
-        Ok(Ok(index)) => index,
-        Ok(Err(KafkaError::TopicNotFound { .. })) => {
-            return Err(LookupError::Failed(format!(
-                "no {topic} on {target_role}: is the {}->{} MirrorMaker 2 flow running with emit.checkpoints.enabled?",
-                flow.source_alias(),
-                flow.target_alias()
-            )));
-        }
-        Ok(Err(e)) => {
-            return Err(LookupError::Failed(format!(
-                "failed to read {topic} on {target_role}: {e}"
-            )));
-        }
-        Err(_) => {
-            return Err(LookupError::Failed(format!(
-                "failed to read {topic} on {target_role} before the deadline"
-            )));
-        }
-    };
+    let index = index.map_err(lookup_error)?;
     let mut source_error = match source {
         Ok(Reachability::Reachable(_)) => None,
         Ok(Reachability::Unreachable { reason }) => {
@@ -162,13 +143,13 @@ pub async fn run(
     };
     let skipped = index.skipped();
     if skipped.total() > 0 {
-        eprintln!(
+        ctx.say(&format!(
             "note: {} records of {topic} skipped (tombstones {}, malformed {}, unknown version {})",
             skipped.total(),
             skipped.tombstones,
             skipped.malformed,
             skipped.unsupported_version
-        );
+        ));
     }
     let selectors = if selectors.is_empty() {
         &plan.replication.groups
@@ -177,8 +158,8 @@ pub async fn run(
     };
     let groups = resolve_groups(selectors, &index);
     if groups.is_empty() {
-        eprintln!(
-            "note: no consumer group to translate (the plan names none, or no pattern matched a checkpointed group)"
+        ctx.say(
+            "note: no consumer group to translate (the plan names none, or no pattern matched a checkpointed group)",
         );
     }
     let mut rows = Vec::new();
@@ -189,18 +170,18 @@ pub async fn run(
             &index,
             request.apply,
             &mut source_error,
-            deadline,
+            &mut bound,
         )
         .await?;
         if row.partitions.is_empty() {
-            eprintln!(
+            ctx.say(&format!(
                 "warning: no checkpoint for group {group} in {topic}: MM2 has not seen it commit, or it is filtered out"
-            );
+            ));
         }
         rows.push(row);
     }
     if let Some(e) = &source_error {
-        eprintln!("note: source committed offsets not shown: {e}");
+        ctx.say(&format!("note: source committed offsets not shown: {e}"));
     }
     Ok(TranslateReport {
         v: SCHEMA_VERSION,
@@ -214,73 +195,58 @@ pub async fn run(
     })
 }
 
+/// The command's words for a translation that could not be worked out.
+fn lookup_error(e: TranslateError) -> LookupError {
+    LookupError::Failed(match e {
+        TranslateError::Cut {
+            call: Call::Checkpoints { topic, target },
+            cut: Cut::Deadline,
+        } => format!("failed to read {topic} on {target} before the deadline"),
+        TranslateError::Cut {
+            call,
+            cut: Cut::Deadline,
+        } => format!("failed to {call}: the command's deadline passed first"),
+        e => e.to_string(),
+    })
+}
+
+/// One group: planned as the step plans it (it never rewinds from the command line), with
+/// its committed offsets on the source beside it, and committed with `--apply`.
 async fn translate_group(
     flow: &Flow,
     group: &str,
     index: &CheckpointIndex,
-    apply: bool,
+    apply_it: bool,
     source_error: &mut Option<String>,
-    deadline: Instant,
+    bound: &mut Bound,
 ) -> Result<GroupRow, LookupError> {
-    let target_role = flow.target_plan.role;
-    let tps = checkpointed_partitions(index, group);
-    let (mut state, _) = flow.target_group_state(group, deadline).await;
-    let current = bounded(
-        deadline,
-        &format!("read group {group}'s committed offsets on {target_role}"),
-        flow.target.committed_offsets(group, &tps),
-    )
-    .await
-    .map_err(LookupError::Failed)?;
-    let marks = bounded(
-        deadline,
-        &format!("read the watermarks on {target_role}"),
-        flow.target.watermarks(&tps),
-    )
-    .await
-    .map_err(LookupError::Failed)?;
-    let now = now_ms();
-    // The same decisions the step takes (it never rewinds from the command line).
-    let mut partitions = plan_translation(
+    let mut translation = plan_group(flow, index, group, false, bound)
+        .await
+        .map_err(lookup_error)?
+        .translation;
+    let source_committed = source_committed(
         flow,
         group,
-        index,
-        &TargetPositions { current, marks },
-        false,
-        now,
-    );
-    let source_committed = source_committed(flow, group, &partitions, source_error, deadline).await;
-    if state == "active" {
-        refuse(&mut partitions);
-    } else if apply {
-        let commits: Vec<(TopicPartition, i64)> = partitions
-            .iter()
-            .filter(|p| p.commits())
-            .map(|p| {
-                (
-                    TopicPartition::new(p.target_topic.clone(), p.partition),
-                    p.target_offset,
-                )
-            })
-            .collect();
-        if !commits.is_empty() {
-            match tokio::time::timeout_at(deadline, flow.target.commit_offsets(group, &commits))
-                .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(KafkaError::GroupActive { .. } | KafkaError::GroupNotEmpty { .. })) => {
-                    state = "active".to_owned();
-                    refuse(&mut partitions);
-                }
-                Ok(Err(e)) => fail(&mut partitions, &e.to_string()),
-                Err(_) => fail(&mut partitions, "the command's deadline passed first"),
-            }
+        &translation.partitions,
+        source_error,
+        bound.deadline(),
+    )
+    .await;
+    if translation.state == GroupState::Active {
+        translation.refuse();
+    } else if apply_it {
+        match apply(flow, &translation, bound).await {
+            Ok(Applied::Committed(_)) => {}
+            Ok(Applied::Refused(_)) => translation.refuse(),
+            Err(TranslateError::Kafka { error, .. }) => translation.fail(&error.to_string()),
+            Err(_) => translation.fail("the command's deadline passed first"),
         }
     }
     Ok(GroupRow {
-        group: group.to_owned(),
-        state,
-        partitions: partitions
+        group: translation.group,
+        state: translation.state,
+        partitions: translation
+            .partitions
             .into_iter()
             .map(|p| PartitionRow {
                 source_committed_offset: source_committed
@@ -298,20 +264,6 @@ async fn translate_group(
             })
             .collect(),
     })
-}
-
-/// A group with live members is not touched: committing from outside would be refused by the
-/// broker, and the members would overwrite it anyway.
-fn refuse(partitions: &mut [PartitionTranslation]) {
-    for p in partitions {
-        p.action = "skip: active".to_owned();
-    }
-}
-
-fn fail(partitions: &mut [PartitionTranslation], why: &str) {
-    for p in partitions.iter_mut().filter(|p| p.commits()) {
-        p.action = format!("failed: {why}");
-    }
 }
 
 /// The group's committed offsets on the source, by source topic and partition. Once the source
@@ -372,7 +324,7 @@ pub fn render(report: &TranslateReport) -> String {
     ]);
     for g in &report.groups {
         if g.partitions.is_empty() {
-            let mut row = vec![g.group.clone(), g.state.clone()];
+            let mut row = vec![g.group.clone(), g.state.to_string()];
             row.extend(std::iter::repeat_n("-".to_owned(), 8));
             row.push("skip: no checkpoint".to_owned());
             t.add_row(row);
@@ -380,7 +332,7 @@ pub fn render(report: &TranslateReport) -> String {
         // The group and its state once, on its first row.
         for (i, p) in g.partitions.iter().enumerate() {
             let (group, state) = if i == 0 {
-                (g.group.clone(), g.state.clone())
+                (g.group.clone(), g.state.to_string())
             } else {
                 (String::new(), String::new())
             };
@@ -395,7 +347,7 @@ pub fn render(report: &TranslateReport) -> String {
                 p.target_offset.to_string(),
                 cell(p.current_offset),
                 super::age(p.checkpoint_age_ms),
-                p.action.clone(),
+                p.action.to_string(),
             ]);
         }
     }
@@ -412,4 +364,41 @@ pub fn render(report: &TranslateReport) -> String {
         out.push_str("nothing was written; run again with --apply to commit\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_keep_the_commands_words() {
+        let words = |e| lookup_error(e).to_string();
+        let checkpoints = Call::Checkpoints {
+            topic: "primary.checkpoints.internal".to_owned(),
+            target: Role::Dr,
+        };
+        assert_eq!(
+            words(TranslateError::Cut {
+                call: checkpoints,
+                cut: Cut::Deadline
+            }),
+            "failed to read primary.checkpoints.internal on dr before the deadline"
+        );
+        assert_eq!(
+            words(TranslateError::Cut {
+                call: Call::Watermarks { target: Role::Dr },
+                cut: Cut::Deadline
+            }),
+            "failed to read the watermarks on dr: the command's deadline passed first"
+        );
+        assert_eq!(
+            words(TranslateError::NoCheckpoints {
+                topic: "primary.checkpoints.internal".to_owned(),
+                target: Role::Dr,
+                source_alias: "primary".to_owned(),
+                target_alias: "dr".to_owned(),
+            }),
+            "no primary.checkpoints.internal on dr: is the primary->dr MirrorMaker 2 flow running with emit.checkpoints.enabled?"
+        );
+    }
 }

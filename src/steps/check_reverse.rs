@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::flow::{now_ms, total_lag};
 use super::{StepCtx, StepDone, StepError, StepResult};
 use crate::kafka::{KafkaError, Reachability};
 use crate::plan::{CheckReverseReplication, Selector};
+use crate::replication::{now_ms, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResult {
     let flow = ctx.flow()?;
@@ -36,7 +36,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
 
     // Heartbeats copied by the flow's source connector: records really cross. (The plain
     // `heartbeats` topic is filled by the herder even for a disabled flow, so it proves less.)
-    let within = ctx.remaining().min(super::flow::OPERATION_TIMEOUT);
+    let within = ctx.remaining().min(crate::replication::OPERATION_TIMEOUT);
     let heartbeat_age = flow
         .newest_replicated_heartbeat_ms(within)
         .await

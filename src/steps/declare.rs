@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use super::flow::{Flow, now_ms, total_lag};
 use super::{StepCtx, StepDone, StepError, StepResult};
 use crate::engine::gate::Answer;
 use crate::kafka::{KafkaError, Reachability};
 use crate::plan::{Confirm, Declare};
+use crate::replication::{Flow, now_ms, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
     let expected = match declare.confirm {
@@ -242,7 +242,7 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
         );
     }
     let heartbeat = flow
-        .newest_heartbeat_ms(ctx.remaining().min(super::flow::OPERATION_TIMEOUT))
+        .newest_heartbeat_ms(ctx.remaining().min(crate::replication::OPERATION_TIMEOUT))
         .await;
     let heartbeat_age = heartbeat.map(|ts| now_ms() - ts);
     let checkpoint_ages = checkpoint_ages(ctx, &flow).await;
@@ -274,7 +274,7 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
 }
 
 async fn checkpoint_ages(ctx: &mut StepCtx<'_>, flow: &Flow) -> serde_json::Value {
-    let within = ctx.remaining().min(super::flow::OPERATION_TIMEOUT);
+    let within = ctx.remaining().min(crate::replication::OPERATION_TIMEOUT);
     let Ok(index) = flow.checkpoints(within).await else {
         return serde_json::Value::Null;
     };

@@ -4,7 +4,6 @@
 mod check_reverse;
 mod declare;
 mod exec;
-pub mod flow;
 mod pause;
 mod quiesce;
 mod repoint;
@@ -20,6 +19,7 @@ use crate::engine::gate::Gate;
 use crate::engine::recorder::Recorder;
 use crate::journal::JournalError;
 use crate::plan::{Direction, Plan, Step, StepKind};
+use crate::replication::{Clusters, Flow, PartitionLag, ReplicatedPartition};
 
 /// What a step works with. The cancellation receiver turns true on the first Ctrl-C.
 pub struct StepCtx<'a> {
@@ -34,7 +34,7 @@ pub struct StepCtx<'a> {
     pub recorder: &'a mut Recorder,
     pub cancel: watch::Receiver<bool>,
     /// Clients for both clusters; `None` for plans whose steps never talk to Kafka.
-    pub clusters: Option<&'a flow::Clusters>,
+    pub clusters: Option<&'a Clusters>,
     /// What earlier steps of this run learnt (lost on `--resume`; steps re-measure then).
     pub state: &'a mut RunState,
     /// When the step's own work must be done.
@@ -51,11 +51,11 @@ pub struct RunState {
     /// The source's end offsets the last time they could be read.
     pub last_source_ends: Option<std::collections::BTreeMap<(String, i32), i64>>,
     /// The replicated partitions, once listed.
-    pub partitions: Option<Vec<flow::ReplicatedPartition>>,
+    pub partitions: Option<Vec<ReplicatedPartition>>,
     /// Lag per partition when the disaster was declared: the RPO baseline.
-    pub baseline: Option<Vec<flow::PartitionLag>>,
+    pub baseline: Option<Vec<PartitionLag>>,
     /// Records accepted as lost, per partition.
-    pub accepted_loss: Vec<flow::PartitionLag>,
+    pub accepted_loss: Vec<PartitionLag>,
     /// Offsets translate_offsets committed, per group: (topic, partition, offset).
     pub committed: std::collections::BTreeMap<String, Vec<(String, i32, i64)>>,
     /// Write authority as read at the start of the run.
@@ -67,11 +67,11 @@ impl StepCtx<'_> {
         *self.cancel.borrow()
     }
 
-    pub fn flow(&self) -> Result<flow::Flow, StepError> {
+    pub fn flow(&self) -> Result<Flow, StepError> {
         let clusters = self.clusters.ok_or_else(|| {
             StepError::Failed("no Kafka clients were made for this run".to_owned())
         })?;
-        Ok(flow::Flow::new(self.plan, clusters, self.direction))
+        Ok(Flow::new(self.plan, clusters, self.direction))
     }
 
     /// Run Kafka work under the step's deadline and Ctrl-C.

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use super::exec::run_hook;
-use super::flow::{ReplicatedPartition, total_lag};
 use super::{StepCtx, StepDone, StepError, StepResult, sleep_or_cancel};
 use crate::kafka::{Reachability, TopicPartition};
 use crate::plan::QuiesceProducers;
+use crate::replication::{ReplicatedPartition, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
     let flow = ctx.flow()?;

@@ -5,42 +5,87 @@
 //! partition wins, in log order, as `RemoteClusterUtils` does), refuses groups that have live
 //! members on the target (the broker would reject the commit, and the members would overwrite
 //! it), never moves a group backwards unless the plan allows it, clamps below the log start, and
-//! commits. Every partition's numbers go in the log.
+//! commits. Every partition's numbers go in the log. The planning is `replication`'s, shared
+//! with `kdr offsets translate`; this step records it and commits.
 
-use super::flow::{
-    Flow, GroupTranslation, TargetPositions, checkpointed_partitions, now_ms, plan_translation,
-    resolve_groups,
-};
+use std::time::Duration;
+
+use serde::Serialize;
+
 use super::{StepCtx, StepDone, StepError, StepResult};
-use crate::kafka::{KafkaError, TopicPartition};
+use crate::kafka::TopicPartition;
 use crate::mm2::CheckpointIndex;
-use crate::plan::{Groups, MissingCheckpoint, TranslateOffsets};
+use crate::plan::{Groups, MissingCheckpoint, Role, TranslateOffsets};
+use crate::replication::{
+    Applied, Bound, Call, Cut, Flow, GroupState, GroupTranslation, OPERATION_TIMEOUT, OffsetSyncs,
+    TranslateError, apply, plan_group, read_checkpoints, resolve_groups,
+};
 
 pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     let flow = ctx.flow()?;
-    let target_role = flow.target_plan.role;
-    let topic = flow.checkpoints_topic();
-    let within = ctx.remaining();
-    let index = match tokio::time::timeout_at(ctx.deadline, flow.checkpoints(within)).await {
-        Ok(Ok(index)) => index,
-        Ok(Err(KafkaError::TopicNotFound { .. })) => {
-            return Err(StepError::Failed(format!(
-                "no {topic} on {target_role}: is the {}->{} MirrorMaker 2 flow running with emit.checkpoints.enabled?",
-                flow.source_alias(),
-                flow.target_alias()
-            )));
-        }
-        Ok(Err(e)) => {
-            return Err(StepError::Failed(format!(
-                "failed to read {topic} on {target_role}: {e}"
-            )));
-        }
-        Err(_) => {
-            return Err(StepError::Failed(format!(
-                "failed to read {topic} on {target_role} within the step's timeout"
-            )));
-        }
+    // Every wait of this step ends at its deadline, or at once on Ctrl-C.
+    let mut bound = Bound::cancellable(ctx.deadline, ctx.cancel.clone());
+    let index = read_index(ctx, &flow, &mut bound).await?;
+    let selectors = match &t.groups {
+        Groups::All => &ctx.plan.replication.groups,
+        Groups::List(l) => l,
     };
+    let groups = resolve_groups(selectors, &index);
+    if groups.is_empty() {
+        return Ok(StepDone::Skipped(
+            "the plan names no consumer groups to translate".to_owned(),
+        ));
+    }
+    let syncs = offset_syncs(ctx, &flow, &mut bound).await?;
+    let mut tally = Tally::default();
+    for group in groups {
+        if index.for_group(&group).is_empty() {
+            no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
+            continue;
+        }
+        let group = Group {
+            name: &group,
+            index: &index,
+            allow_rewind: t.allow_rewind,
+            syncs: syncs.as_ref(),
+        };
+        translate_group(ctx, &flow, group, &mut bound, &mut tally).await?;
+    }
+    tally.outcome(ctx.dry_run, flow.target_plan.role)
+}
+
+/// For the reprocessing ledger: where each source record landed on the target. `None` when
+/// the offset syncs cannot be read (the source is gone, or time ran out).
+async fn offset_syncs(
+    ctx: &StepCtx<'_>,
+    flow: &Flow,
+    bound: &mut Bound,
+) -> Result<Option<OffsetSyncs>, StepError> {
+    if ctx.state.source_unreachable.is_some() {
+        return Ok(None);
+    }
+    match bound
+        .wait(flow.offset_syncs(bound.within(OPERATION_TIMEOUT)))
+        .await
+    {
+        Ok(syncs) => Ok(syncs),
+        Err(Cut::Deadline) => Ok(None),
+        Err(Cut::Interrupted) => Err(StepError::Interrupted(
+            "interrupted while reading the offset syncs".to_owned(),
+        )),
+    }
+}
+
+/// MM2's checkpoints on the target, read once, and what the read found.
+async fn read_index(
+    ctx: &mut StepCtx<'_>,
+    flow: &Flow,
+    bound: &mut Bound,
+) -> Result<CheckpointIndex, StepError> {
+    let index = read_checkpoints(flow, ctx.remaining(), bound)
+        .await
+        .map_err(|e| step_error(e, ctx.step.timeout()))?;
+    let topic = flow.checkpoints_topic();
     let skipped = index.skipped();
     ctx.recorder.observe(
         "checkpoints_read",
@@ -61,189 +106,191 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             "skip_examples": index.skip_examples().iter().map(|s| format!("{s:?}")).collect::<Vec<_>>(),
         }),
     )?;
-    let selectors = match &t.groups {
-        Groups::All => &ctx.plan.replication.groups,
-        Groups::List(l) => l,
-    };
-    let groups = resolve_groups(selectors, &index);
-    if groups.is_empty() {
-        return Ok(StepDone::Skipped(
-            "the plan names no consumer groups to translate".to_owned(),
-        ));
-    }
-
-    // For the reprocessing ledger: where each source record landed on the target.
-    let syncs = match ctx.state.source_unreachable {
-        None => {
-            flow.offset_syncs(ctx.remaining().min(super::flow::OPERATION_TIMEOUT))
-                .await
-        }
-        Some(_) => None,
-    };
-    let mut refused = Vec::new();
-    let mut missing = Vec::new();
-    let mut committed_partitions = 0;
-    let mut translated_groups = 0;
-    for group in groups {
-        let checkpoints = index.for_group(&group);
-        if checkpoints.is_empty() {
-            let why = format!(
-                "no checkpoint for group {group} in {topic}: MM2 has not seen it commit, or it is filtered out"
-            );
-            match t.on_missing_checkpoint {
-                MissingCheckpoint::Skip => {
-                    ctx.recorder.decide(
-                        "plan",
-                        format!("skip group {group}"),
-                        why,
-                        serde_json::Value::Null,
-                    )?;
-                }
-                MissingCheckpoint::Fail => {
-                    ctx.recorder.decide(
-                        "plan",
-                        format!("fail on group {group}"),
-                        why,
-                        serde_json::Value::Null,
-                    )?;
-                    missing.push(group);
-                }
-            }
-            continue;
-        }
-        let plan = plan_group(ctx, &flow, &group, &index, t.allow_rewind).await?;
-        record_reprocessing(ctx, &flow, &plan, syncs.as_ref()).await?;
-        if plan.state == "active" {
-            ctx.recorder.observe(
-                "group",
-                format!("group {group} has live members on {target_role}: refused"),
-                serde_json::to_value(&plan).unwrap_or_default(),
-            )?;
-            refused.push(group);
-            continue;
-        }
-        let commits: Vec<(TopicPartition, i64)> = plan.commits();
-        if ctx.dry_run {
-            ctx.recorder.observe(
-                "group",
-                format!("group {group}: would commit {} partitions", commits.len()),
-                serde_json::to_value(&plan).unwrap_or_default(),
-            )?;
-            translated_groups += 1;
-            continue;
-        }
-        if !commits.is_empty() {
-            match tokio::time::timeout_at(
-                ctx.deadline,
-                flow.target.commit_offsets(&group, &commits),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(
-                    e @ (KafkaError::GroupNotEmpty { .. } | KafkaError::GroupActive { .. }),
-                )) => {
-                    ctx.recorder.observe(
-                        "group",
-                        format!("group {group}: the commit was refused: {e}"),
-                        serde_json::to_value(&plan).unwrap_or_default(),
-                    )?;
-                    refused.push(group);
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    return Err(StepError::Failed(format!(
-                        "failed to commit offsets for group {group} on {target_role}: {e}"
-                    )));
-                }
-                Err(_) => {
-                    return Err(StepError::Failed(format!(
-                        "failed to commit offsets for group {group} within the step's timeout"
-                    )));
-                }
-            }
-        }
-        committed_partitions += commits.len();
-        translated_groups += 1;
-        ctx.state.committed.insert(
-            group.clone(),
-            commits
-                .iter()
-                .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
-                .collect(),
-        );
-        ctx.recorder.observe(
-            "group",
-            format!(
-                "group {group}: committed {} of {} partitions on {target_role}",
-                commits.len(),
-                plan.partitions.len()
-            ),
-            serde_json::to_value(&plan).unwrap_or_default(),
-        )?;
-    }
-    if ctx.dry_run {
-        return Ok(StepDone::DryRun(format!(
-            "would commit translated offsets for {translated_groups} groups"
-        )));
-    }
-    if !refused.is_empty() || !missing.is_empty() {
-        let mut parts = Vec::new();
-        if !refused.is_empty() {
-            parts.push(format!("groups with live members on {target_role} were refused: {} (stop their consumers, then resume)", refused.join(", ")));
-        }
-        if !missing.is_empty() {
-            parts.push(format!(
-                "groups without a checkpoint: {}",
-                missing.join(", ")
-            ));
-        }
-        return Err(StepError::Failed(parts.join("; ")));
-    }
-    Ok(StepDone::Ok(format!(
-        "translated {translated_groups} groups: {committed_partitions} partitions committed on {target_role}"
-    )))
+    Ok(index)
 }
 
-/// Work out what to do for every partition of a group, reading its state on the target.
-async fn plan_group(
+/// A group of the plan without a checkpoint: skipped or failed, as the plan says.
+fn no_checkpoint(
     ctx: &mut StepCtx<'_>,
     flow: &Flow,
-    group: &str,
-    index: &CheckpointIndex,
+    group: String,
+    policy: MissingCheckpoint,
+    tally: &mut Tally,
+) -> Result<(), StepError> {
+    let why = format!(
+        "no checkpoint for group {group} in {}: MM2 has not seen it commit, or it is filtered out",
+        flow.checkpoints_topic()
+    );
+    let what = match policy {
+        MissingCheckpoint::Skip => format!("skip group {group}"),
+        MissingCheckpoint::Fail => format!("fail on group {group}"),
+    };
+    ctx.recorder
+        .decide("plan", what, why, serde_json::Value::Null)?;
+    if policy == MissingCheckpoint::Fail {
+        tally.missing.push(group);
+    }
+    Ok(())
+}
+
+/// One group to translate, and what its translation is worked out from.
+struct Group<'a> {
+    name: &'a str,
+    index: &'a CheckpointIndex,
     allow_rewind: bool,
-) -> Result<GroupTranslation, StepError> {
-    let (state, members) = flow.target_group_state(group, ctx.deadline).await;
-    if let Some(desc) = members {
+    syncs: Option<&'a OffsetSyncs>,
+}
+
+/// What the step did so far, for its outcome.
+#[derive(Default)]
+struct Tally {
+    refused: Vec<String>,
+    missing: Vec<String>,
+    committed_partitions: usize,
+    translated_groups: usize,
+}
+
+impl Tally {
+    fn outcome(self, dry_run: bool, target_role: Role) -> StepResult {
+        let translated_groups = self.translated_groups;
+        if dry_run {
+            return Ok(StepDone::DryRun(format!(
+                "would commit translated offsets for {translated_groups} groups"
+            )));
+        }
+        if !self.refused.is_empty() || !self.missing.is_empty() {
+            let mut parts = Vec::new();
+            if !self.refused.is_empty() {
+                parts.push(format!("groups with live members on {target_role} were refused: {} (stop their consumers, then resume)", self.refused.join(", ")));
+            }
+            if !self.missing.is_empty() {
+                parts.push(format!(
+                    "groups without a checkpoint: {}",
+                    self.missing.join(", ")
+                ));
+            }
+            return Err(StepError::Failed(parts.join("; ")));
+        }
+        Ok(StepDone::Ok(format!(
+            "translated {translated_groups} groups: {} partitions committed on {target_role}",
+            self.committed_partitions
+        )))
+    }
+}
+
+/// Plan one group's translation, record it, and commit it unless the group is live or this is
+/// a dry run.
+async fn translate_group(
+    ctx: &mut StepCtx<'_>,
+    flow: &Flow,
+    group: Group<'_>,
+    bound: &mut Bound,
+    tally: &mut Tally,
+) -> Result<(), StepError> {
+    let (name, target_role) = (group.name, flow.target_plan.role);
+    let planned = plan_group(flow, group.index, name, group.allow_rewind, bound)
+        .await
+        .map_err(|e| step_error(e, ctx.step.timeout()))?;
+    if let Some(desc) = &planned.members {
         let names: Vec<String> = desc.members.iter().map(ToString::to_string).collect();
         ctx.recorder.observe(
             "group_members",
             format!(
-                "group {group} is {} on {} with members: {}",
+                "group {name} is {} on {target_role} with members: {}",
                 desc.state,
-                flow.target_plan.role,
                 names.join(", ")
             ),
-            serde_json::to_value(&desc).unwrap_or_default(),
+            detail(desc)?,
         )?;
     }
-    let now = now_ms();
-    let tps = checkpointed_partitions(index, group);
-    let current = ctx
-        .bounded(
-            &format!("read group {group}'s committed offsets"),
-            flow.target.committed_offsets(group, &tps),
-        )
-        .await?;
-    let marks = ctx
-        .bounded("read the target's watermarks", flow.target.watermarks(&tps))
-        .await?;
-    let target = TargetPositions { current, marks };
-    Ok(GroupTranslation {
-        group: group.to_owned(),
-        state,
-        partitions: plan_translation(flow, group, index, &target, allow_rewind, now),
-    })
+    let plan = planned.translation;
+    record_reprocessing(ctx, flow, &plan, group.syncs, bound).await?;
+    if plan.state == GroupState::Active {
+        let what = format!("group {name} has live members on {target_role}: refused");
+        ctx.recorder.observe("group", what, detail(&plan)?)?;
+        tally.refused.push(name.to_owned());
+        return Ok(());
+    }
+    if ctx.dry_run {
+        let what = format!(
+            "group {name}: would commit {} partitions",
+            plan.commits().len()
+        );
+        ctx.recorder.observe("group", what, detail(&plan)?)?;
+        tally.translated_groups += 1;
+        return Ok(());
+    }
+    let applied = apply(flow, &plan, bound)
+        .await
+        .map_err(|e| step_error(e, ctx.step.timeout()))?;
+    let commits = match applied {
+        Applied::Committed(commits) => commits,
+        Applied::Refused(e) => {
+            let what = format!("group {name}: the commit was refused: {e}");
+            ctx.recorder.observe("group", what, detail(&plan)?)?;
+            tally.refused.push(name.to_owned());
+            return Ok(());
+        }
+    };
+    tally.committed_partitions += commits.len();
+    tally.translated_groups += 1;
+    let what = format!(
+        "group {name}: committed {} of {} partitions on {target_role}",
+        commits.len(),
+        plan.partitions.len()
+    );
+    ctx.state.committed.insert(
+        name.to_owned(),
+        commits
+            .into_iter()
+            .map(|(tp, o)| (tp.topic, tp.partition, o))
+            .collect(),
+    );
+    ctx.recorder.observe("group", what, detail(&plan)?)?;
+    Ok(())
+}
+
+/// An observation's detail. These types serialise to JSON without fail (string keys, plain
+/// values); should one ever not, the step fails rather than log an empty detail.
+fn detail(value: &impl Serialize) -> Result<serde_json::Value, StepError> {
+    serde_json::to_value(value)
+        .map_err(|e| StepError::Failed(format!("failed to record an observation: {e}")))
+}
+
+/// The step's words for a translation that could not be made, as the incident log has them.
+fn step_error(e: TranslateError, timeout: Duration) -> StepError {
+    let words = |call: &Call| match call {
+        Call::CommittedOffsets { group, .. } => format!("read group {group}'s committed offsets"),
+        Call::Watermarks { .. } => "read the target's watermarks".to_owned(),
+        other => other.to_string(),
+    };
+    match e {
+        TranslateError::Cut {
+            call,
+            cut: Cut::Interrupted,
+        } => StepError::Interrupted(format!("interrupted while trying to {}", words(&call))),
+        TranslateError::Cut {
+            call: Call::Checkpoints { topic, target },
+            ..
+        } => StepError::Failed(format!(
+            "failed to read {topic} on {target} within the step's timeout"
+        )),
+        TranslateError::Cut {
+            call: Call::Commit { group, .. },
+            ..
+        } => StepError::Failed(format!(
+            "failed to commit offsets for group {group} within the step's timeout"
+        )),
+        TranslateError::Cut { call, .. } => StepError::Failed(format!(
+            "failed to {}: the step's timeout ({}) passed first",
+            words(&call),
+            humantime::format_duration(timeout)
+        )),
+        TranslateError::Kafka { call, error } => {
+            StepError::Failed(format!("failed to {}: {error}", words(&call)))
+        }
+        e @ TranslateError::NoCheckpoints { .. } => StepError::Failed(e.to_string()),
+    }
 }
 
 /// How many records a group may read again on the target: between its translated offset and
@@ -256,7 +303,8 @@ async fn record_reprocessing(
     ctx: &mut StepCtx<'_>,
     flow: &Flow,
     plan: &GroupTranslation,
-    syncs: Option<&std::collections::BTreeMap<(String, i32), Vec<crate::mm2::OffsetSync>>>,
+    syncs: Option<&OffsetSyncs>,
+    bound: &mut Bound,
 ) -> Result<(), StepError> {
     let source_tps: Vec<TopicPartition> = plan
         .partitions
@@ -264,13 +312,19 @@ async fn record_reprocessing(
         .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
         .collect();
     let committed = match ctx.state.source_unreachable {
-        None => tokio::time::timeout_at(
-            ctx.deadline,
-            flow.source.committed_offsets(&plan.group, &source_tps),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok),
+        None => match bound
+            .wait(flow.source.committed_offsets(&plan.group, &source_tps))
+            .await
+        {
+            Ok(read) => read.ok(),
+            Err(Cut::Deadline) => None,
+            Err(Cut::Interrupted) => {
+                return Err(StepError::Interrupted(format!(
+                    "interrupted while trying to read group {}'s committed offsets on {}",
+                    plan.group, flow.source_plan.role
+                )));
+            }
+        },
         Some(_) => None,
     };
     let basis = if committed.is_some() {

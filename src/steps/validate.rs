@@ -171,7 +171,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
                         continue;
                     }
                     None => {
-                        idle.insert(group.clone(), state);
+                        idle.insert(group.clone(), state.to_string());
                     }
                 }
             }

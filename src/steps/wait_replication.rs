@@ -1,10 +1,10 @@
 //! `wait_replication`: let the target catch up with what the source holds, within a bound. The
 //! plan must say what happens at the bound (abort, or accept the RPO); kdr never guesses.
 
-use super::flow::{PartitionLag, total_lag};
 use super::{StepCtx, StepDone, StepError, StepResult, sleep_or_cancel};
 use crate::kafka::Reachability;
 use crate::plan::{OnTimeout, WaitReplication};
+use crate::replication::{PartitionLag, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, w: &WaitReplication) -> StepResult {
     let flow = ctx.flow()?;

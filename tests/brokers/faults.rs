@@ -414,3 +414,41 @@ fn a_dr_that_accepts_connections_and_never_answers_fails_the_declaration_within_
         "{primary:?}"
     );
 }
+
+/// Regression: `translate_offsets` waited on its Kafka calls with the step's deadline alone, so
+/// a first Ctrl-C while DR hung was only honoured when the deadline passed. It ends the wait,
+/// and the run, at once.
+#[test]
+fn ctrl_c_while_translate_waits_on_a_dr_that_never_answers_ends_the_run_at_once() {
+    let (primary, dr) = (Silent::start(), Silent::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_plan(
+        dir.path(),
+        &primary.bootstrap(),
+        &dr.bootstrap(),
+        "  - translate_offsets: { groups: all, timeout: 60s }\n",
+        NO_FAILBACK,
+    );
+    let running = Running::start(dir.path(), &failover_args(&[]));
+    wait_for_event(
+        dir.path(),
+        Duration::from_secs(30),
+        "the step's start",
+        |e| e["event"] == "step_started",
+    );
+    let interrupted = std::time::Instant::now();
+    running.signal(libc::SIGINT);
+    let run = running.finish();
+    let took = interrupted.elapsed();
+    assert_eq!(run.code, 130, "{run:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the interrupt waited for the step's 60 s deadline: {took:?}"
+    );
+    let log = logs(dir.path()).pop().expect("log");
+    assert_eq!(statuses(&log), ["1 translate_offsets failed"], "{run:?}");
+    assert!(
+        step_message(&log, 1).starts_with("interrupted while trying to read"),
+        "{run:?}"
+    );
+}

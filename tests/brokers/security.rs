@@ -34,7 +34,7 @@ const WRONG_PASSWORD: &str = "Pw-91ad44c3-wrong-battery";
 /// Records on the primary's `orders`, none replicated: the lag `kdr lag` must report.
 const RECORDS: i64 = 4;
 
-/// kdr's bound on each Kafka operation of a step (`steps::flow::OPERATION_TIMEOUT`). A refused
+/// kdr's bound on each Kafka operation of a step (`replication::OPERATION_TIMEOUT`). A refused
 /// login must end a run before even one such operation could have timed out.
 const KDR_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// What "fails fast" means here: the whole kdr run, process start to exit, well below one

@@ -1,0 +1,32 @@
+//! What the steps and the look-ups share about the pair of clusters a plan names: the clients
+//! of the pair, one direction of MirrorMaker 2 replication between them and its naming, the
+//! measurement of how far it has got, and the planning of offset translation.
+//!
+//! It sits above `kafka/` (the clients) and `mm2/` (MM2's naming and formats) and below
+//! `steps/`, `engine/` and `lookup/`, which decide what to do with what it reads.
+
+mod bound;
+mod clients;
+mod flow;
+mod internal;
+mod lag;
+mod translation;
+
+use std::time::SystemTime;
+
+pub use bound::{Bound, Cut};
+pub use clients::{Clusters, OPERATION_TIMEOUT};
+pub use flow::{Flow, ReplicatedPartition};
+pub use internal::OffsetSyncs;
+pub use lag::{LagMethod, PartitionLag, total_lag};
+pub use translation::{
+    Action, Applied, Call, Clamp, GroupPlan, GroupState, GroupTranslation, PartitionTranslation,
+    Skip, TranslateError, UnknownState, apply, plan_group, read_checkpoints, resolve_groups,
+};
+
+/// This host's clock in milliseconds since the Unix epoch, as record timestamps are.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

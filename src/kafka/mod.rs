@@ -50,20 +50,28 @@
 //! plans need `SASL_SSL`. A property librdkafka does not know or accept is refused by
 //! [`Cluster::new`] as [`KafkaError::Config`] naming the property, before any network use.
 
+mod admin;
 mod assignment;
+mod batch;
+mod bound;
 mod cluster;
 mod commit;
 mod config;
 mod context;
 mod error;
+mod produce;
+mod scope;
+mod session;
 mod types;
 
+pub use batch::DEFAULT_CONCURRENCY;
 pub use cluster::Cluster;
 pub use config::{ClientProperty, ClusterRole, ClusterSpec, REDACTED, Redactor, key_looks_secret};
 pub use error::{KafkaError, Operation};
 pub use types::{
-    BrokerInfo, ClusterInfo, GroupDescription, MemberInfo, PartitionRead, RawRecord, Reachability,
-    ReadOptions, TopicCreation, TopicInfo, TopicPartition, Watermarks,
+    BrokerInfo, ClusterInfo, GroupCommit, GroupDescription, GroupPartitions, MemberInfo,
+    PartitionRead, RawRecord, Reachability, ReadOptions, TopicCreation, TopicInfo, TopicPartition,
+    Watermarks,
 };
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Batched questions, for estates of thousands of groups and tens of thousands of
-//! partitions: offsets of any number of partitions in one ListOffsets request per broker,
+//! partitions: offsets of any number of partitions from one session (ListOffsets calls of
+//! 128 partitions, one request per leader each, four in flight),
 //! many groups' states from one listing, and many groups' committed offsets and commits
 //! with a bounded number in flight.
 //!
@@ -33,8 +34,8 @@ pub const DEFAULT_CONCURRENCY: NonZeroUsize = NonZeroUsize::new(8).expect("8 is 
 
 impl Cluster {
     /// Log start and end offsets of any number of partitions, in the order asked: one
-    /// metadata request, then one ListOffsets request per leader for the earliest offsets
-    /// and one for the latest, in time proportional to the partitions.
+    /// metadata request, then ListOffsets for the earliest and for the latest offsets, in
+    /// calls of 128 partitions batched per leader, in time proportional to the partitions.
     ///
     /// A partition the cluster does not have is [`KafkaError::TopicNotFound`] or
     /// [`KafkaError::PartitionNotFound`] in its own slot; only a failure of the whole
@@ -71,8 +72,8 @@ impl Cluster {
         .await
     }
 
-    /// Log end offsets of any number of partitions, in the order asked, one ListOffsets
-    /// request per leader; per-partition errors as in [`Cluster::batch_watermarks`].
+    /// Log end offsets of any number of partitions, in the order asked, as
+    /// [`Cluster::batch_watermarks`] asks them; per-partition errors as there.
     pub async fn batch_end_offsets(
         &self,
         partitions: &[TopicPartition],

@@ -14,6 +14,13 @@
 //! - What librdkafka only reports as events (refused connections, failed TLS/SASL
 //!   handshakes, every broker down) ends a waiting operation early with
 //!   [`KafkaError::Unreachable`] or [`KafkaError::Authentication`], not a bare timeout.
+//! - One rule bounds every operation (`bound.rs`): the operation timeout, or the caller's
+//!   deadline if sooner, for the blocking side, plus a short grace for the async side.
+//! - Estates of thousands of groups and tens of thousands of partitions go through the
+//!   batched paths (`batch_*` on [`Cluster`]): offsets in ListOffsets calls of 128
+//!   partitions, four in flight, in time linear in the partitions; one group listing for
+//!   group states; bounded concurrency for per-group
+//!   offset fetches and commits, and an error per item instead of per call.
 //! - One fresh client per operation, so a cluster is seen as it is now, not through a
 //!   long-lived client's reconnect backoff.
 //! - kdr never joins a consumer group. It reads offsets, reads partitions by assigning

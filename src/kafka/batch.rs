@@ -53,8 +53,7 @@ impl Cluster {
             self.operation_timeout(),
             self.meta_config(),
             move |session| {
-                let low = session.list_offsets_each(&asked, Offset::Beginning)?;
-                let high = session.list_offsets_each(&asked, Offset::End)?;
+                let (low, high) = session.list_offsets_both(&asked)?;
                 Ok(asked
                     .into_iter()
                     .zip(low.into_iter().zip(high))

@@ -47,6 +47,9 @@ const OFFSETS_PER_CALL: usize = 128;
 /// ListOffsets calls in flight at once in one session.
 const CALLS_AT_ONCE: usize = 4;
 
+/// Each asked partition's earliest and latest offsets, or why it has none.
+type EachBoth = (Vec<Result<i64, KafkaError>>, Vec<Result<i64, KafkaError>>);
+
 /// Each answered partition's offset, or librdkafka's error for it.
 type Answered = HashMap<(String, i32), Result<Offset, RdKafkaError>>;
 
@@ -217,6 +220,22 @@ impl Session {
             .fetch_metadata(None, wait(self.remaining()?))
             .ok()?;
         missing_partition(&self.scope, &topics_of(&metadata), asked)
+    }
+
+    /// [`Session::list_offsets_each`] at the earliest and at the latest offsets, both
+    /// rounds at once (the metadata is read first, once, for both).
+    pub(crate) fn list_offsets_both(
+        &self,
+        asked: &[TopicPartition],
+    ) -> Result<EachBoth, KafkaError> {
+        self.all_topics()?;
+        let (low, high) = std::thread::scope(|threads| {
+            let low = threads.spawn(|| self.list_offsets_each(asked, Offset::Beginning));
+            let high = self.list_offsets_each(asked, Offset::End);
+            (low.join(), high)
+        });
+        let low = low.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((low?, high?))
     }
 
     /// ListOffsets at `at` for every asked partition, one request per leader, with each

@@ -48,6 +48,8 @@ pub enum Operation {
         /// The group.
         group: String,
     },
+    /// ListGroups and DescribeGroups for many groups at once.
+    DescribeGroups,
     /// CreateTopics.
     CreateTopic {
         /// The topic.
@@ -76,6 +78,7 @@ impl fmt::Display for Operation {
             }
             Operation::CommitOffsets { group } => write!(f, "commit offsets of group {group}"),
             Operation::DescribeGroup { group } => write!(f, "describe group {group}"),
+            Operation::DescribeGroups => f.write_str("describe groups"),
             Operation::CreateTopic { topic } => write!(f, "create topic {topic}"),
             Operation::Produce { topic } => write!(f, "write to topic {topic}"),
         }

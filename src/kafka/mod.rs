@@ -14,6 +14,13 @@
 //! - What librdkafka only reports as events (refused connections, failed TLS/SASL
 //!   handshakes, every broker down) ends a waiting operation early with
 //!   [`KafkaError::Unreachable`] or [`KafkaError::Authentication`], not a bare timeout.
+//! - One rule bounds every operation (`bound.rs`): the operation timeout, or the caller's
+//!   deadline if sooner, for the blocking side, plus a short grace for the async side.
+//! - Estates of thousands of groups and tens of thousands of partitions go through the
+//!   batched paths (`batch_*` on [`Cluster`]): offsets in ListOffsets calls of 128
+//!   partitions, four in flight, in time linear in the partitions; one group listing for
+//!   group states; bounded concurrency for per-group
+//!   offset fetches and commits, and an error per item instead of per call.
 //! - One fresh client per operation, so a cluster is seen as it is now, not through a
 //!   long-lived client's reconnect backoff.
 //! - kdr never joins a consumer group. It reads offsets, reads partitions by assigning
@@ -50,20 +57,28 @@
 //! plans need `SASL_SSL`. A property librdkafka does not know or accept is refused by
 //! [`Cluster::new`] as [`KafkaError::Config`] naming the property, before any network use.
 
+mod admin;
 mod assignment;
+mod batch;
+mod bound;
 mod cluster;
 mod commit;
 mod config;
 mod context;
 mod error;
+mod produce;
+mod scope;
+mod session;
 mod types;
 
+pub use batch::DEFAULT_CONCURRENCY;
 pub use cluster::Cluster;
 pub use config::{ClientProperty, ClusterRole, ClusterSpec, REDACTED, Redactor, key_looks_secret};
 pub use error::{KafkaError, Operation};
 pub use types::{
-    BrokerInfo, ClusterInfo, GroupDescription, MemberInfo, PartitionRead, RawRecord, Reachability,
-    ReadOptions, TopicCreation, TopicInfo, TopicPartition, Watermarks,
+    BrokerInfo, ClusterInfo, GroupCommit, GroupDescription, GroupPartitions, MemberInfo,
+    PartitionRead, RawRecord, Reachability, ReadOptions, TopicCreation, TopicInfo, TopicPartition,
+    Watermarks,
 };
 
 #[cfg(test)]

@@ -984,3 +984,42 @@ fn runtime_shutdown_after_operations_on_dead_clusters_is_prompt() {
     // librdkafka's request timeout is at least 1 s; teardown may take that again.
     assert_within(started, Duration::from_secs(2), "runtime shutdown");
 }
+
+/// Regression: a produce whose blocking thread could not even start within its bound (the
+/// runtime's blocking pool busy) timed out as "write to topic  on …", naming no topic.
+#[test]
+fn a_produce_that_outlives_its_bound_names_its_topic() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .expect("runtime");
+    let bound = Duration::from_millis(300);
+    let error = runtime.block_on(async {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let occupied = tokio::task::spawn_blocking(move || held.recv_timeout(BOUND));
+        let cluster = cluster_at(&refused_address(), bound);
+        let started = Instant::now();
+        let error = cluster
+            .produce_one("kdr.authority", b"key", b"value")
+            .await
+            .expect_err("the blocking pool is busy");
+        assert_within(started, bound, "a produce that cannot start");
+        release.send(()).expect("the occupying task waits");
+        occupied.await.expect("join").expect("released");
+        error
+    });
+    assert!(matches!(error, KafkaError::Timeout { .. }), "{error:?}");
+    assert_eq!(
+        error.operation(),
+        &Operation::Produce {
+            topic: "kdr.authority".to_owned()
+        }
+    );
+    assert!(
+        error.to_string().starts_with(
+            "write to topic kdr.authority on the primary cluster: timed out after 300ms"
+        ),
+        "{error}"
+    );
+}

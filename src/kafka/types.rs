@@ -204,6 +204,26 @@ impl fmt::Display for MemberInfo {
     }
 }
 
+/// A group and the partitions whose committed offsets are asked, for
+/// [`Cluster::batch_committed_offsets`](super::Cluster::batch_committed_offsets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartitions {
+    /// Group id.
+    pub group: String,
+    /// The partitions asked.
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// A group and the offsets to commit for it, for
+/// [`Cluster::batch_commit_offsets`](super::Cluster::batch_commit_offsets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// Group id.
+    pub group: String,
+    /// Each partition's new committed offset.
+    pub offsets: Vec<(TopicPartition, i64)>,
+}
+
 /// What a topic creation did; re-running a step must not fail because it already ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,303 @@
+//! Batched questions, for estates of thousands of groups and tens of thousands of
+//! partitions: offsets of any number of partitions from one session (ListOffsets calls of
+//! 128 partitions, one request per leader each, four in flight),
+//! many groups' states from one listing, and many groups' committed offsets and commits
+//! with a bounded number in flight.
+//!
+//! Each answers exactly what the per-item function answers for the same item (the broker
+//! tests compare them), and one item's failure stays in its own slot: a topic that does not
+//! exist, a group with live members, a refused commit. Only a failure of the whole cluster
+//! (unreachable, refused credentials, bad configuration) ends a batch, since asking the
+//! remaining items would only wait out the same failure once per item.
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rdkafka::Offset;
+use tokio::task::JoinSet;
+
+use super::cluster::Cluster;
+use super::error::{KafkaError, Operation};
+use super::types::{GroupCommit, GroupDescription, GroupPartitions, TopicPartition, Watermarks};
+
+/// How many groups' offset requests are in flight at once unless the caller says otherwise
+/// (`--concurrency N`).
+///
+/// Each group in flight is one short-lived client: a blocking thread, and connections to the
+/// bootstrap broker and to the group's coordinator. Eight in flight hide most of the round
+/// trips (a group costs a client start-up and two requests, so a thousand groups take 125
+/// rounds instead of a thousand) while a broker sees at most a handful of new connections at
+/// a time, well inside what one broker serves alongside its real clients, and the runtime's
+/// blocking pool is never the limit.
+pub const DEFAULT_CONCURRENCY: NonZeroUsize = NonZeroUsize::new(8).expect("8 is not zero");
+
+impl Cluster {
+    /// Log start and end offsets of any number of partitions, in the order asked: one
+    /// metadata request, then ListOffsets for the earliest and for the latest offsets, in
+    /// calls of 128 partitions batched per leader, in time proportional to the partitions.
+    ///
+    /// A partition the cluster does not have is [`KafkaError::TopicNotFound`] or
+    /// [`KafkaError::PartitionNotFound`] in its own slot; only a failure of the whole
+    /// request (unreachable, timeout) fails the call.
+    pub async fn batch_watermarks(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Result<Watermarks, KafkaError>>, KafkaError> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let asked = partitions.to_vec();
+        self.run(
+            Operation::FetchWatermarks,
+            self.operation_timeout(),
+            self.meta_config(),
+            move |session| {
+                let (low, high) = session.list_offsets_both(&asked)?;
+                Ok(asked
+                    .into_iter()
+                    .zip(low.into_iter().zip(high))
+                    .map(|(tp, (low, high))| {
+                        Ok(Watermarks {
+                            topic: tp.topic,
+                            partition: tp.partition,
+                            low: low?,
+                            high: high?,
+                        })
+                    })
+                    .collect())
+            },
+        )
+        .await
+    }
+
+    /// Log end offsets of any number of partitions, in the order asked, as
+    /// [`Cluster::batch_watermarks`] asks them; per-partition errors as there.
+    pub async fn batch_end_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Result<i64, KafkaError>>, KafkaError> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let asked = partitions.to_vec();
+        self.run(
+            Operation::FetchEndOffsets,
+            self.operation_timeout(),
+            self.meta_config(),
+            move |session| session.list_offsets_each(&asked, Offset::End),
+        )
+        .await
+    }
+
+    /// The state and live members of every asked group, in the order asked, from one
+    /// listing: ListGroups to each broker, then one DescribeGroups per broker for all of
+    /// its groups. Each description is what [`Cluster::group_state`] gives for that group
+    /// (`Dead` for a group the cluster does not know).
+    ///
+    /// rdkafka 0.39 wraps no DescribeConsumerGroups; librdkafka's group listing sends the
+    /// same DescribeGroups request, batched per broker, and decodes it exactly as the
+    /// per-group call does. Clusters that refuse group listing (librdkafka's mock) give
+    /// [`KafkaError::Unsupported`] at once.
+    pub async fn batch_group_states(
+        &self,
+        groups: &[String],
+    ) -> Result<Vec<GroupDescription>, KafkaError> {
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let asked = groups.to_vec();
+        self.run(
+            Operation::DescribeGroups,
+            self.operation_timeout(),
+            self.meta_config(),
+            move |session| session.describe_groups(&asked),
+        )
+        .await
+    }
+
+    /// Each group's committed offsets, as [`Cluster::committed_offsets`] gives them, in the
+    /// order asked, with at most `concurrency` groups in flight.
+    pub async fn batch_committed_offsets(
+        &self,
+        asks: &[GroupPartitions],
+        concurrency: NonZeroUsize,
+    ) -> Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>> {
+        let halt = Arc::new(Halt::default());
+        bounded(asks.to_vec(), concurrency, |ask| {
+            let (cluster, halt) = (self.clone(), Arc::clone(&halt));
+            async move {
+                halt.check(|| Operation::FetchCommittedOffsets {
+                    group: ask.group.clone(),
+                })?;
+                halt.note(cluster.committed_offsets(&ask.group, &ask.partitions).await)
+            }
+        })
+        .await
+    }
+
+    /// Commits each group's offsets as [`Cluster::commit_offsets`] does, with at most
+    /// `concurrency` groups in flight; each group's outcome in the order given. A group
+    /// with live members is refused on its own ([`KafkaError::GroupActive`]).
+    pub async fn batch_commit_offsets(
+        &self,
+        commits: &[GroupCommit],
+        concurrency: NonZeroUsize,
+    ) -> Vec<Result<(), KafkaError>> {
+        let halt = Arc::new(Halt::default());
+        bounded(commits.to_vec(), concurrency, |commit| {
+            let (cluster, halt) = (self.clone(), Arc::clone(&halt));
+            async move {
+                halt.check(|| Operation::CommitOffsets {
+                    group: commit.group.clone(),
+                })?;
+                halt.note(cluster.commit_offsets(&commit.group, &commit.offsets).await)
+            }
+        })
+        .await
+    }
+}
+
+/// Runs `task` for every item with at most `concurrency` running at once, and returns the
+/// answers in the items' order.
+async fn bounded<I, T, F, Fut>(items: Vec<I>, concurrency: NonZeroUsize, task: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let mut answers: Vec<Option<T>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    let mut waiting = items.into_iter().enumerate();
+    let mut running = JoinSet::new();
+    loop {
+        while running.len() < concurrency.get() {
+            let Some((index, item)) = waiting.next() else {
+                break;
+            };
+            let work = task(item);
+            running.spawn(async move { (index, work.await) });
+        }
+        match running.join_next().await {
+            Some(Ok((index, answer))) => answers[index] = Some(answer),
+            // Tasks are never aborted, so a join error is a panic: pass it on.
+            Some(Err(error)) => std::panic::resume_unwind(error.into_panic()),
+            None => break,
+        }
+    }
+    answers
+        .into_iter()
+        .map(|answer| answer.expect("every task answers before the set is empty"))
+        .collect()
+}
+
+/// The first failure of the whole cluster seen by a batch; the items not yet asked get it
+/// without asking.
+#[derive(Default)]
+struct Halt(Mutex<Option<KafkaError>>);
+
+impl Halt {
+    /// `Err` for an item not yet asked once the cluster has failed as a whole.
+    fn check(&self, operation: impl FnOnce() -> Operation) -> Result<(), KafkaError> {
+        let first = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match first.as_ref() {
+            None => Ok(()),
+            Some(first) => Err(not_asked(first, operation())),
+        }
+    }
+
+    /// Passes `answer` through, remembering it if it says the whole cluster failed.
+    fn note<T>(&self, answer: Result<T, KafkaError>) -> Result<T, KafkaError> {
+        if let Err(
+            error @ (KafkaError::Unreachable { .. }
+            | KafkaError::Authentication { .. }
+            | KafkaError::Config { .. }),
+        ) = &answer
+        {
+            let mut first = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            first.get_or_insert_with(|| error.clone());
+        }
+        answer
+    }
+}
+
+/// The error for an item a batch did not ask about because the cluster had failed as a
+/// whole: the same failure, for this item's operation.
+fn not_asked(first: &KafkaError, operation: Operation) -> KafkaError {
+    let cluster = first.cluster();
+    match first {
+        KafkaError::Unreachable { detail, .. } => KafkaError::Unreachable {
+            cluster,
+            operation,
+            detail: detail.clone(),
+        },
+        KafkaError::Authentication { detail, .. } => KafkaError::Authentication {
+            cluster,
+            operation,
+            detail: detail.clone(),
+        },
+        KafkaError::Config { detail, .. } => KafkaError::Config {
+            cluster,
+            operation,
+            detail: detail.clone(),
+        },
+        other => KafkaError::Client {
+            cluster,
+            operation,
+            detail: format!("not asked after an earlier failure: {other}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::kafka::ClusterRole;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bounded_keeps_the_order_and_never_exceeds_the_concurrency() {
+        let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let answers = bounded((0..50).collect(), NonZeroUsize::new(3).expect("3"), |i| {
+            let (now, peak) = (Arc::clone(&now), Arc::clone(&peak));
+            async move {
+                let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(running, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                i * 2
+            }
+        })
+        .await;
+        assert_eq!(answers, (0..50).map(|i| i * 2).collect::<Vec<_>>());
+        let peak = peak.load(Ordering::SeqCst);
+        assert!((1..=3).contains(&peak), "{peak}");
+    }
+
+    #[test]
+    fn after_a_cluster_wide_failure_the_rest_is_not_asked_and_says_why() {
+        let halt = Halt::default();
+        let group = |name: &str| Operation::CommitOffsets {
+            group: name.to_owned(),
+        };
+        let refused: Result<(), KafkaError> = Err(KafkaError::GroupActive {
+            cluster: ClusterRole::Dr,
+            operation: group("a"),
+            group: "a".to_owned(),
+            detail: "live".to_owned(),
+        });
+        assert!(halt.note(refused).is_err());
+        assert_eq!(halt.check(|| group("b")), Ok(()));
+        let down: Result<(), KafkaError> = Err(KafkaError::Unreachable {
+            cluster: ClusterRole::Dr,
+            operation: group("b"),
+            detail: "connection refused".to_owned(),
+        });
+        assert!(halt.note(down).is_err());
+        let skipped = halt.check(|| group("c")).expect_err("halted");
+        assert_eq!(
+            skipped.to_string(),
+            "commit offsets of group c on the dr cluster: cluster unreachable: connection refused"
+        );
+    }
+}

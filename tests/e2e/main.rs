@@ -7,5 +7,6 @@ mod failover;
 mod harness;
 mod lookup;
 mod plan_commands;
+mod rehearse;
 mod runs;
 mod world;

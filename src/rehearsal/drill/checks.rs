@@ -1,0 +1,115 @@
+//! What a drill must show to pass: kdr's runs succeeded, and its own figures match what the
+//! workload really lost and re-read.
+
+use super::measure::Measurement;
+use super::summary::figure;
+use super::{Check, GroupRereads, Scenario};
+use crate::engine::RunReport;
+use crate::journal::Outcome;
+
+/// Every check of a drill, in the order the report shows them.
+pub(super) fn all(
+    scenario: Scenario,
+    run: &RunReport,
+    failback: Option<&RunReport>,
+    measured: &Measurement,
+) -> Vec<Check> {
+    let controlled = scenario == Scenario::Controlled;
+    let mut checks = vec![succeeded("failover succeeded", run), loss_matches(measured)];
+    if controlled {
+        checks.push(nothing_lost(measured));
+    }
+    checks.push(no_restart(&measured.rereads));
+    checks.push(Check {
+        name: "every surviving record was consumed".to_owned(),
+        ok: measured.unseen == 0,
+        detail: format!("{} records on DR that a group never read", measured.unseen),
+    });
+    if controlled {
+        checks.push(estimate_matches(&measured.rereads, failback.is_some()));
+    }
+    if let Some(back) = failback {
+        checks.push(succeeded("failback succeeded", back));
+        checks.push(Check {
+            name: "nothing written on DR was lost on the way back".to_owned(),
+            ok: measured.records_lost_at_failback == Some(0),
+            detail: format!(
+                "{} records written on DR never reached the primary",
+                figure(measured.records_lost_at_failback)
+            ),
+        });
+    }
+    checks
+}
+
+fn succeeded(name: &str, run: &RunReport) -> Check {
+    Check {
+        name: name.to_owned(),
+        ok: run.outcome == Outcome::Succeeded,
+        detail: run.message.clone(),
+    }
+}
+
+fn loss_matches(measured: &Measurement) -> Check {
+    Check {
+        name: "kdr's accepted loss matches what is really missing".to_owned(),
+        ok: measured
+            .loss_per_partition
+            .iter()
+            .all(|p| p.accepted_by_kdr == p.really_missing),
+        detail: format!(
+            "kdr accepted {}, {} records never reached DR",
+            measured.records_accepted_lost, measured.records_really_lost
+        ),
+    }
+}
+
+fn nothing_lost(measured: &Measurement) -> Check {
+    Check {
+        name: "nothing lost".to_owned(),
+        ok: measured.records_really_lost == 0,
+        detail: format!(
+            "{} records written to the primary never reached DR",
+            measured.records_really_lost
+        ),
+    }
+}
+
+fn no_restart(rereads: &[GroupRereads]) -> Check {
+    Check {
+        name: "no group restarted from the beginning".to_owned(),
+        ok: rereads.iter().all(|g| g.restarted_from_beginning == 0),
+        detail: rereads
+            .iter()
+            .map(|g| format!("{}: {}", g.group, g.restarted_from_beginning))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Each group re-read exactly what kdr's translate_offsets said it may, at the failover and,
+/// when there was one, at the failback.
+pub(super) fn estimate_matches(rereads: &[GroupRereads], with_failback: bool) -> Check {
+    let matches = |actual: usize, said: Option<i64>| said == Some(actual as i64);
+    Check {
+        name: "kdr's reprocessing estimate matches what consumers re-read".to_owned(),
+        ok: rereads.iter().all(|g| {
+            matches(g.reread_at_failover, g.kdr_estimate_at_failover)
+                && (!with_failback || matches(g.reread_at_failback, g.kdr_estimate_at_failback))
+        }),
+        detail: rereads
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}: {} re-read at the failover (kdr said {}), {} at the failback (kdr said {})",
+                    g.group,
+                    g.reread_at_failover,
+                    figure(g.kdr_estimate_at_failover),
+                    g.reread_at_failback,
+                    figure(g.kdr_estimate_at_failback)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}

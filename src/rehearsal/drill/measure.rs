@@ -1,0 +1,228 @@
+//! What really happened, counted from the workload's ledger and the clusters' contents, next
+//! to what kdr said in its incident logs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::evidence::Evidence;
+use super::{DrillError, GroupRereads, PartitionLoss};
+use crate::engine::RunReport;
+use crate::plan::Plan;
+use crate::rehearsal::{ConsumedRecord, EmbeddedWorld, Ledger, LedgerReport, Role, seqs_on};
+
+/// The drill's figures, before the checks judge them.
+pub(super) struct Measurement {
+    pub records_written: usize,
+    pub lag_at_declaration: Option<i64>,
+    pub loss_per_partition: Vec<PartitionLoss>,
+    pub records_accepted_lost: i64,
+    pub records_really_lost: usize,
+    /// Records written on DR that never reached the primary; None without a failback.
+    pub records_lost_at_failback: Option<usize>,
+    pub rereads: Vec<GroupRereads>,
+    /// Surviving records (on DR, or never written to the primary) that a group never read.
+    pub unseen: usize,
+}
+
+impl Measurement {
+    /// Counts, once the workload has stopped: `run` is the failover, `failback` the way back
+    /// when it ran.
+    pub(super) async fn take(
+        plan: &Plan,
+        world: &EmbeddedWorld,
+        groups: &[String],
+        ledger: &Ledger,
+        run: &RunReport,
+        failback: Option<&RunReport>,
+    ) -> Result<Self, DrillError> {
+        let on_dr = seqs_on_cluster(
+            &plan.dr.bootstrap_servers,
+            remote_topics(world, Role::Primary),
+        )
+        .await?;
+        let at_failover = Evidence::read(&run.log)?;
+        let at_failback = failback.map(|b| Evidence::read(&b.log)).transpose()?;
+        let missing = missing_on_dr(plan, ledger, &on_dr);
+        let records_lost_at_failback = match failback {
+            Some(_) => Some(lost_on_the_way_back(plan, world, ledger).await?),
+            None => None,
+        };
+        let report = ledger.report(groups, Some(&on_dr));
+        Ok(Measurement {
+            records_written: report.acknowledged,
+            lag_at_declaration: at_failover.lag_at_declaration,
+            loss_per_partition: losses(&at_failover.accepted_loss, &missing),
+            records_accepted_lost: at_failover.accepted_loss.values().sum(),
+            records_really_lost: missing.values().map(|n| *n as usize).sum(),
+            records_lost_at_failback,
+            rereads: rereads(groups, ledger, &report, &at_failover, at_failback.as_ref()),
+            unseen: unseen(groups, ledger, &report, &on_dr, &plan.primary.mm2_alias),
+        })
+    }
+}
+
+/// The names the world's topics have on the other cluster of the flow out of `source`.
+fn remote_topics(world: &EmbeddedWorld, source: Role) -> Vec<String> {
+    let config = world.replicator_config(source);
+    world
+        .spec()
+        .topic_names()
+        .iter()
+        .map(|t| config.remote_topic(t))
+        .collect()
+}
+
+/// The sequence numbers of every record in `topics` on a cluster.
+async fn seqs_on_cluster(
+    bootstrap_servers: &str,
+    topics: Vec<String>,
+) -> Result<BTreeSet<u64>, DrillError> {
+    let bootstrap_servers = bootstrap_servers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        seqs_on(&bootstrap_servers, &topics, Duration::from_secs(10))
+    })
+    .await
+    .map_err(DrillError::world)?
+    .map_err(DrillError::world)
+}
+
+/// Per partition, records the primary acknowledged before the failover that never reached DR.
+fn missing_on_dr(
+    plan: &Plan,
+    ledger: &Ledger,
+    on_dr: &BTreeSet<u64>,
+) -> BTreeMap<(String, i32), i64> {
+    // Only what the primary took before the failover: after the failback it takes writes again.
+    let first_on_dr = ledger
+        .produced
+        .iter()
+        .position(|r| r.cluster == plan.dr.mm2_alias)
+        .unwrap_or(ledger.produced.len());
+    let mut missing: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for r in ledger.produced[..first_on_dr]
+        .iter()
+        .filter(|r| r.cluster == plan.primary.mm2_alias && !on_dr.contains(&r.seq))
+    {
+        *missing.entry((r.topic.clone(), r.partition)).or_default() += 1;
+    }
+    missing
+}
+
+/// What kdr accepted next to what is missing, for every partition where either is known.
+fn losses(
+    accepted: &BTreeMap<(String, i32), i64>,
+    missing: &BTreeMap<(String, i32), i64>,
+) -> Vec<PartitionLoss> {
+    let keys: BTreeSet<&(String, i32)> = missing.keys().chain(accepted.keys()).collect();
+    keys.into_iter()
+        .map(|key| PartitionLoss {
+            topic: key.0.clone(),
+            partition: key.1,
+            accepted_by_kdr: accepted.get(key).copied().unwrap_or(0),
+            really_missing: missing.get(key).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Records written on DR (to its own topics) that never reached the primary.
+async fn lost_on_the_way_back(
+    plan: &Plan,
+    world: &EmbeddedWorld,
+    ledger: &Ledger,
+) -> Result<usize, DrillError> {
+    let on_primary = seqs_on_cluster(
+        &plan.primary.bootstrap_servers,
+        remote_topics(world, Role::Dr),
+    )
+    .await?;
+    Ok(ledger
+        .produced
+        .iter()
+        .filter(|r| r.cluster == plan.dr.mm2_alias && !on_primary.contains(&r.seq))
+        .count())
+}
+
+/// Per group of the plan: what it read again at each move, and what kdr said it would.
+fn rereads(
+    groups: &[String],
+    ledger: &Ledger,
+    report: &LedgerReport,
+    at_failover: &Evidence,
+    at_failback: Option<&Evidence>,
+) -> Vec<GroupRereads> {
+    report
+        .groups
+        .iter()
+        .filter(|g| groups.contains(&g.group))
+        .map(|g| {
+            let (reread_at_failover, reread_at_failback) = rereads_by_boundary(ledger, &g.group);
+            GroupRereads {
+                group: g.group.clone(),
+                reread_at_failover,
+                reread_at_failback,
+                kdr_estimate_at_failover: at_failover.may_reread(&g.group),
+                kdr_estimate_at_failback: at_failback.and_then(|e| e.may_reread(&g.group)),
+                restarted_from_beginning: g.jumped_to_start.len(),
+            }
+        })
+        .collect()
+}
+
+/// Records a group read again after a move that it had read before: at the failover (its second
+/// attachment, on DR) and at the failback (its third, back on the primary).
+fn rereads_by_boundary(ledger: &Ledger, group: &str) -> (usize, usize) {
+    let mut seen: BTreeSet<u64> = BTreeSet::new();
+    let mut at = [0usize; 2];
+    let mut records: Vec<&ConsumedRecord> = ledger
+        .consumed
+        .iter()
+        .filter(|r| r.group == group)
+        .collect();
+    records.sort_by_key(|r| r.session);
+    let mut current = 0;
+    let mut seen_before_session: BTreeSet<u64> = BTreeSet::new();
+    for r in records {
+        if r.session != current {
+            current = r.session;
+            seen_before_session = seen.clone();
+        }
+        let Some(seq) = r.seq else { continue };
+        if seen_before_session.contains(&seq) {
+            match r.session {
+                2 => at[0] += 1,
+                s if s >= 3 => at[1] += 1,
+                _ => {}
+            }
+        }
+        seen.insert(seq);
+    }
+    (at[0], at[1])
+}
+
+/// Records that survived (they are on DR, or the primary never had them) and that some group of
+/// the plan never read.
+fn unseen(
+    groups: &[String],
+    ledger: &Ledger,
+    report: &LedgerReport,
+    on_dr: &BTreeSet<u64>,
+    primary_alias: &str,
+) -> usize {
+    let written_to_primary = |seq: u64| {
+        ledger
+            .produced
+            .iter()
+            .any(|r| r.seq == seq && r.cluster == primary_alias)
+    };
+    report
+        .groups
+        .iter()
+        .filter(|g| groups.contains(&g.group))
+        .map(|g| {
+            g.unseen
+                .iter()
+                .filter(|s| on_dr.contains(s) || !written_to_primary(**s))
+                .count()
+        })
+        .sum()
+}

@@ -5,6 +5,8 @@
 //! both. Without it every test here fails and says so; none is skipped.
 
 mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 mod failover;
 mod faults;

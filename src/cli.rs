@@ -203,8 +203,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub yes: bool,
     /// Who is running this (recorded in the incident log). When not given, asked for at the
-    /// terminal with your login name as the default (a dry run records the login name); required
-    /// with --yes.
+    /// terminal with your login name as the default (a dry run records the login name, --resume
+    /// the log's operator); required with --yes.
     #[arg(long)]
     pub operator: Option<String>,
     /// Why (recorded in the incident log; may not be blank). When not given, asked for at the

@@ -101,8 +101,8 @@ pub struct LagArgs {
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Give up after this long in all (humantime: 30s, 1m).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    pub timeout: std::time::Duration,
+    #[arg(long, default_value_t = crate::lookup::DEFAULT_TIMEOUT.into())]
+    pub timeout: humantime::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,8 +134,8 @@ pub struct TranslateArgs {
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Give up after this long in all (humantime: 30s, 1m).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    pub timeout: std::time::Duration,
+    #[arg(long, default_value_t = crate::lookup::DEFAULT_TIMEOUT.into())]
+    pub timeout: humantime::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -153,8 +153,8 @@ pub struct StatusArgs {
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Give up after this long in all (humantime: 30s, 1m).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-    pub timeout: std::time::Duration,
+    #[arg(long, default_value_t = crate::lookup::DEFAULT_TIMEOUT.into())]
+    pub timeout: humantime::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,13 +202,17 @@ pub struct RunArgs {
     /// Change nothing: print what each step would do and record it in the log.
     #[arg(long)]
     pub dry_run: bool,
-    /// Answer the human gates for the operator; needs --operator and --reason.
+    /// Answer the human gates for the operator. Nobody is asked anything, so --operator and
+    /// --reason are both required: an unattended run names who is answerable for it.
     #[arg(long)]
     pub yes: bool,
-    /// Who is running this (recorded in the incident log). Default: $USER.
+    /// Who is running this (recorded in the incident log). When not given, asked for at the
+    /// terminal with your login name as the default (a dry run records the login name, --resume
+    /// the log's operator); required with --yes.
     #[arg(long)]
     pub operator: Option<String>,
-    /// Why (recorded in the incident log). Asked for at the terminal when not given.
+    /// Why (recorded in the incident log; may not be blank). When not given, asked for at the
+    /// terminal; required with --yes and --force.
     #[arg(long)]
     pub reason: Option<String>,
     /// Continue the run recorded in this incident log after its last finished step.

@@ -48,8 +48,6 @@ pub enum LookupError {
     /// The overall deadline passed.
     #[error("failed to finish within {} (--timeout)", humantime::format_duration(*.0))]
     TimedOut(Duration),
-    #[error("failed to start the async runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// What a look-up works under: the overall deadline, and the one channel to the operator
@@ -85,21 +83,19 @@ impl LookupCtx {
     }
 }
 
-/// Runs one look-up on its own runtime under the overall deadline. The runtime is dropped
-/// without waiting for librdkafka calls that were given up on: they end within their own
-/// bound, and a look-up that has its answer should not wait for them.
-pub fn run_bounded<T, F, Fut>(plan: &Plan, timeout: Duration, work: F) -> Result<T, LookupError>
+/// Runs one look-up on the command's runtime under the overall deadline.
+pub fn run_bounded<T, F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    plan: &Plan,
+    timeout: Duration,
+    work: F,
+) -> Result<T, LookupError>
 where
     F: FnOnce(Clusters, LookupCtx) -> Fut,
     Fut: Future<Output = Result<T, LookupError>>,
 {
     let clusters = Clusters::from_plan(plan).map_err(LookupError::Config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(LookupError::Runtime)?;
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         let started = Instant::now();
         // The work's own deadline comes a little before the hard one, so that what could not
         // be read in time is reported as such, with everything else that was.
@@ -123,9 +119,7 @@ where
             Ok(result) => result,
             Err(_) => Err(LookupError::TimedOut(timeout)),
         }
-    });
-    runtime.shutdown_background();
-    result
+    })
 }
 
 /// Awaits Kafka work, at most until `deadline`, with the error in words.

@@ -398,9 +398,58 @@ mod tests {
 
     #[test]
     fn extreme_offsets_do_not_overflow() {
+        // The differences wrap as Java's `long` does; each call's triggers and state are those
+        // Java computes for the same numbers.
         let mut state = PartitionSyncState::default();
-        let _ = state.update(i64::MIN, i64::MAX, OffsetLagMax::new(i64::MIN));
-        let _ = state.update(i64::MAX, i64::MIN, OffsetLagMax::new(i64::MAX));
-        let _ = state.update(i64::MIN, i64::MAX, OffsetLagMax::DEFAULT);
+        let t = state.update(i64::MIN, i64::MAX, OffsetLagMax::new(i64::MIN));
+        assert_eq!(
+            t,
+            SyncTriggers {
+                first_sync: true,
+                lag_reached: true,
+                upstream_gap: true,
+                downstream_rewind: false,
+            }
+        );
+        assert_eq!(
+            state,
+            PartitionSyncState {
+                previous_upstream: i64::MIN,
+                previous_downstream: i64::MAX,
+                last_sync_downstream: i64::MAX,
+            }
+        );
+        // MIN - (MAX + 1) wraps to 0: not a lag; MAX - MIN wraps to -1: a gap.
+        let t = state.update(i64::MAX, i64::MIN, OffsetLagMax::new(i64::MAX));
+        assert_eq!(
+            t,
+            SyncTriggers {
+                first_sync: false,
+                lag_reached: false,
+                upstream_gap: true,
+                downstream_rewind: true,
+            }
+        );
+        assert_eq!(
+            state,
+            PartitionSyncState {
+                previous_upstream: i64::MAX,
+                previous_downstream: i64::MIN,
+                last_sync_downstream: i64::MIN,
+            }
+        );
+        // MIN - MAX wraps to 1 (no gap) and MAX - (MIN + 1) to -2 (no lag): nothing triggers,
+        // so the last sync stays where it was.
+        let t = state.update(i64::MIN, i64::MAX, OffsetLagMax::DEFAULT);
+        assert_eq!(t, SyncTriggers::default());
+        assert!(!t.any());
+        assert_eq!(
+            state,
+            PartitionSyncState {
+                previous_upstream: i64::MIN,
+                previous_downstream: i64::MAX,
+                last_sync_downstream: i64::MIN,
+            }
+        );
     }
 }

@@ -42,7 +42,8 @@ pub(crate) fn base_config(bootstrap_servers: &str, client_id: &str) -> ClientCon
 
 /// A consumer that never joins a group: partitions are assigned by hand and offsets are
 /// committed explicitly, so that the mock's sticky member state never gets in the way
-/// (BROKERS.md) and a real broker sees an ordinary "simple consumer" group.
+/// (../shared/BROKERS.md, outside this repository) and a real broker sees an ordinary
+/// "simple consumer" group.
 pub(crate) fn assign_only_consumer(
     bootstrap_servers: &str,
     client_id: &str,

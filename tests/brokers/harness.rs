@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kdr::kafka::{ClientProperty, Cluster, ClusterRole, ClusterSpec, KafkaError, Reachability};
 
-pub const KDR: &str = env!("CARGO_BIN_EXE_kdr");
+pub use crate::common::{Run, events, wait_until};
 
 /// The Nisshi release the suite is written against; `scripts/test-brokers` installs it.
 pub const NISSHI_VERSION: &str = "0.8.1";
@@ -459,23 +459,6 @@ impl Pair {
     }
 }
 
-/// What a kdr invocation did.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// Runs the built kdr in `dir` with `args`, killing it (and failing the test) after
 /// [`RUN_BOUND`].
 pub fn kdr(dir: &Path, args: &[&str]) -> Run {
@@ -509,13 +492,7 @@ impl Running {
     pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         Running::spawn(
             "kdr",
-            Command::new(KDR)
-                .args(args)
-                .current_dir(dir)
-                .env("NO_COLOR", "1")
-                .env("COLUMNS", "200")
-                .env_remove("KDR_LOG")
-                .envs(env.iter().copied()),
+            crate::common::kdr_command(dir, args).envs(env.iter().copied()),
         )
     }
 
@@ -587,22 +564,10 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        use std::os::unix::process::ExitStatusExt;
-        Run {
-            code: status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-            stdout: self
-                .out
-                .take()
-                .and_then(|t| t.join().ok())
-                .unwrap_or_default(),
-            stderr: self
-                .err
-                .take()
-                .and_then(|t| t.join().ok())
-                .unwrap_or_default(),
-        }
+        let drained = |t: Option<std::thread::JoinHandle<String>>| {
+            t.and_then(|t| t.join().ok()).unwrap_or_default()
+        };
+        Run::new(status, drained(self.out.take()), drained(self.err.take()))
     }
 }
 
@@ -690,27 +655,6 @@ impl Drop for Silent {
             let _ = thread.join();
         }
     }
-}
-
-/// Polls until `cond` holds, at most `bound`; panics with `what` otherwise.
-pub fn wait_until(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < bound,
-            "timed out after {bound:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Events of an incident log as JSON values.
-pub fn events(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .expect("log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
 }
 
 /// The incident logs under `dir/incidents`, sorted by name (names start with a UTC timestamp).

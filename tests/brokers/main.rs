@@ -6,6 +6,8 @@
 
 mod batch;
 mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 mod failover;
 mod faults;

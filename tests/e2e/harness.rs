@@ -3,32 +3,16 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-pub const KDR: &str = env!("CARGO_BIN_EXE_kdr");
+pub use crate::common::{KDR, Run, events, wait_until};
 
 /// How long any single kdr invocation may take before the test calls it hung.
 pub const RUN_BOUND: Duration = Duration::from_secs(60);
 
 pub struct Scratch {
     pub dir: tempfile::TempDir,
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 impl Scratch {
@@ -66,16 +50,7 @@ impl Scratch {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(KDR);
-        cmd.args(args)
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "200")
-            .env_remove("KDR_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
+        crate::common::kdr_command(self.path(), args)
     }
 
     pub fn kdr(&self, args: &[&str]) -> Run {
@@ -124,26 +99,7 @@ pub fn wait(mut child: Child, bound: Duration) -> Run {
     if let Some(mut s) = child.stderr.take() {
         s.read_to_string(&mut stderr).expect("stderr");
     }
-    use std::os::unix::process::ExitStatusExt;
-    Run {
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout,
-        stderr,
-    }
-}
-
-/// Poll until `cond` holds, at most `bound`; panics with `what` otherwise.
-pub fn wait_until(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < bound,
-            "timed out after {bound:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    Run::new(status, stdout, stderr)
 }
 
 /// Replace what changes from run to run: times, durations, run ids, the scratch path.
@@ -164,15 +120,6 @@ pub fn redact(text: &str, scratch: &Path) -> String {
             .into_owned();
     }
     out
-}
-
-/// Events of a log as JSON values.
-pub fn events(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .expect("log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
 }
 
 /// `(event, step, status)` triples of a log, for asserting its shape.

@@ -2,10 +2,14 @@
 
 mod authority;
 mod bad_plans;
+#[path = "../common/mod.rs"]
+mod common;
 mod compose;
+mod exit_codes;
 mod failover;
 mod harness;
 mod lookup;
+mod operator;
 mod plan_commands;
 mod rehearse;
 mod runs;

@@ -248,7 +248,14 @@ fn run_direction(direction: Direction, args: RunArgs, color: bool) -> u8 {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         spawn_signal_handler(cancel_tx);
         let progress = Progress::new(color, plan.steps(direction).len());
-        engine::run(&plan, &request, Gate::Terminal, progress, cancel_rx).await
+        engine::run(
+            &plan,
+            &request,
+            Gate::Terminal,
+            vec![Box::new(progress)],
+            cancel_rx,
+        )
+        .await
     });
     match result {
         Ok(report) => {

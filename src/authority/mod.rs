@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::journal::{self, JournalError, Recorder};
 use crate::kafka::{Cluster, KafkaError, ReadOptions};
 use crate::plan::{Direction, Role};
 
@@ -179,6 +180,70 @@ pub async fn write(cluster: &Cluster, record: &AuthorityRecord) -> Result<i64, K
     cluster
         .produce_one(TOPIC, record.plan.as_bytes(), &value)
         .await
+}
+
+/// Who takes write authority, and for which run.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub plan: &'a str,
+    pub owner: Role,
+    pub direction: Direction,
+    pub operator: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// The new owner did not take the record: authority did not move.
+    #[error("could not record {owner} as the write authority on {owner}: {source}")]
+    NotRecorded { owner: Role, source: KafkaError },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Record `claim.owner` as the write authority on both clusters, with the epoch after the one
+/// in `current`. The new owner must take the record; the other side is best effort (it may be
+/// down), and what happened there is logged. Returns the new epoch.
+pub async fn move_authority(
+    recorder: &mut Recorder,
+    primary: &Cluster,
+    dr: &Cluster,
+    current: Option<&AuthorityState>,
+    claim: Claim<'_>,
+) -> Result<u64, MoveError> {
+    let epoch = current.map_or(0, |a| a.owner().1);
+    let owner = claim.owner;
+    let record = AuthorityRecord {
+        v: RECORD_VERSION,
+        plan: claim.plan.to_owned(),
+        owner,
+        epoch: epoch + 1,
+        run_id: recorder.journal().run_id().to_owned(),
+        operator: claim.operator.to_owned(),
+        direction: claim.direction,
+        at: journal::now_rfc3339(),
+    };
+    let (owner_cluster, other_cluster, other) = match owner {
+        Role::Primary => (primary, dr, Role::Dr),
+        Role::Dr => (dr, primary, Role::Primary),
+    };
+    if let Err(source) = write(owner_cluster, &record).await {
+        let err = MoveError::NotRecorded { owner, source };
+        recorder.observe("authority_write", err.to_string(), serde_json::Value::Null)?;
+        return Err(err);
+    }
+    let detail = match write(other_cluster, &record).await {
+        Ok(_) => format!("{other} records that {owner} owns writes"),
+        Err(e) => format!(
+            "{other} could not be told ({e}); until it is, it may still claim writes: split brain will be reported"
+        ),
+    };
+    recorder.decide(
+        claim.operator,
+        format!("move write authority to {owner} (epoch {})", record.epoch),
+        detail,
+        &record,
+    )?;
+    Ok(record.epoch)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::{
     EmbeddedWorld, Pause, Replicator, Role as WorldRole, TopicSpec, Workload, WorldSpec, seqs_on,
 };
 use crate::engine::{self, EngineError, RunReport, RunRequest, gate::Gate};
-use crate::journal::{self, EventBody, Outcome};
+use crate::journal::{self, Event, EventBody, EventSink, Outcome};
 use crate::plan::{self, Direction, Plan, PlanError, Selector};
 use crate::report::Progress;
 
@@ -263,10 +263,11 @@ async fn drill(
         .await;
     }
 
-    let mut progress = Progress::new(options.color, plan.steps(Direction::Failover).len());
+    let progress = Progress::new(options.color, plan.steps(Direction::Failover).len());
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(progress)];
     if options.scenario == Scenario::Disaster {
         let world = Arc::clone(world);
-        progress = progress.with_observer(Box::new(move |event| {
+        sinks.push(Box::new(move |event: &Event| {
             // The data centre goes dark right after the declaration.
             if let EventBody::StepFinished { step: 1, .. } = event.body {
                 let _ = world.cluster_down(WorldRole::Primary);
@@ -288,7 +289,7 @@ async fn drill(
         force: false,
         hook_env: vec![("KDR_REHEARSAL_DIR".to_owned(), dir.display().to_string())],
     };
-    let run = engine::run(plan, &request, Gate::Unattended, progress, cancel.clone()).await?;
+    let run = engine::run(plan, &request, Gate::Unattended, sinks, cancel.clone()).await?;
     let forward = replicator.stop();
 
     // The failback half: the primary is back, MirrorMaker 2's flow is turned around, DR takes
@@ -338,7 +339,8 @@ async fn drill(
             log: None,
             ..request.clone()
         };
-        failback = Some(engine::run(plan, &back, Gate::Unattended, progress, cancel).await?);
+        let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(progress)];
+        failback = Some(engine::run(plan, &back, Gate::Unattended, sinks, cancel).await?);
         reverse = Some(flow_back);
     }
 

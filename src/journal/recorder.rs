@@ -51,10 +51,6 @@ impl Recorder {
         &self.journal
     }
 
-    pub fn secrets(&self) -> &Secrets {
-        &self.secrets
-    }
-
     pub fn set_current_step(&mut self, step: Option<(usize, String)>) {
         self.current = step;
     }

@@ -55,10 +55,11 @@ impl Recorder {
         self.current = step;
     }
 
-    /// Free text for the operator, through every sink.
+    /// Free text for the operator, scrubbed of the plan's secrets, through every sink.
     pub fn say(&mut self, text: &str) {
+        let text = self.secrets.redact(text);
         for sink in &mut self.sinks {
-            sink.notice(text);
+            sink.notice(&text);
         }
     }
 
@@ -164,5 +165,71 @@ fn scrub_value(value: &mut serde_json::Value, secrets: &Secrets) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, secrets)),
         serde_json::Value::Object(map) => map.values_mut().for_each(|v| scrub_value(v, secrets)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What a sink got: events, notices and hook lines, in order.
+    #[derive(Clone, Default)]
+    struct Tape(Arc<Mutex<Vec<String>>>);
+
+    impl EventSink for Tape {
+        fn event(&mut self, event: &Event) {
+            let line = serde_json::to_string(&event.body).expect("json");
+            self.0.lock().expect("lock").push(line);
+        }
+
+        fn notice(&mut self, text: &str) {
+            self.0.lock().expect("lock").push(format!("notice {text}"));
+        }
+
+        fn hook_line(&mut self, stream: &str, line: &str) {
+            self.0
+                .lock()
+                .expect("lock")
+                .push(format!("{stream} {line}"));
+        }
+    }
+
+    #[test]
+    fn sinks_see_what_is_logged_scrubbed_of_secrets_and_nothing_is_swallowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run.jsonl");
+        let tape = Tape::default();
+        let mut recorder = Recorder::new(
+            Journal::create(&path, "r1").expect("log"),
+            vec![Box::new(tape.clone())],
+            Secrets::new(vec!["hunter2".to_owned()]),
+        );
+        recorder
+            .observe("probe", "password hunter2 seen", ["hunter2"])
+            .expect("observe");
+        recorder.say("say hunter2");
+        recorder.hook_line("stderr", "echo hunter2");
+        // A map with non-string keys has no JSON form: an error, never an empty payload.
+        let unencodable = BTreeMap::from([((1, 2), 3)]);
+        let err = recorder
+            .decide("kdr", "what", "why", &unencodable)
+            .expect_err("no JSON form");
+        assert!(matches!(err, JournalError::Encode { .. }), "{err}");
+
+        let logged = super::super::read(&path).expect("read").events;
+        assert_eq!(logged.len(), 1, "the failed decision was not written");
+        let seen = tape.0.lock().expect("lock").clone();
+        assert_eq!(
+            seen[0],
+            serde_json::to_string(&logged[0].body).expect("json")
+        );
+        assert!(!seen.iter().any(|l| l.contains("hunter2")), "{seen:?}");
+        assert_eq!(
+            seen[2], "stderr echo ***",
+            "hook lines are scrubbed before any sink"
+        );
     }
 }

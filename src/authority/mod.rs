@@ -306,4 +306,63 @@ mod tests {
         };
         assert_eq!(unreadable.split_brain(), None);
     }
+
+    #[tokio::test]
+    async fn a_move_records_the_next_epoch_on_both_clusters_and_logs_the_decision() {
+        use rdkafka::mocking::MockCluster;
+
+        use crate::kafka::{ClusterRole, ClusterSpec};
+
+        let (primary_mock, dr_mock) = (
+            MockCluster::new(1).expect("mock primary"),
+            MockCluster::new(1).expect("mock dr"),
+        );
+        let bound = std::time::Duration::from_secs(5);
+        let primary = Cluster::new(
+            ClusterSpec::new(ClusterRole::Primary, primary_mock.bootstrap_servers()),
+            bound,
+        )
+        .expect("primary client");
+        let dr = Cluster::new(
+            ClusterSpec::new(ClusterRole::Dr, dr_mock.bootstrap_servers()),
+            bound,
+        )
+        .expect("dr client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("run.jsonl");
+        let mut recorder = Recorder::new(
+            journal::Journal::create(&log, "r2").expect("log"),
+            Vec::new(),
+            crate::plan::Secrets::new(Vec::new()),
+        );
+        let before = AuthorityState {
+            primary: ClusterView::NeverRecorded,
+            dr: ClusterView::Recorded {
+                record: record(Role::Dr, 1),
+            },
+        };
+        let claim = Claim {
+            plan: "p",
+            owner: Role::Primary,
+            direction: Direction::Failback,
+            operator: "alice",
+        };
+        let epoch = move_authority(&mut recorder, &primary, &dr, Some(&before), claim)
+            .await
+            .expect("moved");
+        assert_eq!(epoch, 2);
+        let after = read_both(&primary, &dr, "p").await;
+        assert_eq!(after.owner(), (Role::Primary, 2));
+        assert_eq!(
+            after.primary, after.dr,
+            "both clusters hold the same record"
+        );
+        assert_eq!(after.latest().map(|r| r.run_id.as_str()), Some("r2"));
+        let events = journal::read(&log).expect("read").events;
+        assert!(matches!(
+            &events[..],
+            [journal::Event { body: journal::EventBody::Decision { what, .. }, .. }]
+                if what == "move write authority to primary (epoch 2)"
+        ));
+    }
 }

@@ -342,7 +342,13 @@ fn run_direction(
     };
     let report = Async::start()?.run_cancellable(|cancel| {
         let progress = Progress::new(color, plan.steps(direction).len());
-        engine::run(&plan, &request, Gate::Terminal, progress, cancel)
+        engine::run(
+            &plan,
+            &request,
+            Gate::Terminal,
+            vec![Box::new(progress)],
+            cancel,
+        )
     })?;
     match args.output {
         Output::Table => out.print(&tables::run_table(&report)),

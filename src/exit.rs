@@ -84,7 +84,9 @@ impl ExitStatus for DrillError {
             // A plan the drill cannot rehearse is a plan problem, found before anything ran.
             DrillError::Unsuitable { .. } => USAGE,
             DrillError::Engine(e) => e.exit_code(),
-            DrillError::World(_) => FAILED,
+            // The embedded world failed, the disaster could not be staged, or kdr's own log
+            // could not be read back: the drill failed, nothing was wrong with the plan.
+            DrillError::World(_) | DrillError::Disaster(_) | DrillError::Evidence(_) => FAILED,
         }
     }
 

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::journal::{self, JournalError, Recorder};
 use crate::kafka::{Cluster, KafkaError, ReadOptions};
 use crate::plan::{Direction, Role};
 
@@ -181,6 +182,70 @@ pub async fn write(cluster: &Cluster, record: &AuthorityRecord) -> Result<i64, K
         .await
 }
 
+/// Who takes write authority, and for which run.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub plan: &'a str,
+    pub owner: Role,
+    pub direction: Direction,
+    pub operator: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// The new owner did not take the record: authority did not move.
+    #[error("could not record {owner} as the write authority on {owner}: {source}")]
+    NotRecorded { owner: Role, source: KafkaError },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Record `claim.owner` as the write authority on both clusters, with the epoch after the one
+/// in `current`. The new owner must take the record; the other side is best effort (it may be
+/// down), and what happened there is logged. Returns the new epoch.
+pub async fn move_authority(
+    recorder: &mut Recorder,
+    primary: &Cluster,
+    dr: &Cluster,
+    current: Option<&AuthorityState>,
+    claim: Claim<'_>,
+) -> Result<u64, MoveError> {
+    let epoch = current.map_or(0, |a| a.owner().1);
+    let owner = claim.owner;
+    let record = AuthorityRecord {
+        v: RECORD_VERSION,
+        plan: claim.plan.to_owned(),
+        owner,
+        epoch: epoch + 1,
+        run_id: recorder.journal().run_id().to_owned(),
+        operator: claim.operator.to_owned(),
+        direction: claim.direction,
+        at: journal::now_rfc3339(),
+    };
+    let (owner_cluster, other_cluster, other) = match owner {
+        Role::Primary => (primary, dr, Role::Dr),
+        Role::Dr => (dr, primary, Role::Primary),
+    };
+    if let Err(source) = write(owner_cluster, &record).await {
+        let err = MoveError::NotRecorded { owner, source };
+        recorder.observe("authority_write", err.to_string(), serde_json::Value::Null)?;
+        return Err(err);
+    }
+    let detail = match write(other_cluster, &record).await {
+        Ok(_) => format!("{other} records that {owner} owns writes"),
+        Err(e) => format!(
+            "{other} could not be told ({e}); until it is, it may still claim writes: split brain will be reported"
+        ),
+    };
+    recorder.decide(
+        claim.operator,
+        format!("move write authority to {owner} (epoch {})", record.epoch),
+        detail,
+        &record,
+    )?;
+    Ok(record.epoch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +305,64 @@ mod tests {
             },
         };
         assert_eq!(unreadable.split_brain(), None);
+    }
+
+    #[tokio::test]
+    async fn a_move_records_the_next_epoch_on_both_clusters_and_logs_the_decision() {
+        use rdkafka::mocking::MockCluster;
+
+        use crate::kafka::{ClusterRole, ClusterSpec};
+
+        let (primary_mock, dr_mock) = (
+            MockCluster::new(1).expect("mock primary"),
+            MockCluster::new(1).expect("mock dr"),
+        );
+        let bound = std::time::Duration::from_secs(5);
+        let primary = Cluster::new(
+            ClusterSpec::new(ClusterRole::Primary, primary_mock.bootstrap_servers()),
+            bound,
+        )
+        .expect("primary client");
+        let dr = Cluster::new(
+            ClusterSpec::new(ClusterRole::Dr, dr_mock.bootstrap_servers()),
+            bound,
+        )
+        .expect("dr client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("run.jsonl");
+        let mut recorder = Recorder::new(
+            journal::Journal::create(&log, "r2").expect("log"),
+            Vec::new(),
+            crate::plan::Secrets::new(Vec::new()),
+        );
+        let before = AuthorityState {
+            primary: ClusterView::NeverRecorded,
+            dr: ClusterView::Recorded {
+                record: record(Role::Dr, 1),
+            },
+        };
+        let claim = Claim {
+            plan: "p",
+            owner: Role::Primary,
+            direction: Direction::Failback,
+            operator: "alice",
+        };
+        let epoch = move_authority(&mut recorder, &primary, &dr, Some(&before), claim)
+            .await
+            .expect("moved");
+        assert_eq!(epoch, 2);
+        let after = read_both(&primary, &dr, "p").await;
+        assert_eq!(after.owner(), (Role::Primary, 2));
+        assert_eq!(
+            after.primary, after.dr,
+            "both clusters hold the same record"
+        );
+        assert_eq!(after.latest().map(|r| r.run_id.as_str()), Some("r2"));
+        let events = journal::read(&log).expect("read").events;
+        assert!(matches!(
+            &events[..],
+            [journal::Event { body: journal::EventBody::Decision { what, .. }, .. }]
+                if what == "move write authority to primary (epoch 2)"
+        ));
     }
 }

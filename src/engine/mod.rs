@@ -1,8 +1,12 @@
 //! Ordered execution of a plan's steps: gates, timeouts, cancellation, dry run, resume, lock.
+//!
+//! The engine emits events through the [`Recorder`]; whoever watches a run (the terminal
+//! display, the rehearsal's disaster) subscribes an [`EventSink`]. It never imports the
+//! report's renderers.
 
-pub mod gate;
-pub mod recorder;
 pub mod resume;
+#[cfg(test)]
+mod tests;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,13 +14,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::journal::{self, EventBody, Journal, JournalError, Outcome, StepStatus, lock};
-use crate::plan::{Direction, Plan, Role};
-use crate::report::Progress;
-use crate::steps::{self, StepCtx, StepDone, StepError};
-use gate::Gate;
-use recorder::Recorder;
-use resume::ResumeError;
+use crate::authority::{self, AuthorityState, Claim, MoveError};
+use crate::journal::{
+    self, EventBody, EventSink, Journal, JournalError, Outcome, Recorder, StepStatus, lock,
+};
+pub use crate::journal::{RunReport, StepReport};
+use crate::plan::{Direction, Plan, Role, Step};
+use crate::replication::Clusters;
+/// The human gates live with the steps that ask them; re-exported for the engine's callers.
+pub use crate::steps::gate;
+use crate::steps::{self, RunState, StepCtx, StepDone, StepError};
+use gate::{Answer, Gate};
+use resume::{InterruptedStep, ResumeError, ResumePoint};
 
 /// How long past its deadline a step may take to wind down (kill a hook, record its end)
 /// before the engine stops waiting for it.
@@ -66,40 +75,61 @@ pub enum EngineError {
     Config(String),
 }
 
-/// One step's result, for the summary.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StepReport {
-    pub step: usize,
-    pub kind: String,
-    pub status: StepStatus,
-    pub duration_ms: u64,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunReport {
-    pub run_id: String,
-    pub plan: String,
-    pub direction: Direction,
-    pub outcome: Outcome,
-    pub dry_run: bool,
-    pub log: PathBuf,
-    pub duration_ms: u64,
-    pub steps: Vec<StepReport>,
-    pub message: String,
-}
-
-/// Run a direction of a plan. `gate` answers the human gates; `cancel` turns true on Ctrl-C.
+/// Run a direction of a plan. `gate` answers the human gates; `sinks` see every event as it is
+/// logged; `cancel` turns true on Ctrl-C.
 pub async fn run(
     plan: &Plan,
     request: &RunRequest,
-    mut gate: Gate,
-    progress: Progress,
+    gate: Gate,
+    sinks: Vec<Box<dyn EventSink>>,
     cancel: watch::Receiver<bool>,
 ) -> Result<RunReport, EngineError> {
-    let direction = request.direction;
-    let steps_of_direction = plan.steps(direction);
+    let gate = preflight(request, gate)?;
+    // Read the old log first, so a bad --resume fails before anything is locked.
+    let resume_point = read_resume(plan, request, &gate)?;
+    // Clients are only made (not connected) here, so bad client settings fail before anything
+    // is locked or logged. A plan of only exec/pause steps never makes one.
+    let clusters = if plan.needs_clusters(request.direction) {
+        Some(Clusters::from_plan(plan).map_err(|e| EngineError::Config(e.to_string()))?)
+    } else {
+        None
+    };
+    let mut run = Run::open(
+        plan,
+        request,
+        gate,
+        sinks,
+        clusters,
+        resume_point.as_ref(),
+        cancel,
+    )
+    .await?;
+    let first_step = match &resume_point {
+        Some((_, point)) => match run.resume(point).await? {
+            Resumed::At(step) => step,
+            Resumed::Undecided(message) => {
+                return run.finish(Vec::new(), Outcome::Aborted, message);
+            }
+        },
+        None => 1,
+    };
+    if let Some(refusal) = run.check_authority().await? {
+        return run.finish(Vec::new(), Outcome::Failed, refusal);
+    }
+    let mut end = run.run_steps(first_step).await?;
+    run.return_authority(&mut end).await?;
+    if end.message.is_empty() {
+        let done = end.reports.len();
+        end.message = match end.outcome {
+            Outcome::DryRun => format!("dry run: {done} steps would run; nothing was changed"),
+            _ => format!("{done} steps done"),
+        };
+    }
+    run.finish(end.reports, end.outcome, end.message)
+}
 
+/// Check the request before anything is read, locked or logged; returns who answers the gates.
+fn preflight(request: &RunRequest, gate: Gate) -> Result<Gate, EngineError> {
     if request.yes && (request.operator.is_none() || request.reason.is_none()) {
         return Err(EngineError::Usage(
             "--yes answers the human gates for the operator, so it needs --operator NAME and --reason TEXT to record who and why".to_owned(),
@@ -119,327 +149,343 @@ pub async fn run(
             "--force needs --reason: say why authority is overridden".to_owned(),
         ));
     }
-    if request.yes {
-        gate = Gate::Unattended;
-    }
+    Ok(if request.yes { Gate::Unattended } else { gate })
+}
 
-    // Resume: read the old log first, so a bad --resume fails before anything is locked.
-    let resume_point = match &request.resume {
-        Some(log) => {
-            let contents = journal::read(log)?;
-            let point =
-                resume::resume_point(&contents.events, plan, direction).map_err(|source| {
-                    EngineError::Resume {
-                        log: log.clone(),
-                        source,
-                    }
-                })?;
-            if let Some(i) = &point.interrupted
-                && !i.idempotent
-                && request.interrupted_step.is_none()
-                && (gate.unattended() || !std::io::stdin().is_terminal())
-            {
-                return Err(EngineError::Usage(format!(
-                    "step {} ({}) was interrupted and may have run; it is not idempotent, so kdr will not decide alone: pass --interrupted-step rerun or --interrupted-step skip (--yes does not answer this)",
-                    i.index, i.kind
-                )));
+/// Where `--resume` picks up, read from its log; `None` for a new run.
+fn read_resume(
+    plan: &Plan,
+    request: &RunRequest,
+    gate: &Gate,
+) -> Result<Option<(PathBuf, ResumePoint)>, EngineError> {
+    let Some(log) = &request.resume else {
+        return Ok(None);
+    };
+    let contents = journal::read(log)?;
+    let point =
+        resume::resume_point(&contents.events, plan, request.direction).map_err(|source| {
+            EngineError::Resume {
+                log: log.clone(),
+                source,
             }
-            Some((log.clone(), point))
-        }
-        None => None,
-    };
+        })?;
+    if let Some(i) = &point.interrupted
+        && !i.idempotent
+        && request.interrupted_step.is_none()
+        && (gate.unattended() || !std::io::stdin().is_terminal())
+    {
+        return Err(EngineError::Usage(format!(
+            "step {} ({}) was interrupted and may have run; it is not idempotent, so kdr will not decide alone: pass --interrupted-step rerun or --interrupted-step skip (--yes does not answer this)",
+            i.index, i.kind
+        )));
+    }
+    Ok(Some((log.clone(), point)))
+}
 
-    // Clients are only made (not connected) here, so bad client settings fail before anything
-    // is locked or logged. A plan of only exec/pause steps never makes one.
-    let clusters = if plan.needs_clusters(direction) {
-        Some(
-            crate::replication::Clusters::from_plan(plan)
-                .map_err(|e| EngineError::Config(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    let mut state = steps::RunState::default();
+/// How a resumed run goes on.
+enum Resumed {
+    /// At this step.
+    At(usize),
+    /// Nobody said whether to run an interrupted step again: the run stops, with this message.
+    Undecided(String),
+}
 
-    let operator = request
-        .operator
-        .clone()
-        .or_else(|| resume_point.as_ref().map(|(_, p)| p.operator.clone()))
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".to_owned());
-    let mut reason = request
-        .reason
-        .clone()
-        .or_else(|| resume_point.as_ref().map(|(_, p)| p.reason.clone()))
-        .unwrap_or_default();
+/// How the steps ended.
+struct StepsEnd {
+    reports: Vec<StepReport>,
+    outcome: Outcome,
+    /// Empty when the run went through.
+    message: String,
+}
 
-    let started_at = SystemTime::now();
-    let (run_id, log_path) = match &resume_point {
-        Some((log, point)) => (point.run_id.clone(), log.clone()),
-        None => {
-            let run_id = new_run_id(started_at);
-            let log = request.log.clone().unwrap_or_else(|| {
-                default_log_path(&plan.incident_log_dir, &plan.name, direction, &run_id)
-            });
-            (run_id, log)
-        }
-    };
+/// A run in progress: what every phase of it works with.
+struct Run<'a> {
+    plan: &'a Plan,
+    request: &'a RunRequest,
+    direction: Direction,
+    run_id: String,
+    operator: String,
+    reason: String,
+    gate: Gate,
+    recorder: Recorder,
+    clusters: Option<Clusters>,
+    state: RunState,
+    cancel: watch::Receiver<bool>,
+    clock: Instant,
+    /// Held until the run's end is logged; `None` for a dry run.
+    lock: Option<lock::RunLock>,
+}
 
-    // One run of a plan at a time. A dry run changes nothing and takes no lock.
-    let lock = if request.dry_run {
-        None
-    } else {
-        Some(lock::acquire(
-            &plan.incident_log_dir,
-            &plan.name,
-            lock::LockHolder {
-                pid: std::process::id(),
-                pid_start: lock::process_start(std::process::id()),
-                host: lock::hostname(),
-                run_id: run_id.clone(),
-                operator: operator.clone(),
-                direction: direction.to_string(),
-                since: journal::now_rfc3339(),
-            },
-        )?)
-    };
-
-    if reason.is_empty() && !request.dry_run && !gate.unattended() {
-        let mut c = cancel.clone();
-        if let gate::Answer::Text(t) = gate
-            .ask(
-                "Reason for this run (recorded in the incident log): ",
-                Duration::from_secs(3600),
-                &mut c,
-            )
-            .await
-        {
-            reason = t;
-        }
+impl<'a> Run<'a> {
+    /// Name the run, take the lock, open the log and record the start.
+    async fn open(
+        plan: &'a Plan,
+        request: &'a RunRequest,
+        mut gate: Gate,
+        sinks: Vec<Box<dyn EventSink>>,
+        clusters: Option<Clusters>,
+        resume_point: Option<&(PathBuf, ResumePoint)>,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<Run<'a>, EngineError> {
+        let direction = request.direction;
+        let point = resume_point.map(|(_, p)| p);
+        let operator = request
+            .operator
+            .clone()
+            .or_else(|| point.map(|p| p.operator.clone()))
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let reason = request
+            .reason
+            .clone()
+            .or_else(|| point.map(|p| p.reason.clone()))
+            .unwrap_or_default();
+        let (run_id, log_path) = match resume_point {
+            Some((log, point)) => (point.run_id.clone(), log.clone()),
+            None => {
+                let run_id = new_run_id(SystemTime::now());
+                let log = request.log.clone().unwrap_or_else(|| {
+                    default_log_path(&plan.incident_log_dir, &plan.name, direction, &run_id)
+                });
+                (run_id, log)
+            }
+        };
+        // One run of a plan at a time. A dry run changes nothing and takes no lock.
+        let lock = if request.dry_run {
+            None
+        } else {
+            Some(take_lock(plan, direction, &run_id, &operator)?)
+        };
+        let reason = if reason.is_empty() && !request.dry_run && !gate.unattended() {
+            ask_reason(&mut gate, cancel.clone())
+                .await
+                .unwrap_or(reason)
+        } else {
+            reason
+        };
+        let journal = match point {
+            Some(point) => Journal::reopen(&log_path, &run_id, point.last_seq)?,
+            None => Journal::create(&log_path, &run_id)?,
+        };
+        let mut run = Run {
+            plan,
+            request,
+            direction,
+            run_id,
+            operator,
+            reason,
+            gate,
+            recorder: Recorder::new(journal, sinks, plan.secrets.clone()),
+            clusters,
+            state: RunState::default(),
+            cancel,
+            clock: Instant::now(),
+            lock,
+        };
+        run.record_start(point.is_some())?;
+        Ok(run)
     }
 
-    let journal = match &resume_point {
-        Some((log, point)) => Journal::reopen(log, &run_id, point.last_seq)?,
-        None => Journal::create(&log_path, &run_id)?,
-    };
-    let mut recorder = Recorder::new(journal, progress, plan.secrets.clone());
-    let clock = Instant::now();
-    recorder.record(EventBody::RunStarted {
-        plan: plan.name.clone(),
-        fingerprint: plan.fingerprint.clone(),
-        plan_file: plan.path.display().to_string(),
-        direction,
-        operator: operator.clone(),
-        reason: reason.clone(),
-        dry_run: request.dry_run,
-        resumed: resume_point.is_some(),
-        kdr_version: env!("CARGO_PKG_VERSION").to_owned(),
-        host: lock::hostname(),
-        pid: std::process::id(),
-    })?;
-    recorder
-        .progress()
-        .say(&format!("    incident log: {}", log_path.display()));
-    if let Some(replaced) = lock.as_ref().and_then(|l| l.replaced.clone()) {
-        recorder.decide(
-            "kdr",
-            "took over a stale run lock",
-            format!(
-                "its holder, pid {} on {} (run {}), is no longer running",
-                replaced.pid, replaced.host, replaced.run_id
-            ),
-            serde_json::to_value(&replaced).unwrap_or_default(),
-        )?;
+    fn record_start(&mut self, resumed: bool) -> Result<(), EngineError> {
+        self.recorder.record(EventBody::RunStarted {
+            plan: self.plan.name.clone(),
+            fingerprint: self.plan.fingerprint.clone(),
+            plan_file: self.plan.path.display().to_string(),
+            direction: self.direction,
+            operator: self.operator.clone(),
+            reason: self.reason.clone(),
+            dry_run: self.request.dry_run,
+            resumed,
+            kdr_version: env!("CARGO_PKG_VERSION").to_owned(),
+            host: lock::hostname(),
+            pid: std::process::id(),
+        })?;
+        let log = self.recorder.journal().path().display().to_string();
+        self.recorder.say(&format!("    incident log: {log}"));
+        if let Some(replaced) = self.lock.as_ref().and_then(|l| l.replaced.clone()) {
+            self.recorder.decide(
+                "kdr",
+                "took over a stale run lock",
+                format!(
+                    "its holder, pid {} on {} (run {}), is no longer running",
+                    replaced.pid, replaced.host, replaced.run_id
+                ),
+                &replaced,
+            )?;
+        }
+        Ok(())
     }
 
-    let mut first_step = 1;
-    if let Some((_, point)) = &resume_point {
-        first_step = point.next_step;
-        recorder.decide(
-            &operator,
+    /// Record where the resumed run goes on, settling a step the earlier run was cut off in.
+    async fn resume(&mut self, point: &ResumePoint) -> Result<Resumed, EngineError> {
+        self.recorder.decide(
+            &self.operator,
             format!("resume at step {}", point.next_step),
             "steps before it finished in the logged run",
             serde_json::json!({ "next_step": point.next_step }),
         )?;
-        if let Some(i) = &point.interrupted {
-            let choice = if i.idempotent {
-                InterruptedChoice::Rerun
-            } else if let Some(choice) = request.interrupted_step {
-                choice
-            } else {
-                let prompt = format!(
-                    "Step {} ({}) was interrupted and may already have run. Run it again? Type `rerun` or `skip`: ",
-                    i.index, i.kind
-                );
-                let mut c = cancel.clone();
-                match gate.ask(&prompt, Duration::from_secs(3600), &mut c).await {
-                    gate::Answer::Text(t) if t == "rerun" => InterruptedChoice::Rerun,
-                    gate::Answer::Text(t) if t == "skip" => InterruptedChoice::Skip,
-                    _ => {
-                        let message = format!(
-                            "step {} was interrupted and the operator did not say whether to run it again",
-                            i.index
-                        );
-                        return finish(
-                            recorder,
-                            plan,
-                            direction,
-                            request,
-                            clock,
-                            Vec::new(),
-                            Outcome::Aborted,
-                            message,
-                            lock,
-                        );
-                    }
+        let Some(i) = &point.interrupted else {
+            return Ok(Resumed::At(point.next_step));
+        };
+        let (choice, why) = if i.idempotent {
+            (InterruptedChoice::Rerun, "the step is idempotent")
+        } else if let Some(choice) = self.request.interrupted_step {
+            (choice, "--interrupted-step")
+        } else {
+            match self.ask_interrupted(i).await {
+                Some(choice) => (choice, "the operator answered at the prompt"),
+                None => {
+                    return Ok(Resumed::Undecided(format!(
+                        "step {} was interrupted and the operator did not say whether to run it again",
+                        i.index
+                    )));
                 }
-            };
-            let why = if i.idempotent {
-                "the step is idempotent".to_owned()
-            } else if request.interrupted_step.is_some() {
-                "--interrupted-step".to_owned()
-            } else {
-                "the operator answered at the prompt".to_owned()
-            };
-            match choice {
-                InterruptedChoice::Rerun => {
-                    recorder.decide(
-                        &operator,
-                        format!("run interrupted step {} ({}) again", i.index, i.kind),
-                        why,
-                        serde_json::Value::Null,
-                    )?;
-                }
-                InterruptedChoice::Skip => {
-                    recorder.decide(
-                        &operator,
-                        format!("skip interrupted step {} ({})", i.index, i.kind),
-                        why,
-                        serde_json::Value::Null,
-                    )?;
-                    recorder.record(EventBody::StepFinished {
-                        step: i.index,
-                        kind: i.kind.clone(),
-                        status: StepStatus::Skipped,
-                        duration_ms: 0,
-                        message: "interrupted earlier; skipped on resume by the operator"
-                            .to_owned(),
-                    })?;
-                    first_step = i.index + 1;
-                }
-            }
-        }
-    }
-
-    if let Some(clusters) = &clusters {
-        let authority =
-            crate::authority::read_both(&clusters.primary, &clusters.dr, &plan.name).await;
-        recorder.observe(
-            "authority",
-            authority.summary(),
-            serde_json::to_value(&authority).unwrap_or_default(),
-        )?;
-        if let Some(alarm) = authority.split_brain() {
-            recorder.progress().say(&format!("\n  !!! {alarm}\n"));
-            recorder.observe(
-                "split_brain",
-                alarm,
-                serde_json::to_value(&authority).unwrap_or_default(),
-            )?;
-        }
-        let (owner, epoch) = authority.owner();
-        let expected = plan.source_target(direction).0.role;
-        // A resumed run may already have moved authority itself.
-        let moved_by_this_run = authority.latest().is_some_and(|r| r.run_id == run_id);
-        if owner != expected && !moved_by_this_run {
-            let what = format!(
-                "write authority is already on {owner} (epoch {epoch}): a {direction} moves it away from {expected}"
-            );
-            if request.force {
-                recorder.decide(
-                    &operator,
-                    format!("force the {direction} although {what}"),
-                    reason.clone(),
-                    serde_json::to_value(&authority).unwrap_or_default(),
-                )?;
-            } else {
-                recorder.decide(
-                    "kdr",
-                    format!("refuse to start the {direction}"),
-                    what.clone(),
-                    serde_json::to_value(&authority).unwrap_or_default(),
-                )?;
-                let message = format!(
-                    "refused: {what}; if that is really intended, run again with --force --reason TEXT"
-                );
-                return finish(
-                    recorder,
-                    plan,
-                    direction,
-                    request,
-                    clock,
-                    Vec::new(),
-                    Outcome::Failed,
-                    message,
-                    lock,
-                );
-            }
-        }
-        state.authority = Some(authority);
-    }
-
-    let mut reports = Vec::new();
-    let mut outcome = if request.dry_run {
-        Outcome::DryRun
-    } else {
-        Outcome::Succeeded
-    };
-    let mut message = String::new();
-    for step in steps_of_direction.iter().filter(|s| s.index >= first_step) {
-        if *cancel.borrow() {
-            outcome = Outcome::Interrupted;
-            message = format!("interrupted before step {}", step.index);
-            break;
-        }
-        let kind = step.kind.name().to_owned();
-        recorder.record(EventBody::StepStarted {
-            step: step.index,
-            kind: kind.clone(),
-            summary: steps::summary(plan, direction, step),
-        })?;
-        recorder.set_current_step(Some((step.index, kind.clone())));
-        let step_clock = Instant::now();
-        let deadline = tokio::time::Instant::now() + step.timeout();
-        let result = {
-            let mut ctx = StepCtx {
-                plan,
-                direction,
-                run_id: &run_id,
-                step,
-                dry_run: request.dry_run,
-                operator: &operator,
-                reason: &reason,
-                gate: &mut gate,
-                recorder: &mut recorder,
-                cancel: cancel.clone(),
-                clusters: clusters.as_ref(),
-                state: &mut state,
-                deadline,
-                hook_env: &request.hook_env,
-            };
-            // Steps keep their own deadline; this is the net under it, should a step not.
-            let net = deadline + STEP_OVERRUN_GRACE;
-            match tokio::time::timeout_at(net, steps::run(&mut ctx)).await {
-                Ok(result) => result,
-                Err(_) => Err(StepError::Failed(format!(
-                    "the step did not finish within its timeout of {}",
-                    humantime::format_duration(step.timeout())
-                ))),
             }
         };
-        recorder.set_current_step(None);
+        let what = match choice {
+            InterruptedChoice::Rerun => {
+                format!("run interrupted step {} ({}) again", i.index, i.kind)
+            }
+            InterruptedChoice::Skip => format!("skip interrupted step {} ({})", i.index, i.kind),
+        };
+        self.recorder
+            .decide(&self.operator, what, why, serde_json::Value::Null)?;
+        if choice == InterruptedChoice::Rerun {
+            return Ok(Resumed::At(point.next_step));
+        }
+        self.recorder.record(EventBody::StepFinished {
+            step: i.index,
+            kind: i.kind.clone(),
+            status: StepStatus::Skipped,
+            duration_ms: 0,
+            message: "interrupted earlier; skipped on resume by the operator".to_owned(),
+        })?;
+        Ok(Resumed::At(i.index + 1))
+    }
+
+    async fn ask_interrupted(&mut self, i: &InterruptedStep) -> Option<InterruptedChoice> {
+        let prompt = format!(
+            "Step {} ({}) was interrupted and may already have run. Run it again? Type `rerun` or `skip`: ",
+            i.index, i.kind
+        );
+        let mut cancel = self.cancel.clone();
+        match self
+            .gate
+            .ask(&prompt, Duration::from_secs(3600), &mut cancel)
+            .await
+        {
+            Answer::Text(t) if t == "rerun" => Some(InterruptedChoice::Rerun),
+            Answer::Text(t) if t == "skip" => Some(InterruptedChoice::Skip),
+            _ => None,
+        }
+    }
+
+    /// Read who owns writes and refuse a run that would move authority from where it is not,
+    /// unless forced. Returns the refusal, if any. A run without clusters has nothing to check.
+    async fn check_authority(&mut self) -> Result<Option<String>, EngineError> {
+        let Some(clusters) = &self.clusters else {
+            return Ok(None);
+        };
+        let authority =
+            authority::read_both(&clusters.primary, &clusters.dr, &self.plan.name).await;
+        self.recorder
+            .observe("authority", authority.summary(), &authority)?;
+        if let Some(alarm) = authority.split_brain() {
+            self.recorder.say(&format!("\n  !!! {alarm}\n"));
+            self.recorder.observe("split_brain", alarm, &authority)?;
+        }
+        let refusal = self.judge_authority(&authority)?;
+        self.state.authority = Some(authority);
+        Ok(refusal)
+    }
+
+    fn judge_authority(
+        &mut self,
+        authority: &AuthorityState,
+    ) -> Result<Option<String>, EngineError> {
+        let direction = self.direction;
+        let (owner, epoch) = authority.owner();
+        let expected = self.plan.source_target(direction).0.role;
+        // A resumed run may already have moved authority itself.
+        let moved_by_this_run = authority.latest().is_some_and(|r| r.run_id == self.run_id);
+        if owner == expected || moved_by_this_run {
+            return Ok(None);
+        }
+        let what = format!(
+            "write authority is already on {owner} (epoch {epoch}): a {direction} moves it away from {expected}"
+        );
+        if self.request.force {
+            self.recorder.decide(
+                &self.operator,
+                format!("force the {direction} although {what}"),
+                self.reason.clone(),
+                authority,
+            )?;
+            return Ok(None);
+        }
+        self.recorder.decide(
+            "kdr",
+            format!("refuse to start the {direction}"),
+            what.clone(),
+            authority,
+        )?;
+        Ok(Some(format!(
+            "refused: {what}; if that is really intended, run again with --force --reason TEXT"
+        )))
+    }
+
+    /// Run the steps from `first_step` on, in order, until one stops the run.
+    async fn run_steps(&mut self, first_step: usize) -> Result<StepsEnd, EngineError> {
+        let plan = self.plan;
+        let mut end = StepsEnd {
+            reports: Vec::new(),
+            outcome: if self.request.dry_run {
+                Outcome::DryRun
+            } else {
+                Outcome::Succeeded
+            },
+            message: String::new(),
+        };
+        for step in plan
+            .steps(self.direction)
+            .iter()
+            .filter(|s| s.index >= first_step)
+        {
+            if *self.cancel.borrow() {
+                end.outcome = Outcome::Interrupted;
+                end.message = format!("interrupted before step {}", step.index);
+                break;
+            }
+            let (report, stop) = self.run_step(step).await?;
+            end.reports.push(report);
+            if let Some((outcome, message)) = stop {
+                end.outcome = outcome;
+                end.message = message;
+                break;
+            }
+        }
+        Ok(end)
+    }
+
+    /// Run one step under its deadline and log its start and end. Returns its report, and the
+    /// run's outcome and message when the step stops the run.
+    async fn run_step(
+        &mut self,
+        step: &Step,
+    ) -> Result<(StepReport, Option<(Outcome, String)>), EngineError> {
+        let kind = step.kind.name().to_owned();
+        self.recorder.record(EventBody::StepStarted {
+            step: step.index,
+            kind: kind.clone(),
+            summary: steps::summary(self.plan, self.direction, step),
+        })?;
+        self.recorder
+            .set_current_step(Some((step.index, kind.clone())));
+        let step_clock = Instant::now();
+        let result = self.run_step_bounded(step).await;
+        self.recorder.set_current_step(None);
         let duration_ms = step_clock.elapsed().as_millis() as u64;
-        let (status, step_message, stop) = match result {
+        let (status, message, stop) = match result {
             Ok(StepDone::Ok(m)) => (StepStatus::Ok, m, None),
             Ok(StepDone::Skipped(m)) => (StepStatus::Skipped, m, None),
             Ok(StepDone::DryRun(m)) => (StepStatus::DryRun, m, None),
@@ -448,155 +494,163 @@ pub async fn run(
             Err(StepError::Interrupted(m)) => (StepStatus::Failed, m, Some(Outcome::Interrupted)),
             Err(StepError::Journal(e)) => return Err(e.into()),
         };
-        recorder.record(EventBody::StepFinished {
+        self.recorder.record(EventBody::StepFinished {
             step: step.index,
             kind: kind.clone(),
             status,
             duration_ms,
-            message: step_message.clone(),
+            message: message.clone(),
         })?;
-        reports.push(StepReport {
+        let stop = stop.map(|outcome| (outcome, self.stop_message(outcome, step, &message)));
+        let report = StepReport {
             step: step.index,
-            kind: kind.clone(),
+            kind,
             status,
             duration_ms,
-            message: step_message.clone(),
-        });
-        if let Some(stop) = stop {
-            outcome = stop;
-            message = match stop {
-                Outcome::Interrupted => format!("interrupted during step {} ({kind})", step.index),
-                Outcome::Aborted => {
-                    format!("aborted at step {} ({kind}): {step_message}", step.index)
-                }
-                _ => format!(
-                    "step {} ({kind}) failed: {step_message}; fix the cause, then continue with `kdr {direction} --plan {} --resume {}`",
-                    step.index,
-                    plan.path.display(),
-                    log_path.display()
-                ),
-            };
-            break;
+            message,
+        };
+        Ok((report, stop))
+    }
+
+    async fn run_step_bounded(&mut self, step: &Step) -> steps::StepResult {
+        let deadline = tokio::time::Instant::now() + step.timeout();
+        let mut ctx = StepCtx {
+            plan: self.plan,
+            direction: self.direction,
+            run_id: &self.run_id,
+            step,
+            dry_run: self.request.dry_run,
+            operator: &self.operator,
+            reason: &self.reason,
+            gate: &mut self.gate,
+            recorder: &mut self.recorder,
+            cancel: self.cancel.clone(),
+            clusters: self.clusters.as_ref(),
+            state: &mut self.state,
+            deadline,
+            hook_env: &self.request.hook_env,
+        };
+        // Steps keep their own deadline; this is the net under it, should a step not.
+        let net = deadline + STEP_OVERRUN_GRACE;
+        match tokio::time::timeout_at(net, steps::run(&mut ctx)).await {
+            Ok(result) => result,
+            Err(_) => Err(StepError::Failed(format!(
+                "the step did not finish within its timeout of {}",
+                humantime::format_duration(step.timeout())
+            ))),
         }
     }
-    if direction == Direction::Failback
-        && outcome == Outcome::Succeeded
-        && let Some(clusters) = &clusters
-        && let Err(why) = move_authority(
-            &mut recorder,
-            plan,
-            clusters,
-            &state,
-            Role::Primary,
-            direction,
-            &operator,
-        )
-        .await?
-    {
-        outcome = Outcome::Failed;
-        message = format!(
-            "the failback's steps succeeded, but write authority could not be moved back: {why}"
-        );
+
+    fn stop_message(&self, outcome: Outcome, step: &Step, message: &str) -> String {
+        let kind = step.kind.name();
+        match outcome {
+            Outcome::Interrupted => format!("interrupted during step {} ({kind})", step.index),
+            Outcome::Aborted => format!("aborted at step {} ({kind}): {message}", step.index),
+            _ => format!(
+                "step {} ({kind}) failed: {message}; fix the cause, then continue with `kdr {} --plan {} --resume {}`",
+                step.index,
+                self.direction,
+                self.plan.path.display(),
+                self.recorder.journal().path().display()
+            ),
+        }
     }
-    if message.is_empty() {
-        let done = reports.len();
-        message = match outcome {
-            Outcome::DryRun => format!("dry run: {done} steps would run; nothing was changed"),
-            _ => format!("{done} steps done"),
+
+    /// A failback whose steps all succeeded hands write authority back to the primary.
+    async fn return_authority(&mut self, end: &mut StepsEnd) -> Result<(), EngineError> {
+        let Some(clusters) = &self.clusters else {
+            return Ok(());
         };
+        if self.direction != Direction::Failback || end.outcome != Outcome::Succeeded {
+            return Ok(());
+        }
+        let claim = Claim {
+            plan: &self.plan.name,
+            owner: Role::Primary,
+            direction: self.direction,
+            operator: &self.operator,
+        };
+        let current = self.state.authority.as_ref();
+        match authority::move_authority(
+            &mut self.recorder,
+            &clusters.primary,
+            &clusters.dr,
+            current,
+            claim,
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(MoveError::NotRecorded { source, .. }) => {
+                end.outcome = Outcome::Failed;
+                end.message = format!(
+                    "the failback's steps succeeded, but write authority could not be moved back: {source}"
+                );
+                Ok(())
+            }
+            Err(MoveError::Journal(e)) => Err(e.into()),
+        }
     }
-    finish(
-        recorder, plan, direction, request, clock, reports, outcome, message, lock,
-    )
+
+    /// Log the run's end, release the lock, and sum the run up.
+    fn finish(
+        mut self,
+        steps: Vec<StepReport>,
+        outcome: Outcome,
+        message: String,
+    ) -> Result<RunReport, EngineError> {
+        let duration_ms = self.clock.elapsed().as_millis() as u64;
+        self.recorder.record(EventBody::RunFinished {
+            outcome,
+            duration_ms,
+            message: message.clone(),
+        })?;
+        drop(self.lock.take());
+        Ok(RunReport {
+            run_id: self.run_id,
+            plan: self.plan.name.clone(),
+            direction: self.direction,
+            outcome,
+            dry_run: self.request.dry_run,
+            log: self.recorder.journal().path().to_owned(),
+            duration_ms,
+            steps,
+            message,
+        })
+    }
 }
 
-/// Record `owner` as the write authority on every cluster that answers, with the epoch plus
-/// one. The new owner must take the record; the other side is best effort (it may be down),
-/// and what happened there is logged. `Ok(Err(why))` when the new owner could not be written.
-pub async fn move_authority(
-    recorder: &mut Recorder,
+fn take_lock(
     plan: &Plan,
-    clusters: &crate::replication::Clusters,
-    state: &steps::RunState,
-    owner: Role,
     direction: Direction,
+    run_id: &str,
     operator: &str,
-) -> Result<Result<u64, String>, JournalError> {
-    let (_, epoch) = state
-        .authority
-        .as_ref()
-        .map_or((Role::Primary, 0), |a| a.owner());
-    let record = crate::authority::AuthorityRecord {
-        v: crate::authority::RECORD_VERSION,
-        plan: plan.name.clone(),
-        owner,
-        epoch: epoch + 1,
-        run_id: recorder.journal().run_id().to_owned(),
+) -> Result<lock::RunLock, EngineError> {
+    let me = lock::LockHolder {
+        pid: std::process::id(),
+        pid_start: lock::process_start(std::process::id()),
+        host: lock::hostname(),
+        run_id: run_id.to_owned(),
         operator: operator.to_owned(),
-        direction,
-        at: journal::now_rfc3339(),
+        direction: direction.to_string(),
+        since: journal::now_rfc3339(),
     };
-    let other = match owner {
-        Role::Primary => Role::Dr,
-        Role::Dr => Role::Primary,
-    };
-    if let Err(e) = crate::authority::write(clusters.get(owner), &record).await {
-        recorder.observe(
-            "authority_write",
-            format!("could not record {owner} as the write authority on {owner}: {e}"),
-            serde_json::Value::Null,
-        )?;
-        return Ok(Err(e.to_string()));
-    }
-    let other_result = crate::authority::write(clusters.get(other), &record).await;
-    let detail = match &other_result {
-        Ok(_) => format!("{other} records that {owner} owns writes"),
-        Err(e) => format!(
-            "{other} could not be told ({e}); until it is, it may still claim writes: split brain will be reported"
-        ),
-    };
-    recorder.decide(
-        operator,
-        format!("move write authority to {owner} (epoch {})", record.epoch),
-        detail,
-        serde_json::to_value(&record).unwrap_or_default(),
-    )?;
-    Ok(Ok(record.epoch))
+    Ok(lock::acquire(&plan.incident_log_dir, &plan.name, me)?)
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the run's closing needs everything the run built"
-)]
-fn finish(
-    mut recorder: Recorder,
-    plan: &Plan,
-    direction: Direction,
-    request: &RunRequest,
-    clock: Instant,
-    steps: Vec<StepReport>,
-    outcome: Outcome,
-    message: String,
-    lock: Option<lock::RunLock>,
-) -> Result<RunReport, EngineError> {
-    let duration_ms = clock.elapsed().as_millis() as u64;
-    recorder.record(EventBody::RunFinished {
-        outcome,
-        duration_ms,
-        message: message.clone(),
-    })?;
-    drop(lock);
-    Ok(RunReport {
-        run_id: recorder.journal().run_id().to_owned(),
-        plan: plan.name.clone(),
-        direction,
-        outcome,
-        dry_run: request.dry_run,
-        log: recorder.journal().path().to_owned(),
-        duration_ms,
-        steps,
-        message,
-    })
+/// Ask the operator why, when nothing said it; `None` when no answer came.
+async fn ask_reason(gate: &mut Gate, mut cancel: watch::Receiver<bool>) -> Option<String> {
+    match gate
+        .ask(
+            "Reason for this run (recorded in the incident log): ",
+            Duration::from_secs(3600),
+            &mut cancel,
+        )
+        .await
+    {
+        Answer::Text(t) => Some(t),
+        _ => None,
+    }
 }
 
 /// `20261121T203015Z-3f2a9c`: sortable, and unique enough across hosts and processes.

@@ -1,6 +1,6 @@
 //! Where a resumed run picks up, read from its incident log.
 
-use crate::journal::{Event, EventBody, Outcome, StepStatus};
+use crate::journal::{Event, EventBody, Outcome};
 use crate::plan::{Direction, Plan};
 
 /// The state of an earlier run, as its log tells it.
@@ -138,11 +138,6 @@ pub fn resume_point(
         next_step,
         interrupted,
     })
-}
-
-/// Whether a status means the run should not go past this step.
-pub fn stops_run(status: StepStatus) -> bool {
-    status == StepStatus::Failed
 }
 
 #[cfg(test)]

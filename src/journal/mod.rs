@@ -6,6 +6,8 @@
 
 mod event;
 pub mod lock;
+mod recorder;
+mod summary;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use event::{Event, EventBody, Outcome, SCHEMA_VERSION, StepStatus};
+pub use recorder::{EventSink, Recorder};
+pub use summary::{RunReport, StepReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -30,6 +34,12 @@ pub enum JournalError {
     },
     #[error("{}: the log is empty", path.display())]
     Empty { path: PathBuf },
+    #[error("failed to encode the data of `{what}` for incident log {}: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        what: String,
+        source: serde_json::Error,
+    },
 }
 
 /// Appends events to one incident-log file.

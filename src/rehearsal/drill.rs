@@ -35,7 +35,7 @@ use self::measure::Measurement;
 use self::stage::Stage;
 use super::{EmbeddedWorld, Role as WorldRole, TopicSpec, WorldError, WorldSpec};
 use crate::engine::{self, EngineError, RunReport, RunRequest, gate::Gate};
-use crate::journal::Outcome;
+use crate::journal::{Event, EventSink, Outcome};
 use crate::plan::{self, Direction, Plan, PlanError, Selector};
 use crate::report::Progress;
 
@@ -287,15 +287,18 @@ async fn drill(
 
 /// The failover's progress on the terminal; in the disaster scenario, the primary goes down as
 /// soon as the declaration has finished.
-fn failover_progress(color: bool, plan: &Plan, disaster: Option<&Arc<Disaster>>) -> Progress {
+fn failover_sinks(
+    color: bool,
+    plan: &Plan,
+    disaster: Option<&Arc<Disaster>>,
+) -> Vec<Box<dyn EventSink>> {
     let progress = Progress::new(color, plan.steps(Direction::Failover).len());
-    match disaster {
-        Some(disaster) => {
-            let disaster = Arc::clone(disaster);
-            progress.with_observer(Box::new(move |event| disaster.on_event(event)))
-        }
-        None => progress,
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(progress)];
+    if let Some(disaster) = disaster {
+        let disaster = Arc::clone(disaster);
+        sinks.push(Box::new(move |event: &Event| disaster.on_event(event)));
     }
+    sinks
 }
 
 /// The plan's failover; in the disaster scenario, an error if the primary did not go down.
@@ -307,8 +310,8 @@ async fn failover(
     cancel: watch::Receiver<bool>,
 ) -> Result<RunReport, DrillError> {
     let request = failover_request(options, dir);
-    let progress = failover_progress(options.color, plan, disaster);
-    let run = engine::run(plan, &request, Gate::Unattended, progress, cancel).await?;
+    let sinks = failover_sinks(options.color, plan, disaster);
+    let run = engine::run(plan, &request, Gate::Unattended, sinks, cancel).await?;
     if let Some(disaster) = disaster {
         disaster.outcome()?;
     }
@@ -348,5 +351,6 @@ async fn failback(
         log: None,
         ..failover_request(options, dir)
     };
-    Ok(engine::run(plan, &request, Gate::Unattended, progress, cancel).await?)
+    let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(progress)];
+    Ok(engine::run(plan, &request, Gate::Unattended, sinks, cancel).await?)
 }

@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use crate::journal::{Event, EventBody, Outcome, StepStatus};
+use crate::journal::{Event, EventBody, EventSink, Outcome, StepStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
@@ -26,40 +26,15 @@ impl ColorChoice {
     }
 }
 
-/// Called with every event as it is recorded; `kdr rehearse` uses it to act at a step boundary
-/// (the disaster scenario takes the primary down right after the declaration).
-pub type EventObserver = Box<dyn FnMut(&Event) + Send>;
-
+/// The terminal display of a run: one [`EventSink`] of the engine's event stream.
 pub struct Progress {
     color: bool,
     total_steps: usize,
-    quiet: bool,
-    observer: Option<EventObserver>,
 }
 
 impl Progress {
     pub fn new(color: bool, total_steps: usize) -> Self {
-        Progress {
-            color,
-            total_steps,
-            quiet: false,
-            observer: None,
-        }
-    }
-
-    pub fn with_observer(mut self, observer: EventObserver) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-
-    /// A progress that prints nothing (library use, tests).
-    pub fn silent() -> Self {
-        Progress {
-            color: false,
-            total_steps: 0,
-            quiet: true,
-            observer: None,
-        }
+        Progress { color, total_steps }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -72,28 +47,18 @@ impl Progress {
 
     /// Free text for the operator (prompts, hints), on stderr.
     pub fn say(&mut self, text: &str) {
-        if !self.quiet {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{text}");
-        }
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
     }
 
     /// A line of a hook's output, shown as it arrives.
     pub fn hook_line(&mut self, stream: &str, line: &str) {
-        if !self.quiet {
-            let marker = if stream == "stderr" { "!" } else { "|" };
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "      {} {line}", self.paint("2", marker));
-        }
+        let marker = if stream == "stderr" { "!" } else { "|" };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "      {} {line}", self.paint("2", marker));
     }
 
     pub fn event(&mut self, event: &Event) {
-        if let Some(observer) = self.observer.as_mut() {
-            observer(event);
-        }
-        if self.quiet {
-            return;
-        }
         let line = match &event.body {
             EventBody::RunStarted {
                 plan,
@@ -185,6 +150,20 @@ impl Progress {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{line}");
         }
+    }
+}
+
+impl EventSink for Progress {
+    fn event(&mut self, event: &Event) {
+        Progress::event(self, event);
+    }
+
+    fn notice(&mut self, text: &str) {
+        self.say(text);
+    }
+
+    fn hook_line(&mut self, stream: &str, line: &str) {
+        Progress::hook_line(self, stream, line);
     }
 }
 

@@ -3,8 +3,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
-use crate::engine::RunReport;
-use crate::journal::{Event, EventBody};
+use crate::journal::{Event, EventBody, RunReport};
 use crate::plan::{Direction, Plan};
 use crate::report::progress::format_ms;
 use crate::steps;

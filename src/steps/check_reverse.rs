@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{StepCtx, StepDone, StepError, StepResult};
+use super::{StepCtx, StepDone, StepError, StepResult, Waited};
 use crate::kafka::{KafkaError, Reachability};
 use crate::plan::{CheckReverseReplication, Selector};
 use crate::replication::{now_ms, total_lag};
@@ -18,12 +18,15 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
         flow.target_alias().to_owned(),
     );
     let flow_name = format!("{src_alias}->{tgt_alias}");
-    if let Reachability::Unreachable { reason } = flow.source_reachable().await {
-        return Err(StepError::Failed(format!(
-            "{source} is unreachable ({reason}): there is nothing to replicate from"
-        )));
+    match waited(ctx.wait(flow.source_reachable()).await)? {
+        Reachability::Unreachable { reason } => {
+            return Err(StepError::Failed(format!(
+                "{source} is unreachable ({reason}): there is nothing to replicate from"
+            )));
+        }
+        Reachability::Reachable(_) => {}
     }
-    match flow.target.probe().await {
+    match waited(ctx.wait(flow.target.probe()).await)? {
         Ok(Reachability::Reachable(_)) => {}
         Ok(Reachability::Unreachable { reason }) => {
             return Err(StepError::Failed(format!(
@@ -37,9 +40,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
     // Heartbeats copied by the flow's source connector: records really cross. (The plain
     // `heartbeats` topic is filled by the herder even for a disabled flow, so it proves less.)
     let within = ctx.remaining().min(crate::replication::OPERATION_TIMEOUT);
-    let heartbeat_age = flow
-        .newest_replicated_heartbeat_ms(within)
-        .await
+    let heartbeat_age = waited(ctx.wait(flow.newest_replicated_heartbeat_ms(within)).await)?
         .map(|ts| now_ms() - ts);
     let heartbeats_topic = flow.remote_topic(flow.policy.heartbeats_topic());
     match heartbeat_age {
@@ -92,8 +93,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
     // Checkpoints: consumers can be moved back at translated offsets.
     let checkpoints_topic = flow.checkpoints_topic();
     let mut checkpoint_ages = serde_json::Map::new();
-    match tokio::time::timeout_at(ctx.deadline, flow.checkpoints(ctx.remaining())).await {
-        Ok(Ok(index)) => {
+    match ctx.wait(flow.checkpoints(ctx.remaining())).await {
+        Waited::Cancelled => return Err(interrupted()),
+        Waited::Done(Ok(index)) => {
             let now = now_ms();
             for selector in &ctx.plan.replication.groups {
                 let Selector::Name(group) = selector else { continue };
@@ -110,11 +112,11 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
                 }
             }
         }
-        Ok(Err(KafkaError::TopicNotFound { .. })) => problems.push(format!(
+        Waited::Done(Err(KafkaError::TopicNotFound { .. })) => problems.push(format!(
             "no {checkpoints_topic} on {target}: is the {flow_name} MirrorMaker flow running with emit.checkpoints.enabled?"
         )),
-        Ok(Err(e)) => problems.push(format!("cannot read {checkpoints_topic} on {target}: {e}")),
-        Err(_) => problems.push(format!("cannot read {checkpoints_topic} on {target} within the step's timeout")),
+        Waited::Done(Err(e)) => problems.push(format!("cannot read {checkpoints_topic} on {target}: {e}")),
+        Waited::DeadlinePassed => problems.push(format!("cannot read {checkpoints_topic} on {target} within the step's timeout")),
     }
 
     ctx.recorder.observe(
@@ -145,4 +147,34 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
     } else {
         StepDone::Ok(done)
     })
+}
+
+fn interrupted() -> StepError {
+    StepError::Interrupted("interrupted while checking reverse replication".to_owned())
+}
+
+/// A probe's answer, or why there is none: Ctrl-C, or the step's deadline.
+fn waited<T>(w: Waited<T>) -> Result<T, StepError> {
+    match w {
+        Waited::Done(v) => Ok(v),
+        Waited::Cancelled => Err(interrupted()),
+        Waited::DeadlinePassed => Err(StepError::Failed(
+            "the step's timeout passed before the clusters answered".to_owned(),
+        )),
+    }
+}
+
+/// One line saying what the step will do, in the plan's words.
+pub fn summary(
+    plan: &crate::plan::Plan,
+    direction: crate::plan::Direction,
+    c: &CheckReverseReplication,
+) -> String {
+    let (source, target) = plan.source_target(direction);
+    format!(
+        "prove {} → {} replication is healthy: heartbeats younger than {}, remote topics present, checkpoints for the plan's groups",
+        source.role,
+        target.role,
+        humantime::format_duration(c.max_heartbeat_age)
+    )
 }

@@ -5,11 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
+use super::gate::Answer;
 use super::{StepCtx, StepDone, StepError, StepResult};
-use crate::engine::gate::Answer;
+use crate::authority::{Claim, MoveError, move_authority};
 use crate::kafka::{KafkaError, Reachability};
-use crate::plan::{Confirm, Declare};
-use crate::replication::{Flow, now_ms, total_lag};
+use crate::plan::{Confirm, Declare, Direction};
+use crate::replication::{Flow, PartitionLag, ReplicatedPartition, now_ms, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
     let expected = match declare.confirm {
@@ -42,7 +45,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
             ctx.operator, ctx.reason
         )));
     }
-    ctx.recorder.progress().say(&format!(
+    ctx.recorder.say(&format!(
         "\n  About to {what}.\n  Operator: {}\n  Reason:   {}\n",
         ctx.operator, ctx.reason
     ));
@@ -95,7 +98,7 @@ async fn take_authority(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
     let Some(clusters) = ctx.clusters else {
         return Ok(String::new());
     };
-    if ctx.direction != crate::plan::Direction::Failover {
+    if ctx.direction != Direction::Failover {
         return Ok(String::new());
     }
     let target = ctx.plan.source_target(ctx.direction).1.role;
@@ -107,23 +110,29 @@ async fn take_authority(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
     {
         return Ok(String::new());
     }
-    match crate::engine::move_authority(
+    let claim = Claim {
+        plan: &ctx.plan.name,
+        owner: target,
+        direction: ctx.direction,
+        operator: ctx.operator,
+    };
+    let current = ctx.state.authority.as_ref();
+    match move_authority(
         ctx.recorder,
-        ctx.plan,
-        clusters,
-        ctx.state,
-        target,
-        ctx.direction,
-        ctx.operator,
+        &clusters.primary,
+        &clusters.dr,
+        current,
+        claim,
     )
-    .await?
+    .await
     {
         Ok(epoch) => Ok(format!(
             "; write authority moved to {target} (epoch {epoch})"
         )),
-        Err(why) => Err(StepError::Failed(format!(
-            "declared, but write authority could not be recorded on {target}: {why}"
+        Err(MoveError::NotRecorded { source, .. }) => Err(StepError::Failed(format!(
+            "declared, but write authority could not be recorded on {target}: {source}"
         ))),
+        Err(MoveError::Journal(e)) => Err(e.into()),
     }
 }
 
@@ -161,14 +170,14 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
                     "{source_role} is reachable ({} brokers)",
                     info.brokers.len()
                 ),
-                serde_json::to_value(&source).unwrap_or_default(),
+                &source,
             )?;
         }
         Reachability::Unreachable { reason } => {
             ctx.recorder.observe(
                 "source_probe",
                 format!("{source_role} is unreachable: {reason}"),
-                serde_json::to_value(&source).unwrap_or_default(),
+                &source,
             )?;
             ctx.state.source_unreachable = Some(reason.clone());
         }
@@ -183,7 +192,7 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
         ctx.recorder.observe(
             "target_probe",
             format!("{target_role} is unreachable: {reason}"),
-            serde_json::to_value(&target).unwrap_or_default(),
+            &target,
         )?;
         return Err(StepError::Failed(format!(
             "the {target_role} cluster is unreachable ({reason}): there is nothing to fail over to"
@@ -192,7 +201,7 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
     ctx.recorder.observe(
         "target_probe",
         format!("{target_role} is reachable"),
-        serde_json::to_value(&target).unwrap_or_default(),
+        &target,
     )?;
 
     let source_up = ctx.state.source_unreachable.is_none();
@@ -260,34 +269,71 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
             "{summary}; newest heartbeat {}",
             heartbeat_age.map_or("none seen".to_owned(), |a| format!("{a} ms old"))
         ),
-        serde_json::json!({
-            "source_reachable": source_up,
-            "partitions": lags.as_ref().map_or_else(|| serde_json::to_value(&partitions).unwrap_or_default(), |l| serde_json::to_value(l).unwrap_or_default()),
-            "total_lag_records": lags.as_ref().map(|l| total_lag(l)),
-            "heartbeat_age_ms": heartbeat_age,
-            "checkpoint_age_ms": checkpoint_ages,
-        }),
+        RpoBaseline {
+            source_reachable: source_up,
+            partitions: match &lags {
+                Some(l) => Measured::Lags(l),
+                None => Measured::Listed(&partitions),
+            },
+            total_lag_records: lags.as_deref().map(total_lag),
+            heartbeat_age_ms: heartbeat_age,
+            checkpoint_age_ms: checkpoint_ages,
+        },
     )?;
     ctx.state.partitions = Some(partitions);
     ctx.state.baseline = lags;
     Ok(summary)
 }
 
-async fn checkpoint_ages(ctx: &mut StepCtx<'_>, flow: &Flow) -> serde_json::Value {
+/// The `rpo_baseline` observation's data.
+#[derive(Serialize)]
+struct RpoBaseline<'a> {
+    source_reachable: bool,
+    partitions: Measured<'a>,
+    total_lag_records: Option<i64>,
+    heartbeat_age_ms: Option<i64>,
+    /// Per group; `None` when the checkpoints could not be read.
+    checkpoint_age_ms: Option<BTreeMap<String, Option<i64>>>,
+}
+
+/// The partitions with their lag when the source answered, else only as listed on the target.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Measured<'a> {
+    Lags(&'a [PartitionLag]),
+    Listed(&'a [ReplicatedPartition]),
+}
+
+/// Newest checkpoint age per plan group; `None` when the checkpoints cannot be read.
+async fn checkpoint_ages(
+    ctx: &mut StepCtx<'_>,
+    flow: &Flow,
+) -> Option<BTreeMap<String, Option<i64>>> {
     let within = ctx.remaining().min(crate::replication::OPERATION_TIMEOUT);
-    let Ok(index) = flow.checkpoints(within).await else {
-        return serde_json::Value::Null;
-    };
+    let index = flow.checkpoints(within).await.ok()?;
     let now = now_ms();
-    let mut ages = serde_json::Map::new();
-    for group in index.groups() {
-        if crate::plan::matches_any(&ctx.plan.replication.groups, group) {
+    let ages = index
+        .groups()
+        .into_iter()
+        .filter(|group| crate::plan::matches_any(&ctx.plan.replication.groups, group))
+        .map(|group| {
             let newest = index.for_group(group).iter().map(|(_, ts)| *ts).max();
-            ages.insert(
-                group.to_owned(),
-                serde_json::json!(newest.map(|ts| now - ts)),
-            );
+            (group.to_owned(), newest.map(|ts| now - ts))
+        })
+        .collect();
+    Some(ages)
+}
+
+/// One line saying what the step will do, in the plan's words.
+pub fn summary(plan: &crate::plan::Plan, direction: Direction, d: &Declare) -> String {
+    let (source, target) = plan.source_target(direction);
+    format!(
+        "declare the {direction} ({} → {}); operator confirms by typing {}",
+        source.role,
+        target.role,
+        match d.confirm {
+            Confirm::PlanName => format!("the plan name `{}`", plan.name),
+            Confirm::Yes => "`yes`".to_owned(),
         }
-    }
-    serde_json::Value::Object(ages)
+    )
 }

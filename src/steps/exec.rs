@@ -124,17 +124,14 @@ pub async fn run_hook(
                     Err(e) => return Err(StepError::Failed(format!("failed to wait for the command: {e}"))),
                 });
             }
-            Some((stream, line)) = lines_rx.recv() => {
-                let line = ctx.recorder.secrets().redact(&line);
-                ctx.recorder.progress().hook_line(stream, &line);
-            }
+            Some((stream, line)) = lines_rx.recv() => ctx.recorder.hook_line(stream, &line),
             () = tokio::time::sleep_until(deadline) => {
                 stop(&mut child, pgid, libc::SIGTERM, grace).await;
                 end = Some(HookEnd::TimedOut);
             }
             changed = cancel.changed(), if !*cancel.borrow() => {
                 if changed.is_ok() && *cancel.borrow() {
-                    ctx.recorder.progress().say("      interrupt: asking the command to stop (SIGINT)");
+                    ctx.recorder.say("      interrupt: asking the command to stop (SIGINT)");
                     stop(&mut child, pgid, libc::SIGINT, grace).await;
                     end = Some(HookEnd::Interrupted);
                 }
@@ -148,8 +145,7 @@ pub async fn run_hook(
     let stdout = collect(out_reader).await;
     let stderr = collect(err_reader).await;
     while let Ok((stream, line)) = lines_rx.try_recv() {
-        let line = ctx.recorder.secrets().redact(&line);
-        ctx.recorder.progress().hook_line(stream, &line);
+        ctx.recorder.hook_line(stream, &line);
     }
     let elapsed = started.elapsed();
     let end = end.unwrap_or(HookEnd::Interrupted);
@@ -258,4 +254,9 @@ async fn collect(reader: Option<tokio::task::JoinHandle<Captured>>) -> Captured 
             }
         }
     }
+}
+
+/// One line saying what the step will do (secrets as their references).
+pub fn summary(exec: &Exec) -> String {
+    format!("run `{}`", exec.run.shown)
 }

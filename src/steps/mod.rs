@@ -4,6 +4,7 @@
 mod check_reverse;
 mod declare;
 mod exec;
+pub mod gate;
 mod pause;
 mod quiesce;
 mod repoint;
@@ -15,11 +16,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::engine::gate::Gate;
-use crate::engine::recorder::Recorder;
-use crate::journal::JournalError;
+use crate::journal::{JournalError, Recorder};
 use crate::plan::{Direction, Plan, Step, StepKind};
-use crate::replication::{Clusters, Flow, PartitionLag, ReplicatedPartition};
+use gate::Gate;
 
 /// What a step works with. The cancellation receiver turns true on the first Ctrl-C.
 pub struct StepCtx<'a> {
@@ -34,7 +33,7 @@ pub struct StepCtx<'a> {
     pub recorder: &'a mut Recorder,
     pub cancel: watch::Receiver<bool>,
     /// Clients for both clusters; `None` for plans whose steps never talk to Kafka.
-    pub clusters: Option<&'a Clusters>,
+    pub clusters: Option<&'a crate::replication::Clusters>,
     /// What earlier steps of this run learnt (lost on `--resume`; steps re-measure then).
     pub state: &'a mut RunState,
     /// When the step's own work must be done.
@@ -51,11 +50,11 @@ pub struct RunState {
     /// The source's end offsets the last time they could be read.
     pub last_source_ends: Option<std::collections::BTreeMap<(String, i32), i64>>,
     /// The replicated partitions, once listed.
-    pub partitions: Option<Vec<ReplicatedPartition>>,
+    pub partitions: Option<Vec<crate::replication::ReplicatedPartition>>,
     /// Lag per partition when the disaster was declared: the RPO baseline.
-    pub baseline: Option<Vec<PartitionLag>>,
+    pub baseline: Option<Vec<crate::replication::PartitionLag>>,
     /// Records accepted as lost, per partition.
-    pub accepted_loss: Vec<PartitionLag>,
+    pub accepted_loss: Vec<crate::replication::PartitionLag>,
     /// Offsets translate_offsets committed, per group: (topic, partition, offset).
     pub committed: std::collections::BTreeMap<String, Vec<(String, i32, i64)>>,
     /// Write authority as read at the start of the run.
@@ -67,11 +66,29 @@ impl StepCtx<'_> {
         *self.cancel.borrow()
     }
 
-    pub fn flow(&self) -> Result<Flow, StepError> {
+    pub fn flow(&self) -> Result<crate::replication::Flow, StepError> {
         let clusters = self.clusters.ok_or_else(|| {
             StepError::Failed("no Kafka clients were made for this run".to_owned())
         })?;
-        Ok(Flow::new(self.plan, clusters, self.direction))
+        Ok(crate::replication::Flow::new(
+            self.plan,
+            clusters,
+            self.direction,
+        ))
+    }
+
+    /// Wait for `work` under the step's deadline and Ctrl-C, whichever comes first: the one
+    /// `select!` every wait of a step goes through.
+    pub async fn wait<T>(&self, work: impl std::future::Future<Output = T>) -> Waited<T> {
+        let mut cancel = self.cancel.clone();
+        tokio::select! {
+            biased;
+            () = until_cancelled(&mut cancel) => Waited::Cancelled,
+            r = tokio::time::timeout_at(self.deadline, work) => match r {
+                Ok(v) => Waited::Done(v),
+                Err(_) => Waited::DeadlinePassed,
+            },
+        }
     }
 
     /// Run Kafka work under the step's deadline and Ctrl-C.
@@ -80,18 +97,36 @@ impl StepCtx<'_> {
         what: &str,
         work: impl std::future::Future<Output = Result<T, crate::kafka::KafkaError>>,
     ) -> Result<T, StepError> {
-        let mut cancel = self.cancel.clone();
-        tokio::select! {
-            r = tokio::time::timeout_at(self.deadline, work) => match r {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(StepError::Failed(format!("failed to {what}: {e}"))),
-                Err(_) => Err(StepError::Failed(format!(
-                    "failed to {what}: the step's timeout ({}) passed first",
-                    humantime::format_duration(self.step.timeout())
-                ))),
-            },
-            _ = cancel.changed() => Err(StepError::Interrupted(format!("interrupted while trying to {what}"))),
+        match self.wait(work).await {
+            Waited::Done(Ok(v)) => Ok(v),
+            Waited::Done(Err(e)) => Err(StepError::Failed(format!("failed to {what}: {e}"))),
+            Waited::DeadlinePassed => Err(StepError::Failed(format!(
+                "failed to {what}: the step's timeout ({}) passed first",
+                humantime::format_duration(self.step.timeout())
+            ))),
+            Waited::Cancelled => Err(StepError::Interrupted(format!(
+                "interrupted while trying to {what}"
+            ))),
         }
+    }
+
+    /// Every partition of the target's topics that `keep` selects.
+    pub async fn target_partitions(
+        &mut self,
+        flow: &crate::replication::Flow,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<crate::kafka::TopicPartition>, StepError> {
+        let listed = self
+            .bounded("list the target's topics", flow.target.topics(keep))
+            .await?;
+        Ok(listed
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| crate::kafka::TopicPartition::new(t.name.clone(), *p))
+            })
+            .collect())
     }
 
     /// Time left before the deadline.
@@ -99,6 +134,16 @@ impl StepCtx<'_> {
         self.deadline
             .saturating_duration_since(tokio::time::Instant::now())
     }
+}
+
+/// How a wait of a step ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited<T> {
+    Done(T),
+    /// The step's deadline passed first.
+    DeadlinePassed,
+    /// Ctrl-C came first.
+    Cancelled,
 }
 
 /// How a step ended well.
@@ -129,106 +174,17 @@ pub type StepResult = Result<StepDone, StepError>;
 
 /// One line saying what a step will do, in the plan's words (secrets as their references).
 pub fn summary(plan: &Plan, direction: Direction, step: &Step) -> String {
-    let (source, target) = plan.source_target(direction);
     match &step.kind {
-        StepKind::Declare(d) => format!(
-            "declare the {direction} ({} → {}); operator confirms by typing {}",
-            source.role,
-            target.role,
-            match d.confirm {
-                crate::plan::Confirm::PlanName => format!("the plan name `{}`", plan.name),
-                crate::plan::Confirm::Yes => "`yes`".to_owned(),
-            }
-        ),
-        StepKind::QuiesceProducers(q) => format!(
-            "{}prove {}'s end offsets stay still for {}",
-            q.run
-                .as_ref()
-                .map(|c| format!("run `{}`, then ", c.shown))
-                .unwrap_or_default(),
-            source.role,
-            humantime::format_duration(q.idle_for)
-        ),
-        StepKind::WaitReplication(w) => format!(
-            "wait until {} → {} lag is at most {} records per partition, else {}",
-            source.role,
-            target.role,
-            w.max_lag_records,
-            match w.on_timeout {
-                crate::plan::OnTimeout::Abort => "abort",
-                crate::plan::OnTimeout::AcceptRpo => "accept the RPO",
-            }
-        ),
-        StepKind::Repoint(r) => {
-            let mut parts = Vec::new();
-            if let Some(c) = &r.run {
-                parts.push(format!("run `{}`", c.shown));
-            }
-            if let Some(w) = &r.write_file {
-                parts.push(format!(
-                    "write {}'s servers to {}",
-                    target.role,
-                    w.path.display()
-                ));
-            }
-            if let Some(within) = r.verify_writes_within {
-                parts.push(format!(
-                    "prove producers write to {}'s original topics within {}",
-                    target.role,
-                    humantime::format_duration(within)
-                ));
-            }
-            parts.join(", ")
-        }
-        StepKind::TranslateOffsets(t) => format!(
-            "commit translated offsets on {} for {} groups from {}{}",
-            target.role,
-            match &t.groups {
-                crate::plan::Groups::All => "the plan's".to_owned(),
-                crate::plan::Groups::List(l) => l
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            },
-            crate::steps::checkpoints_topic_name(plan, direction),
-            if t.allow_rewind {
-                " (rewinds allowed)"
-            } else {
-                ""
-            }
-        ),
-        StepKind::Validate(v) => format!(
-            "check within {} that groups progress on {} without a reset{}",
-            humantime::format_duration(v.within),
-            target.role,
-            if v.require_producers {
-                " and producers write there"
-            } else {
-                ""
-            }
-        ),
-        StepKind::Exec(e) => format!("run `{}`", e.run.shown),
-        StepKind::Pause(p) => format!("wait for the operator: {}", p.message),
-        StepKind::CheckReverseReplication(c) => format!(
-            "prove {} → {} replication is healthy: heartbeats younger than {}, remote topics present, checkpoints for the plan's groups",
-            source.role,
-            target.role,
-            humantime::format_duration(c.max_heartbeat_age)
-        ),
+        StepKind::Declare(d) => declare::summary(plan, direction, d),
+        StepKind::QuiesceProducers(q) => quiesce::summary(plan, direction, q),
+        StepKind::WaitReplication(w) => wait_replication::summary(plan, direction, w),
+        StepKind::Repoint(r) => repoint::summary(plan, direction, r),
+        StepKind::TranslateOffsets(t) => translate::summary(plan, direction, t),
+        StepKind::Validate(v) => validate::summary(plan, direction, v),
+        StepKind::Exec(e) => exec::summary(e),
+        StepKind::Pause(p) => pause::summary(p),
+        StepKind::CheckReverseReplication(c) => check_reverse::summary(plan, direction, c),
     }
-}
-
-/// `<source alias>.checkpoints.internal` under the plan's naming.
-pub fn checkpoints_topic_name(plan: &Plan, direction: Direction) -> String {
-    let (source, _) = plan.source_target(direction);
-    let r = &plan.replication;
-    let isep = if r.internal_separator {
-        r.separator.as_str()
-    } else {
-        "."
-    };
-    format!("{}{isep}checkpoints{isep}internal", source.mm2_alias)
 }
 
 /// Run one step.
@@ -248,11 +204,20 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> StepResult {
 
 /// Sleep for `d` unless cancelled first; true when cancelled.
 pub async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> bool {
-    if *cancel.borrow() {
-        return true;
-    }
     tokio::select! {
+        biased;
+        () = until_cancelled(cancel) => true,
         () = tokio::time::sleep(d) => false,
-        _ = cancel.changed() => true,
     }
 }
+
+/// Resolves once the run is cancelled (at once if it already is); never, should the sender be
+/// gone without cancelling.
+pub async fn until_cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|cancelled| *cancelled).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! `pause`: a manual checkpoint. The operator reads the message and says go on or abort.
 
+use super::gate::Answer;
 use super::{StepCtx, StepDone, StepError, StepResult};
-use crate::engine::gate::Answer;
 use crate::plan::Pause;
 
 pub async fn run(ctx: &mut StepCtx<'_>, pause: &Pause) -> StepResult {
@@ -20,9 +20,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, pause: &Pause) -> StepResult {
         )?;
         return Ok(StepDone::Ok("continued (--yes)".to_owned()));
     }
-    ctx.recorder
-        .progress()
-        .say(&format!("\n  PAUSE: {}\n", pause.message));
+    ctx.recorder.say(&format!("\n  PAUSE: {}\n", pause.message));
     let prompt = "  Type `continue` to go on, or `abort` to stop the run: ";
     let timeout = ctx.step.timeout();
     loop {
@@ -66,4 +64,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, pause: &Pause) -> StepResult {
             }
         }
     }
+}
+
+/// One line saying what the step will do.
+pub fn summary(pause: &Pause) -> String {
+    format!("wait for the operator: {}", pause.message)
 }

@@ -5,18 +5,22 @@
 use std::collections::BTreeMap;
 
 use super::exec::run_hook;
-use super::{StepCtx, StepDone, StepError, StepResult, sleep_or_cancel};
+use super::{StepCtx, StepDone, StepError, StepResult, Waited, sleep_or_cancel};
 use crate::kafka::{Reachability, TopicPartition};
-use crate::plan::QuiesceProducers;
+use crate::plan::{Direction, Plan, QuiesceProducers};
 use crate::replication::{ReplicatedPartition, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
     let flow = ctx.flow()?;
     let source_role = flow.source_plan.role;
-    if ctx.state.source_unreachable.is_none()
-        && let Reachability::Unreachable { reason } = flow.source_reachable().await
-    {
-        ctx.state.source_unreachable = Some(reason);
+    if ctx.state.source_unreachable.is_none() {
+        match ctx.wait(flow.source_reachable()).await {
+            Waited::Done(Reachability::Unreachable { reason }) => {
+                ctx.state.source_unreachable = Some(reason);
+            }
+            Waited::Cancelled => return Err(interrupted()),
+            Waited::Done(Reachability::Reachable(_)) | Waited::DeadlinePassed => {}
+        }
     }
     if let Some(reason) = ctx.state.source_unreachable.clone() {
         return source_gone(ctx, &reason);
@@ -54,23 +58,27 @@ pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
     let mut still_since = tokio::time::Instant::now();
     let mut writes_seen = 0i64;
     loop {
-        let read = tokio::time::timeout_at(ctx.deadline, flow.source.end_offsets(&tps)).await;
-        let ends = match read {
-            Ok(Ok(ends)) => ends
+        let ends = match ctx.wait(flow.source.end_offsets(&tps)).await {
+            Waited::Done(Ok(ends)) => ends
                 .into_iter()
                 .map(|(tp, end)| ((tp.topic, tp.partition), end))
                 .collect::<BTreeMap<_, _>>(),
-            Ok(Err(e)) => {
+            Waited::Done(Err(e)) => {
                 // The source went away while we watched it: that is the disaster, not a bug.
-                if let Reachability::Unreachable { reason } = flow.source_reachable().await {
-                    ctx.state.source_unreachable = Some(reason.clone());
-                    return source_gone(ctx, &reason);
+                match ctx.wait(flow.source_reachable()).await {
+                    Waited::Done(Reachability::Unreachable { reason }) => {
+                        ctx.state.source_unreachable = Some(reason.clone());
+                        return source_gone(ctx, &reason);
+                    }
+                    Waited::Cancelled => return Err(interrupted()),
+                    Waited::Done(Reachability::Reachable(_)) | Waited::DeadlinePassed => {}
                 }
                 return Err(StepError::Failed(format!(
                     "failed to read {source_role}'s end offsets: {e}"
                 )));
             }
-            Err(_) => return Err(still_moving(ctx, q, writes_seen)),
+            Waited::DeadlinePassed => return Err(still_moving(ctx, q, writes_seen)),
+            Waited::Cancelled => return Err(interrupted()),
         };
         if let Some(prev) = &last {
             let moved: i64 = ends
@@ -115,11 +123,13 @@ pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
             return Err(still_moving(ctx, q, writes_seen));
         }
         if sleep_or_cancel(q.poll_interval, &mut ctx.cancel).await {
-            return Err(StepError::Interrupted(
-                "interrupted while waiting for producers to stop".to_owned(),
-            ));
+            return Err(interrupted());
         }
     }
+}
+
+fn interrupted() -> StepError {
+    StepError::Interrupted("interrupted while waiting for producers to stop".to_owned())
 }
 
 fn still_moving(ctx: &StepCtx<'_>, q: &QuiesceProducers, writes_seen: i64) -> StepError {
@@ -169,4 +179,18 @@ fn source_gone(ctx: &mut StepCtx<'_>, reason: &str) -> StepResult {
     Ok(StepDone::Skipped(format!(
         "{flow_source} is unreachable; in-flight loss accepted: {estimate}"
     )))
+}
+
+/// One line saying what the step will do, in the plan's words (secrets as their references).
+pub fn summary(plan: &Plan, direction: Direction, q: &QuiesceProducers) -> String {
+    let (source, _) = plan.source_target(direction);
+    format!(
+        "{}prove {}'s end offsets stay still for {}",
+        q.run
+            .as_ref()
+            .map(|c| format!("run `{}`, then ", c.shown))
+            .unwrap_or_default(),
+        source.role,
+        humantime::format_duration(q.idle_for)
+    )
 }

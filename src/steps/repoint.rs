@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use super::exec::run_hook;
 use super::{StepCtx, StepDone, StepError, StepResult, sleep_or_cancel};
-use crate::kafka::TopicPartition;
 use crate::mm2::ReplicationPolicy;
 use crate::plan::Repoint;
 
@@ -125,27 +124,14 @@ async fn original_topic_ends(
     ctx: &mut StepCtx<'_>,
 ) -> Result<BTreeMap<(String, i32), i64>, StepError> {
     let flow = ctx.flow()?;
-    let source_alias = flow.source_alias().to_owned();
-    let policy = flow.policy.clone();
-    let topics = flow.topics.clone();
-    let listed = ctx
-        .bounded(
-            "list the target's topics",
-            flow.target.topics(move |t| {
-                crate::plan::matches_any(&topics, t)
-                    && !policy.is_internal_topic(t)
-                    && !matches!(policy, ReplicationPolicy::Default { .. } if policy.topic_source(t).as_deref() == Some(source_alias.as_str()))
-            }),
-        )
-        .await?;
-    let tps: Vec<TopicPartition> = listed
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| TopicPartition::new(t.name.clone(), *p))
+    let policy = &flow.policy;
+    let tps = ctx
+        .target_partitions(&flow, |t| {
+            crate::plan::matches_any(&flow.topics, t)
+                && !policy.is_internal_topic(t)
+                && !matches!(policy, ReplicationPolicy::Default { .. } if policy.topic_source(t).as_deref() == Some(flow.source_alias()))
         })
-        .collect();
+        .await?;
     let ends = ctx
         .bounded(
             "read the target's end offsets",
@@ -174,4 +160,28 @@ fn write_atomically(path: &std::path::Path, content: &str) -> std::io::Result<()
     f.write_all(content.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+/// One line saying what the step will do, in the plan's words (secrets as their references).
+pub fn summary(plan: &crate::plan::Plan, direction: crate::plan::Direction, r: &Repoint) -> String {
+    let (_, target) = plan.source_target(direction);
+    let mut parts = Vec::new();
+    if let Some(c) = &r.run {
+        parts.push(format!("run `{}`", c.shown));
+    }
+    if let Some(w) = &r.write_file {
+        parts.push(format!(
+            "write {}'s servers to {}",
+            target.role,
+            w.path.display()
+        ));
+    }
+    if let Some(within) = r.verify_writes_within {
+        parts.push(format!(
+            "prove producers write to {}'s original topics within {}",
+            target.role,
+            humantime::format_duration(within)
+        ));
+    }
+    parts.join(", ")
 }

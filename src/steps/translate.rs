@@ -396,3 +396,33 @@ async fn record_reprocessing(
     )?;
     Ok(())
 }
+
+/// One line saying what the step will do, in the plan's words.
+pub fn summary(
+    plan: &crate::plan::Plan,
+    direction: crate::plan::Direction,
+    t: &TranslateOffsets,
+) -> String {
+    let (source, target) = plan.source_target(direction);
+    let checkpoints_topic = plan
+        .replication
+        .mm2_policy(&source.mm2_alias)
+        .checkpoints_topic(&source.mm2_alias);
+    format!(
+        "commit translated offsets on {} for {} groups from {checkpoints_topic}{}",
+        target.role,
+        match &t.groups {
+            Groups::All => "the plan's".to_owned(),
+            Groups::List(l) => l
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        if t.allow_rewind {
+            " (rewinds allowed)"
+        } else {
+            ""
+        }
+    )
+}

@@ -2,7 +2,6 @@
 //! question is bounded by a timeout and by Ctrl-C, and a run without a terminal to ask refuses to
 //! start unless `--yes` answered for the operator.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -23,8 +22,6 @@ pub enum Gate {
     Unattended,
     /// An operator at the terminal (stdin), prompts on stderr.
     Terminal,
-    /// Answers given in advance, for tests.
-    Scripted(VecDeque<String>),
 }
 
 impl Gate {
@@ -40,7 +37,6 @@ impl Gate {
     ) -> Answer {
         match self {
             Gate::Unattended => Answer::Closed,
-            Gate::Scripted(answers) => answers.pop_front().map_or(Answer::Closed, Answer::Text),
             Gate::Terminal => {
                 if *cancel.borrow() {
                     return Answer::Cancelled;
@@ -65,7 +61,7 @@ impl Gate {
                         _ => Answer::Closed,
                     },
                     () = tokio::time::sleep(timeout) => Answer::TimedOut,
-                    _ = cancel.changed() => Answer::Cancelled,
+                    () = super::until_cancelled(cancel) => Answer::Cancelled,
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! the applications' reaction is part of what a drill measures.
 //!
 //! Consumers never join their group (the mock keeps joined members forever, see
-//! BROKERS.md): they assign partitions by hand, start from the group's committed offsets
+//! ../shared/BROKERS.md): they assign partitions by hand, start from the group's committed offsets
 //! on the cluster they attach to, and commit as they go. On a cluster that is not the
 //! topics' home they read both the cluster's own topics (new writes after a failover)
 //! and the remote topics (history replicated before it), as the runbook's §4.1 says.

@@ -68,6 +68,9 @@ pub fn run(cli: Cli) -> u8 {
         Command::Lag(args) => lag(args),
         Command::Offsets(OffsetsCommand::Translate(args)) => offsets_translate(args),
         Command::Status(args) => status(args),
+        Command::Report(args) => report(&args),
+        Command::Completions { shell } => crate::manual::completions(shell),
+        Command::Man => crate::manual::man_page(),
     }
 }
 
@@ -392,4 +395,38 @@ fn status(args: StatusArgs) -> u8 {
         status::render,
         status::StatusReport::exit_code,
     )
+}
+
+fn report(args: &crate::cli::ReportArgs) -> u8 {
+    use crate::cli::ReportFormat;
+    use crate::report::{html, incident, json, markdown};
+    let report = match incident::load(&args.logs) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let text = match args.format {
+        ReportFormat::Md => markdown::render(&report),
+        ReportFormat::Html => html::render(&report),
+        ReportFormat::Json => json::render(&report),
+    };
+    let written = match &args.output_file {
+        Some(path) => std::fs::write(path, &text).map_err(|source| incident::ReportError::Write {
+            path: path.clone(),
+            source,
+        }),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
+    }
 }

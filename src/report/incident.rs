@@ -241,6 +241,8 @@ struct CaughtUp {
 #[derive(Deserialize)]
 struct Settled {
     lost_records: i64,
+    partitions_with_unknown_lag: usize,
+    /// Only the partitions that lost records.
     per_partition: Vec<LagRow>,
 }
 
@@ -613,6 +615,12 @@ impl Fold<'_> {
             return;
         }
         if let Some(s) = self.typed::<Settled>("wait_replication's decision", data) {
+            // Partitions left out lost nothing, unless some lag could not be measured.
+            if s.partitions_with_unknown_lag == 0 {
+                for row in self.rpo.values_mut() {
+                    row.estimated_loss = Some(0);
+                }
+            }
             for p in &s.per_partition {
                 self.rpo_row(&p.source_topic, p.partition).estimated_loss = p.lag;
             }

@@ -39,7 +39,7 @@ fn observation(step: usize, name: &str, data: serde_json::Value) -> serde_json::
 /// A disaster failover: the primary lagged 5 records on orders/0 at the declaration, kdr
 /// accepted 3 lost, the canary saw 3 missing and a latency peak.
 fn disaster_log() -> String {
-    let lag = |lag: i64| json!({ "source_topic": "orders", "target_topic": "primary.orders", "partition": 0, "source_end": 100, "replicated_to": 100 - lag, "lag": lag, "method": "offset_sync", "target_end": 100 - lag });
+    let lag = |partition: i32, lag: i64| json!({ "source_topic": "orders", "target_topic": "primary.orders", "partition": partition, "source_end": 100, "replicated_to": 100 - lag, "lag": lag, "method": "offset_sync", "target_end": 100 - lag });
     let bodies = [
         (
             0,
@@ -59,7 +59,7 @@ fn disaster_log() -> String {
             observation(
                 1,
                 "rpo_baseline",
-                json!({ "source_reachable": true, "partitions": [lag(5)], "total_lag_records": 5, "heartbeat_age_ms": 800, "checkpoint_age_ms": {} }),
+                json!({ "source_reachable": true, "partitions": [lag(0, 5), lag(1, 0)], "total_lag_records": 5, "heartbeat_age_ms": 800, "checkpoint_age_ms": {} }),
             ),
         ),
         (
@@ -70,7 +70,7 @@ fn disaster_log() -> String {
         (1_200, started(2, "wait_replication")),
         (
             4_200,
-            json!({ "event": "decision", "step": 2, "who": "plan", "what": "accept the RPO: 3 records lost over 1 partitions", "why": "primary is unreachable", "data": { "lost_records": 3, "partitions_with_unknown_lag": 0, "per_partition": [lag(3)] } }),
+            json!({ "event": "decision", "step": 2, "who": "plan", "what": "accept the RPO: 3 records lost over 1 partitions", "why": "primary is unreachable", "data": { "lost_records": 3, "partitions_with_unknown_lag": 0, "per_partition": [lag(0, 3)] } }),
         ),
         (4_200, finished(2, "wait_replication", 3_000)),
         (4_300, started(3, "exec")),
@@ -195,7 +195,9 @@ fn rto_spans_declare_gate_to_validated_failover_and_splits_into_phases() {
 #[test]
 fn rpo_per_partition_puts_the_estimate_next_to_the_canary_observed_gap() {
     let run = &disaster_report().runs[0];
-    assert_eq!(run.rpo.len(), 1);
+    assert_eq!(run.rpo.len(), 2);
+    // Left out of the accepted loss: nothing lost there.
+    assert_eq!(run.rpo[1].estimated_loss, Some(0));
     let p = &run.rpo[0];
     assert_eq!((p.topic.as_str(), p.partition), ("orders", 0));
     assert_eq!(

@@ -7,5 +7,6 @@ mod failover;
 mod harness;
 mod lookup;
 mod plan_commands;
+mod report;
 mod runs;
 mod world;

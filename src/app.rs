@@ -426,7 +426,7 @@ fn report(args: &crate::cli::ReportArgs) -> u8 {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: {e}");
-            exit::FAILED
+            exit::USAGE
         }
     }
 }

@@ -62,7 +62,7 @@ pub enum Command {
     Rehearse(RehearseArgs),
     /// A report from incident logs alone (a failover and its failback together when both are
     /// given): timeline, RTO and its phases, RPO per partition, offset translation, re-reads.
-    /// Exit 2 when a log is missing, unreadable or corrupt.
+    /// Exit 2 when a log is missing, unreadable or corrupt, or the output file cannot be written.
     #[command(after_help = crate::exit::HELP)]
     Report(ReportArgs),
     /// Print a shell completion script for kdr (e.g. `kdr completions bash > /etc/bash_completion.d/kdr`).

@@ -28,6 +28,7 @@ pub fn render(report: &IncidentReport) -> String {
         esc(&title),
         esc(&title)
     );
+    table_html(&mut out, &sections::summary(report));
     for run in sections::runs(report) {
         let _ = writeln!(out, "<section>\n<h2>{}</h2>\n<dl>", esc(&run.heading));
         for (label, value) in &run.facts {

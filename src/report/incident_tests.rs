@@ -247,6 +247,12 @@ fn markdown_escapes_cells_and_states_what_the_rto_spans() {
         "{md}"
     );
     assert!(md.contains("- **Reason:** dc1 is gone \\| really"), "{md}");
+    assert!(
+        md.contains(
+            "| failover of orders-dr | succeeded | 2026-03-01 10:00:00.000 | 8.4s | 3 | unknown |"
+        ),
+        "{md}"
+    );
     assert!(md.contains("| orders | 0 | 5 | 3 | 3 |"), "{md}");
     for title in [
         "### RTO and its phases",

@@ -7,6 +7,7 @@ use super::sections::{self, Table};
 
 pub fn render(report: &IncidentReport) -> String {
     let mut out = format!("# {}\n", sections::title(report));
+    table_md(&mut out, &sections::summary(report));
     for run in sections::runs(report) {
         let _ = write!(out, "\n## {}\n\n", cell(&run.heading));
         for (label, value) in &run.facts {

@@ -28,6 +28,55 @@ pub fn title(report: &IncidentReport) -> String {
     format!("Incident report: {}", plans.join(", "))
 }
 
+/// One line per run, before the runs' own sections: what a reader of the channel wants first.
+pub fn summary(report: &IncidentReport) -> Table {
+    Table {
+        title: "Summary".to_owned(),
+        note: None,
+        headers: vec![
+            "run",
+            "outcome",
+            "started (UTC)",
+            "RTO",
+            "estimated loss (records)",
+            "may read again (records)",
+        ],
+        rows: report
+            .runs
+            .iter()
+            .map(|r| {
+                let loss: Option<i64> = r.rpo.iter().map(|p| p.estimated_loss).sum();
+                let rereads: Option<i64> = r.reprocessing.iter().map(|g| g.may_reread).sum();
+                vec![
+                    format!("{} of {}", r.direction, r.plan),
+                    r.outcome
+                        .map_or("did not finish", |o| o.as_str())
+                        .to_owned(),
+                    human_ts(&r.started_at),
+                    r.rto.as_ref().map_or("—".to_owned(), |t| {
+                        let mut rto = format_ms(t.total_ms);
+                        if !t.validated {
+                            rto.push_str(" (not validated)");
+                        }
+                        rto
+                    }),
+                    known_sum(!r.rpo.is_empty(), loss),
+                    known_sum(!r.reprocessing.is_empty(), rereads),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// A total: "—" when there is nothing to add up, "unknown" when a part is unknown.
+fn known_sum(any: bool, sum: Option<i64>) -> String {
+    match (any, sum) {
+        (false, _) => "—".to_owned(),
+        (true, None) => "unknown".to_owned(),
+        (true, Some(n)) => n.to_string(),
+    }
+}
+
 pub fn runs(report: &IncidentReport) -> Vec<RunDoc<'_>> {
     report.runs.iter().map(run_doc).collect()
 }

@@ -395,7 +395,7 @@ fn report_html_opens_offline_in_headless_chromium_and_shows_every_step() {
 }
 
 #[test]
-fn report_of_a_missing_or_corrupt_log_exits_2_naming_the_file_and_line() {
+fn report_of_a_missing_or_corrupt_log_or_an_unwritable_output_exits_2_naming_it() {
     let s = Scratch::new();
     let run = s.kdr(&["report", "nowhere.jsonl"]);
     assert_eq!(run.code, 2, "{run:?}");
@@ -415,6 +415,19 @@ fn report_of_a_missing_or_corrupt_log_exits_2_naming_the_file_and_line() {
     assert!(
         run.stderr
             .starts_with("error: corrupt.jsonl:3: not an incident-log event: "),
+        "{run:?}"
+    );
+
+    let run = s.kdr(&[
+        "report",
+        &rehearsal().logs[0].display().to_string(),
+        "--output-file",
+        "no/such/dir/report.md",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: failed to write the report to no/such/dir/report.md: "),
         "{run:?}"
     );
 

@@ -96,6 +96,15 @@ fn command(cli: Cli, out: &mut Stdout) -> Result<u8, Failure> {
         Command::Lag(args) => lag(args, out),
         Command::Offsets(OffsetsCommand::Translate(args)) => offsets_translate(args, out),
         Command::Status(args) => status(args, out),
+        Command::Report(args) => report(&args, out),
+        Command::Completions { shell } => {
+            out.print(&crate::manual::completions(shell));
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            out.print(&crate::manual::man_page());
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -581,6 +590,27 @@ fn status(args: StatusArgs, out: &mut Stdout) -> Result<u8, Failure> {
     };
     let code = status::StatusReport::exit_code;
     lookup(args.output, out, bounded, status::render, code)
+}
+
+fn report(args: &crate::cli::ReportArgs, out: &mut Stdout) -> Result<u8, Failure> {
+    use crate::cli::ReportFormat;
+    use crate::report::{html, incident, json, markdown};
+    let report = incident::load(&args.logs)?;
+    let text = match args.format {
+        ReportFormat::Md => markdown::render(&report),
+        ReportFormat::Html => html::render(&report),
+        ReportFormat::Json => json::render(&report),
+    };
+    match &args.output_file {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|source| incident::ReportError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        None => out.print(&text),
+    }
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -60,6 +60,46 @@ pub enum Command {
     /// lost, records re-read). No Kafka needed.
     #[command(after_help = crate::exit::HELP)]
     Rehearse(RehearseArgs),
+    /// A report from incident logs alone (a failover and its failback together when both are
+    /// given): timeline, RTO and its phases, RPO per partition, offset translation, re-reads.
+    /// Exit 2 when a log is missing, unreadable or corrupt, or the output file cannot be written.
+    #[command(after_help = crate::exit::HELP)]
+    Report(ReportArgs),
+    /// Print a shell completion script for kdr (e.g. `kdr completions bash > /etc/bash_completion.d/kdr`).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print kdr's man page (roff) on stdout (e.g. `kdr man > kdr.1`).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Incident logs, in order (a failover's, then its failback's).
+    #[arg(required = true, value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+    /// md for the incident channel, html for a self-contained page with a timeline picture,
+    /// json for tools (versioned by its `v` field).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+    /// Write the report here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Html,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use crate::journal::{JournalError, Outcome};
 use crate::lookup::LookupError;
 use crate::plan::PlanError;
 use crate::rehearsal::drill::DrillError;
+use crate::report::incident::ReportError;
 
 /// The run or check succeeded (a dry run that would proceed counts).
 pub const OK: u8 = 0;
@@ -95,6 +96,14 @@ impl ExitStatus for DrillError {
             DrillError::Plan(e) => e.message(),
             _ => format!("error: {self}"),
         }
+    }
+}
+
+/// `kdr report` of logs that cannot be read, or a report that cannot be written: the operator
+/// named the wrong file.
+impl ExitStatus for ReportError {
+    fn exit_code(&self) -> u8 {
+        USAGE
     }
 }
 

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod journal;
 pub mod kafka;
 pub mod lookup;
+pub mod manual;
 pub mod mm2;
 pub mod plan;
 pub mod rehearsal;

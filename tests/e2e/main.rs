@@ -12,5 +12,6 @@ mod lookup;
 mod operator;
 mod plan_commands;
 mod rehearse;
+mod report;
 mod runs;
 mod world;

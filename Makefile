@@ -6,9 +6,11 @@ CARGO ?= cargo
 
 # The README's test command: every test, unit, end-to-end on the embedded clusters, and the
 # real-broker suite (scripts/test-brokers installs the pinned Nisshi broker first if missing:
-# about 15 minutes, once per machine).
+# about 15 minutes, once per machine); scripts/test-tools installs the Python parser the metrics
+# test reads `--metrics-file` back with.
 test:
 	scripts/test-brokers
+	scripts/test-tools
 	$(CARGO) test --locked --all-targets
 
 lint:

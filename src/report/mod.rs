@@ -1,5 +1,6 @@
 //! What people read: the live progress on stderr, and tables and JSON on stdout.
 
+pub mod metrics;
 mod progress;
 pub mod tables;
 

@@ -9,6 +9,7 @@ mod exit_codes;
 mod failover;
 mod harness;
 mod lookup;
+mod metrics;
 mod operator;
 mod plan_commands;
 mod rehearse;

@@ -10,6 +10,7 @@ mod failover;
 mod harness;
 mod lookup;
 mod metrics;
+mod notify;
 mod operator;
 mod plan_commands;
 mod rehearse;

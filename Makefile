@@ -6,11 +6,13 @@ CARGO ?= cargo
 
 # The README's test command: every test, unit, end-to-end on the embedded clusters, and the
 # real-broker suite (scripts/test-brokers installs the pinned Nisshi broker first if missing:
-# about 15 minutes, once per machine), and scripts/test-browser installs Debian's chromium for the
-# HTML report test if missing.
+# about 15 minutes, once per machine), scripts/test-browser installs Debian's chromium for the
+# HTML report test, and scripts/test-tools the Python parser the metrics test reads
+# `--metrics-file` back with, each only if missing.
 test:
 	scripts/test-brokers
 	scripts/test-browser
+	scripts/test-tools
 	$(CARGO) test --locked --all-targets
 
 lint:

@@ -19,7 +19,7 @@ use crate::engine::{self, RunRequest, gate::Gate};
 use crate::exit::{self, EdgeError, ExitStatus};
 use crate::journal::{self, Outcome};
 use crate::plan::{self, Direction, Plan};
-use crate::report::{Progress, tables};
+use crate::report::{Progress, metrics, tables};
 
 /// The plan `kdr init` prints.
 pub const STARTER_PLAN: &str = include_str!("../runbooks/starter.yaml");
@@ -248,11 +248,44 @@ fn rehearse(args: crate::cli::RehearseArgs, color: bool, out: &mut Stdout) -> Re
         Output::Table => out.print(&drill::summary(&report)),
         Output::Json => out.json(&versioned(&report)),
     }
-    Ok(match report.run.outcome {
+    let code = match report.run.outcome {
         Outcome::Succeeded if report.passed() => exit::OK,
         Outcome::Succeeded => exit::FAILED,
         other => exit::of_outcome(other),
-    })
+    };
+    let mut logs = vec![report.run.log.as_path()];
+    logs.extend(report.failback.as_ref().map(|f| f.log.as_path()));
+    let verdict = metrics::DrillFigures {
+        plan: report.run.plan.clone(),
+        scenario: clap::ValueEnum::to_possible_value(&report.scenario)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default(),
+        passed: report.passed(),
+    };
+    Ok(with_metrics(
+        code,
+        args.metrics_file.as_deref(),
+        &logs,
+        Some(&verdict),
+    ))
+}
+
+/// Write the metrics file, when asked for, from the runs' incident logs. A file that could not
+/// be written is reported and fails a command that had succeeded.
+fn with_metrics(
+    code: u8,
+    path: Option<&std::path::Path>,
+    logs: &[&std::path::Path],
+    drill: Option<&metrics::DrillFigures>,
+) -> u8 {
+    let Some(path) = path else { return code };
+    match metrics::write_for_logs(path, logs, drill) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if code == exit::OK { exit::FAILED } else { code }
+        }
+    }
 }
 
 fn plan_json(p: &Plan) -> serde_json::Value {
@@ -291,6 +324,12 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KDR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The webhook client logs the URLs it calls, and a notify step's URL may be a secret: its
+    // diagnostics stay off whatever the filter says.
+    let filter = ["ureq=off", "ureq_proto=off"]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -363,7 +402,13 @@ fn run_direction(
         Output::Table => out.print(&tables::run_table(&report)),
         Output::Json => out.json(&versioned(&report)),
     }
-    Ok(exit::of_outcome(report.outcome))
+    let code = exit::of_outcome(report.outcome);
+    Ok(with_metrics(
+        code,
+        args.metrics_file.as_deref(),
+        &[&report.log],
+        None,
+    ))
 }
 
 /// Who runs this and why, as far as they are settled before the run starts.

@@ -118,6 +118,10 @@ pub struct RehearseArgs {
     /// Print the drill's report as JSON on stdout.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Write the run's figures here in Prometheus text format (for node_exporter's textfile
+    /// collector), replacing the file whole: outcome, durations, step statuses, RTO, RPO.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Which replication flow a look-up reads.
@@ -271,4 +275,8 @@ pub struct RunArgs {
     /// Print the run's summary as JSON on stdout instead of a table.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Write the run's figures here in Prometheus text format (for node_exporter's textfile
+    /// collector), replacing the file whole: outcome, durations, step statuses, RTO, RPO.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }

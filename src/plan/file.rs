@@ -171,6 +171,8 @@ pub enum StepFile {
     /// Prove the replication flow into the target is healthy (before a failback: dr -> primary):
     /// fresh heartbeats, remote topics present, lag, fresh checkpoints for the plan's groups.
     CheckReverseReplication(CheckReverseReplicationFile),
+    /// POST a message to a webhook (Slack-compatible `text`, plus the run's state).
+    Notify(NotifyFile),
 }
 
 pub const STEP_KINDS: &[&str] = &[
@@ -183,6 +185,7 @@ pub const STEP_KINDS: &[&str] = &[
     "exec",
     "pause",
     "check_reverse_replication",
+    "notify",
 ];
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -445,6 +448,24 @@ pub struct CheckReverseReplicationFile {
 pub struct PauseFile {
     /// What the operator must do or check before going on.
     pub message: Located<String>,
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFile {
+    /// The webhook, `http://` or `https://`. A URL that holds a token (Slack's do) belongs in
+    /// `${env:NAME}`: it is then a secret, never shown or logged.
+    pub url: Located<String>,
+    /// The message (default: the plan, direction, step and how the run is going).
+    #[serde(default)]
+    pub text: Option<Located<String>>,
+    /// Fail the step, and stop the run, when the message cannot be delivered (default false: the
+    /// failure is logged and the run goes on).
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// How long to wait for the webhook to answer (default 5s).
     #[serde(default)]
     pub timeout: Option<DurationText>,
 }

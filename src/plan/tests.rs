@@ -111,7 +111,7 @@ fn bad_plans_report_exact_problems() {
         ("unknown on_timeout value", GOOD.replace("on_timeout: accept_rpo", "on_timeout: carry_on"),
          vec!["16:71: failover[2].wait_replication.on_timeout (step 3): unknown value `carry_on` (expected one of: abort, accept_rpo)"]),
         ("unknown step kind", GOOD.replace("- repoint:", "- repiont:"),
-         vec!["17:5: failover[3] (step 4): unknown value `repiont`; did you mean `repoint`? (expected one of: declare, quiesce_producers, wait_replication, repoint, translate_offsets, validate, exec, pause, check_reverse_replication)"]),
+         vec!["17:5: failover[3] (step 4): unknown value `repiont`; did you mean `repoint`? (expected one of: declare, quiesce_producers, wait_replication, repoint, translate_offsets, validate, exec, pause, check_reverse_replication, notify)"]),
         ("bad regex", GOOD.replace("re:payments\\\\..*", "re:payments(("),
          vec!["11:20: replication.topics[1]: invalid regex `payments((`: unclosed group"]),
         ("missing env var", GOOD.replace("KDR_TEST_PASSWORD", "KDR_NOT_SET"),

@@ -284,6 +284,30 @@ pub enum StepKind {
     Exec(Exec),
     Pause(Pause),
     CheckReverseReplication(CheckReverseReplication),
+    Notify(Notify),
+}
+
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub url: WebhookUrl,
+    /// The message as written; None for the default one.
+    pub text: Option<String>,
+    /// A message that cannot be delivered fails the step (else it is logged and the run goes on).
+    pub required: bool,
+}
+
+/// A checked `http(s)://` URL. `shown` is the text as written, which for a URL from the
+/// environment is its `${env:…}` reference: show and log that, never `value`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl {
+    pub value: String,
+    pub shown: String,
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -387,11 +411,15 @@ impl StepKind {
             StepKind::Exec(_) => "exec",
             StepKind::Pause(_) => "pause",
             StepKind::CheckReverseReplication(_) => "check_reverse_replication",
+            StepKind::Notify(_) => "notify",
         }
     }
 
     pub fn needs_clusters(&self) -> bool {
-        !matches!(self, StepKind::Exec(_) | StepKind::Pause(_))
+        !matches!(
+            self,
+            StepKind::Exec(_) | StepKind::Pause(_) | StepKind::Notify(_)
+        )
     }
 
     /// A step may be run again after an interruption without asking: it only reads, or it
@@ -417,6 +445,7 @@ impl StepKind {
             StepKind::Exec(_) => 10 * MINUTE,
             StepKind::Pause(_) => 24 * 60 * MINUTE,
             StepKind::CheckReverseReplication(_) => MINUTE,
+            StepKind::Notify(_) => Duration::from_secs(5),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod incident;
 mod incident_tests;
 pub mod json;
 pub mod markdown;
+pub mod metrics;
 mod progress;
 mod sections;
 pub mod tables;

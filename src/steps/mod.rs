@@ -5,6 +5,7 @@ mod check_reverse;
 mod declare;
 mod exec;
 pub mod gate;
+mod notify;
 mod pause;
 mod quiesce;
 mod repoint;
@@ -184,6 +185,7 @@ pub fn summary(plan: &Plan, direction: Direction, step: &Step) -> String {
         StepKind::Exec(e) => exec::summary(e),
         StepKind::Pause(p) => pause::summary(p),
         StepKind::CheckReverseReplication(c) => check_reverse::summary(plan, direction, c),
+        StepKind::Notify(n) => notify::summary(n),
     }
 }
 
@@ -199,6 +201,7 @@ pub async fn run(ctx: &mut StepCtx<'_>) -> StepResult {
         StepKind::TranslateOffsets(t) => translate::run(ctx, t).await,
         StepKind::Validate(v) => validate::run(ctx, v).await,
         StepKind::CheckReverseReplication(c) => check_reverse::run(ctx, c).await,
+        StepKind::Notify(n) => notify::run(ctx, n).await,
     }
 }
 

@@ -9,6 +9,8 @@ mod exit_codes;
 mod failover;
 mod harness;
 mod lookup;
+mod metrics;
+mod notify;
 mod operator;
 mod plan_commands;
 mod rehearse;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Problems, at, command, duration, groups, opt_duration, section};
 use crate::plan::error::Problem;
+use crate::plan::file::Located;
 use crate::plan::file::{self, StepFile};
 use crate::plan::node::{Node, join_index, join_key};
 use crate::plan::types::*;
@@ -85,6 +86,7 @@ fn check_step(
             check_reverse(c, &kind_path("check_reverse_replication"), problems)
         }
         StepFile::Pause(pause) => self::pause(pause, &kind_path("pause"), problems),
+        StepFile::Notify(n) => notify(n, &kind_path("notify"), problems),
     };
     let (kind, timeout) = (kind?, timeout?);
     (problems.len() == before).then_some(Step {
@@ -272,4 +274,65 @@ fn pause(pause: file::PauseFile, p: &str, problems: &mut Problems) -> Checked {
         message: pause.message.raw.clone().unwrap_or(pause.message.value),
     });
     (Some(kind), t)
+}
+
+fn notify(n: file::NotifyFile, p: &str, problems: &mut Problems) -> Checked {
+    let t = opt_duration(&n.timeout, p, "timeout", problems);
+    let url = webhook_url(&n.url, &join_key(p, "url"), problems);
+    if let Some(text) = &n.text
+        && text.value.trim().is_empty()
+    {
+        problems.push(at(
+            text,
+            &join_key(p, "text"),
+            "expected the message's text, found an empty string",
+        ));
+    }
+    let kind = url.map(|url| {
+        StepKind::Notify(Notify {
+            url,
+            text: n.text.map(|t| t.value),
+            required: n.required.unwrap_or(false),
+        })
+    });
+    (kind, t)
+}
+
+/// An `http://` or `https://` URL with a host. A URL from a substitution is never repeated in
+/// a problem: it is a secret.
+fn webhook_url(url: &Located<String>, path: &str, problems: &mut Problems) -> Option<WebhookUrl> {
+    let checked = WebhookUrl {
+        value: url.value.trim().to_owned(),
+        shown: url.raw.clone().unwrap_or_else(|| url.value.clone()),
+    };
+    // A placeholder (--allow-missing-env) stands for any value; a substitution that failed
+    // (its text left as written) is reported where it failed.
+    if problems.is_placeholder(url) || url.raw.as_deref() == Some(url.value.as_str()) {
+        return Some(checked);
+    }
+    let found = if url.is_secret() {
+        "(from a substitution)".to_owned()
+    } else {
+        format!("`{}`", url.value)
+    };
+    let parsed = checked.value.parse::<ureq::http::Uri>();
+    let problem = match &parsed {
+        Err(_) => Some(format!("expected an http(s) URL, found {found}")),
+        Ok(uri) if !matches!(uri.scheme_str(), Some("http" | "https")) => Some(format!(
+            "expected a URL starting with `http://` or `https://`, found {found}"
+        )),
+        Ok(uri) if uri.host().is_none_or(str::is_empty) => {
+            Some(format!("expected a URL with a host, found {found}"))
+        }
+        Ok(_) => None,
+    };
+    match problem {
+        Some(message) => {
+            problems.push(at(url, path, message).with_hint(
+                "e.g. `url: \"${env:KDR_WEBHOOK_URL}\"` holding `https://hooks.example.com/…`",
+            ));
+            None
+        }
+        None => Some(checked),
+    }
 }

@@ -180,9 +180,19 @@ impl Flow {
 /// Each partition's watermarks, `None` where the cluster does not have it; any other
 /// per-partition failure is the first error.
 fn present_marks(read: Vec<Result<Watermarks, KafkaError>>) -> Result<Vec<Marks>, KafkaError> {
+    Ok(present(read)?
+        .into_iter()
+        .map(|w| w.map(|w| (w.low, w.high)))
+        .collect())
+}
+
+/// A batched read's per-partition answers with a partition the cluster does not have (its
+/// topic deleted, or never created there) as `None`: one missing topic degrades that topic
+/// only. Any other per-partition failure is the first error.
+pub fn present<T>(read: Vec<Result<T, KafkaError>>) -> Result<Vec<Option<T>>, KafkaError> {
     read.into_iter()
         .map(|answer| match answer {
-            Ok(w) => Ok(Some((w.low, w.high))),
+            Ok(value) => Ok(Some(value)),
             Err(KafkaError::TopicNotFound { .. } | KafkaError::PartitionNotFound { .. }) => {
                 Ok(None)
             }

@@ -12,7 +12,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
-use crate::harness::{Nisshi, Pair, Run, Storage, block_on, create_topics, kdr};
+use crate::harness::{Nisshi, Pair, Run, Storage, block_on, create_topics, events, kdr, logs};
 use crate::mm2::produce;
 
 const GROUP: &str = "order-processor";
@@ -71,7 +71,7 @@ fn problem_kinds(status: &Value) -> Vec<&str> {
 }
 
 #[test]
-fn lag_reports_a_topic_missing_on_dr_as_at_risk_and_the_others_as_usual() {
+fn lag_status_and_wait_replication_report_a_topic_missing_on_dr_as_at_risk_and_the_rest_as_usual() {
     let pair = Pair::start();
     create(
         &pair.primary,
@@ -151,6 +151,38 @@ fn lag_reports_a_topic_missing_on_dr_as_at_risk_and_the_others_as_usual() {
     assert!(
         problem_kinds(&status).contains(&"missing_on_target"),
         "{status}"
+    );
+
+    // wait_replication measures the same, and accepting the RPO records payments as lost.
+    let run = crate::failover::failover(dir.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    let log = logs(dir.path()).pop().expect("an incident log");
+    let accepted = events(&log)
+        .into_iter()
+        .find(|e| e["event"] == "decision")
+        .unwrap_or_else(|| panic!("no decision: {run:?}"));
+    assert_eq!(accepted["data"]["lost_records"], 9, "{accepted}");
+    let lost: Vec<(String, i64, String)> = accepted["data"]["per_partition"]
+        .as_array()
+        .expect("per partition")
+        .iter()
+        .map(|l| {
+            (
+                l["source_topic"].as_str().expect("topic").to_owned(),
+                l["lag"].as_i64().expect("lag"),
+                l["method"].as_str().expect("method").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lost,
+        [
+            ("orders".to_owned(), 1, "count".to_owned()),
+            ("orders".to_owned(), 1, "count".to_owned()),
+            ("payments".to_owned(), 3, "target_missing".to_owned()),
+            ("payments".to_owned(), 4, "target_missing".to_owned()),
+        ],
+        "{accepted}"
     );
 }
 

@@ -200,6 +200,10 @@ fn kdr(dir: &Path, args: &[&str]) -> (Duration, serde_json::Value) {
     if run.code != 0 && run.code != 1 {
         panic!("kdr {args:?} failed: {}", run.stderr);
     }
+    // Where the time went: kdr says what runs longer than a second, and for how long.
+    for line in run.stderr.lines().filter(|l| l.contains("done in")) {
+        println!("    {line}");
+    }
     let out = serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null);
     (took, out)
 }

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::newest::newest_timestamps;
 use super::{LookupCtx, LookupError, SCHEMA_VERSION, bounded, cell, count, table, within};
@@ -78,7 +77,7 @@ pub async fn run(
     let (partitions, lags, source_error) = ctx
         .noting(
             &format!("measuring {source_role} → {target_role} lag"),
-            measure(&flow, deadline),
+            measure(&flow, &ctx),
         )
         .await?;
     if partitions.is_empty() {
@@ -172,8 +171,9 @@ pub async fn run(
 /// answer says why a listing failed.
 async fn measure(
     flow: &Flow,
-    deadline: Instant,
+    ctx: &LookupCtx,
 ) -> Result<(Vec<ReplicatedPartition>, Vec<PartitionLag>, Option<String>), LookupError> {
+    let deadline = ctx.deadline;
     let source_role = flow.source_plan.role;
     let listing = format!("list the replicated topics on {source_role}");
     let (reached, listed) = tokio::join!(
@@ -187,13 +187,13 @@ async fn measure(
         (Err(_), _) => format!("{source_role} did not answer before the deadline"),
         (Ok(Reachability::Reachable(_)), Err(e)) => e,
         (Ok(Reachability::Reachable(_)), Ok(partitions)) => {
-            match bounded(
+            let reading = format!("reading the offsets of {} partitions", partitions.len());
+            let measured = bounded(
                 deadline,
                 "measure replication lag",
                 flow.measure_lag(&partitions, None),
-            )
-            .await
-            {
+            );
+            match ctx.noting(&reading, measured).await {
                 Ok(lags) => return Ok((partitions, lags, None)),
                 Err(e) => e,
             }

@@ -145,10 +145,14 @@ pub async fn run(
     };
     let failover = Flow::new(plan, clusters, Direction::Failover);
     let failback = Flow::new(plan, clusters, Direction::Failback);
-    let (failover, failback) = tokio::join!(
-        flow_health(plan, &failover, &up, deadline),
-        flow_health(plan, &failback, &up, deadline),
-    );
+    let (failover, failback) = ctx
+        .noting("measuring replication both ways", async {
+            tokio::join!(
+                flow_health(plan, &failover, &up, deadline),
+                flow_health(plan, &failback, &up, deadline),
+            )
+        })
+        .await;
     let authority = match tokio::time::timeout_at(
         deadline,
         crate::authority::read_both(&clusters.primary, &clusters.dr, &plan.name),

@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: test lint ci rehearse test-brokers fuzz
+.PHONY: test lint ci rehearse test-brokers fuzz bench-lookups
 
 # The README's test command: every test, unit, end-to-end on the embedded clusters, and the
 # real-broker suite (scripts/test-brokers installs the pinned Nisshi broker first if missing:
@@ -36,3 +36,10 @@ fuzz:
 		-max_total_time=$(FUZZ_TIME) -max_len=65536 -rss_limit_mb=2048 -dict=plan_loader.dict
 	cd fuzz && $(CARGO) +nightly fuzz run -s none mm2_codec corpus/mm2_codec seeds/mm2_codec -- \
 		-max_total_time=$(FUZZ_TIME) -max_len=65536 -rss_limit_mb=2048
+
+# The look-ups at scale (issue 10): `kdr lag`, `kdr status` and the batched watermarks against a
+# bare librdkafka read, 20 topics x 1 000 partitions per side on two Nisshi brokers. Figures,
+# printed, not asserted.
+bench-lookups:
+	scripts/test-brokers
+	$(CARGO) bench --locked --bench scale_lookups

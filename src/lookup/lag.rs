@@ -2,8 +2,9 @@
 //! source in records (through MM2's offset syncs where readable, else by record counts, as
 //! `wait_replication` measures it) and in time (the age of the newest record on the target).
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::newest::newest_timestamps;
 use super::{LookupCtx, LookupError, SCHEMA_VERSION, bounded, cell, count, table, within};
@@ -11,6 +12,7 @@ use crate::kafka::{Reachability, TopicPartition};
 use crate::plan::{Direction, Plan, Role};
 use crate::replication::{
     Clusters, Flow, LagMethod, OPERATION_TIMEOUT, PartitionLag, ReplicatedPartition, now_ms,
+    topics_missing_on_target,
 };
 
 /// `kdr lag --output json`.
@@ -72,14 +74,12 @@ pub async fn run(
     let deadline = ctx.deadline;
     let flow = Flow::new(plan, clusters, direction);
     let (source_role, target_role) = (flow.source_plan.role, flow.target_plan.role);
-    let mut source_error = match tokio::time::timeout_at(deadline, flow.source_reachable()).await {
-        Ok(Reachability::Reachable(_)) => None,
-        Ok(Reachability::Unreachable { reason }) => {
-            Some(format!("{source_role} unreachable: {reason}"))
-        }
-        Err(_) => Some(format!("{source_role} did not answer before the deadline")),
-    };
-    let (partitions, lags) = measure(&flow, &mut source_error, deadline).await?;
+    let (partitions, lags, source_error) = ctx
+        .noting(
+            &format!("measuring {source_role} → {target_role} lag"),
+            measure(&flow, &ctx),
+        )
+        .await?;
     if partitions.is_empty() {
         return Err(LookupError::Failed(format!(
             "no topic of the plan ({}) was found on {}: check replication.topics",
@@ -95,6 +95,14 @@ pub async fn run(
             }
         )));
     }
+    let missing = topics_missing_on_target(&lags);
+    if !missing.is_empty() {
+        ctx.say(&format!(
+            "warning: {} missing on {target_role}: every record of {} is at risk",
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        ));
+    }
     let ends: Vec<(TopicPartition, i64)> = lags
         .iter()
         .map(|l| {
@@ -104,7 +112,12 @@ pub async fn run(
             )
         })
         .collect();
-    let newest = newest_timestamps(&flow.target, ends, within(deadline, OPERATION_TIMEOUT)).await;
+    let newest = ctx
+        .noting(
+            &format!("reading the newest records on {target_role}"),
+            newest_timestamps(&flow.target, ends, within(deadline, OPERATION_TIMEOUT)),
+        )
+        .await;
     if let Some(unread) = &newest.unread {
         ctx.say(&format!(
             "warning: failed to read the newest records on {target_role}: {unread}"
@@ -150,38 +163,42 @@ pub async fn run(
     })
 }
 
-/// The replicated partitions and their lag: listed on and measured against the source while
-/// it answers; listed on the target, with unknown lag, once it does not (and `source_error`
-/// then says why).
+/// The replicated partitions, their lag, and why the source could not be read if it could
+/// not: listed on and measured against the source while it answers; listed on the target,
+/// with unknown lag, once it does not.
+///
+/// The source is probed and listed at once (both are one metadata request): the probe's
+/// answer says why a listing failed.
 async fn measure(
     flow: &Flow,
-    source_error: &mut Option<String>,
-    deadline: Instant,
-) -> Result<(Vec<ReplicatedPartition>, Vec<PartitionLag>), LookupError> {
+    ctx: &LookupCtx,
+) -> Result<(Vec<ReplicatedPartition>, Vec<PartitionLag>, Option<String>), LookupError> {
+    let deadline = ctx.deadline;
     let source_role = flow.source_plan.role;
-    if source_error.is_none() {
-        let listed = bounded(
-            deadline,
-            &format!("list the replicated topics on {source_role}"),
-            flow.partitions_from_source(),
-        )
-        .await;
-        match listed {
-            Ok(partitions) => {
-                match bounded(
-                    deadline,
-                    "measure replication lag",
-                    flow.measure_lag(&partitions, None),
-                )
-                .await
-                {
-                    Ok(lags) => return Ok((partitions, lags)),
-                    Err(e) => *source_error = Some(e),
-                }
-            }
-            Err(e) => *source_error = Some(e),
+    let listing = format!("list the replicated topics on {source_role}");
+    let (reached, listed) = tokio::join!(
+        tokio::time::timeout_at(deadline, flow.source_reachable()),
+        bounded(deadline, &listing, flow.partitions_from_source())
+    );
+    let source_error = match (reached, listed) {
+        (Ok(Reachability::Unreachable { reason }), _) => {
+            format!("{source_role} unreachable: {reason}")
         }
-    }
+        (Err(_), _) => format!("{source_role} did not answer before the deadline"),
+        (Ok(Reachability::Reachable(_)), Err(e)) => e,
+        (Ok(Reachability::Reachable(_)), Ok(partitions)) => {
+            let reading = format!("reading the offsets of {} partitions", partitions.len());
+            let measured = bounded(
+                deadline,
+                "measure replication lag",
+                flow.measure_lag(&partitions, None),
+            );
+            match ctx.noting(&reading, measured).await {
+                Ok(lags) => return Ok((partitions, lags, None)),
+                Err(e) => e,
+            }
+        }
+    };
     let target_role = flow.target_plan.role;
     let partitions = bounded(
         deadline,
@@ -197,7 +214,7 @@ async fn measure(
     )
     .await
     .map_err(LookupError::Failed)?;
-    Ok((partitions, lags))
+    Ok((partitions, lags, Some(source_error)))
 }
 
 /// The table `kdr lag` prints.
@@ -221,8 +238,13 @@ pub fn render(report: &LagReport) -> String {
             cell(r.replicated_to),
             r.lag.map_or_else(|| "-".to_owned(), count),
             r.method.to_string(),
-            r.newest_record_age_ms
-                .map_or_else(|| "empty".to_owned(), |a| format!("{} ago", super::age(a))),
+            match r.newest_record_age_ms {
+                _ if r.method == LagMethod::TargetMissing => {
+                    format!("missing on {}", report.target)
+                }
+                Some(a) => format!("{} ago", super::age(a)),
+                None => "empty".to_owned(),
+            },
         ]);
     }
     let summary = match (&report.source_error, report.total_lag) {
@@ -241,5 +263,25 @@ pub fn render(report: &LagReport) -> String {
         ),
         (None, None) => format!("{} → {}: lag unknown", report.source, report.target),
     };
-    format!("{t}\n{summary}\n")
+    let missing: BTreeSet<&str> = report
+        .partitions
+        .iter()
+        .filter(|p| p.method == LagMethod::TargetMissing)
+        .map(|p| p.source_topic.as_str())
+        .collect();
+    if missing.is_empty() {
+        return format!("{t}\n{summary}\n");
+    }
+    let at_risk: i64 = report
+        .partitions
+        .iter()
+        .filter(|p| p.method == LagMethod::TargetMissing)
+        .filter_map(|p| p.lag)
+        .sum();
+    format!(
+        "{t}\n{summary}\nat risk: {} missing on {} ({} records not there)\n",
+        missing.into_iter().collect::<Vec<_>>().join(", "),
+        report.target,
+        count(at_risk)
+    )
 }

@@ -35,6 +35,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// How long a look-up may take in all, unless `--timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Work that takes longer than this says what it is doing.
+const SLOW: Duration = Duration::from_secs(1);
+
 /// Why a look-up could not give its answer at all (as opposed to an answer that says
 /// something is wrong, which is a report with a failing exit code).
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,27 @@ impl LookupCtx {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         progress.say(text);
+    }
+
+    /// `work`, saying what it is when it runs longer than [`SLOW`], and how long it took
+    /// then: a look-up at the scale of thousands of partitions is never silent for long.
+    /// Plain lines through [`LookupCtx::say`], on a terminal or not.
+    pub async fn noting<T>(&self, what: &str, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let mut work = std::pin::pin!(work);
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(SLOW) => {}
+        }
+        self.say(&format!("{what}…"));
+        let done = work.await;
+        self.say(&format!(
+            "{what}: done in {}",
+            crate::report::format_ms(
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+            )
+        ));
+        done
     }
 
     /// Waits that end at the deadline.

@@ -5,6 +5,7 @@
 //! Write authority (which cluster owns writes, from `__kdr_authority` on each cluster) is part of
 //! the report; split brain is the most serious problem it can show.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,8 +13,12 @@ use tokio::time::Instant;
 
 use super::{LookupCtx, LookupError, SCHEMA_VERSION, bounded, count, table, within};
 use crate::kafka::Reachability;
+use crate::mm2::{Checkpoint, CheckpointIndex};
 use crate::plan::{ClusterPlan, Direction, Plan, Role};
-use crate::replication::{Clusters, Flow, OPERATION_TIMEOUT, now_ms, resolve_groups};
+use crate::replication::{
+    Clusters, Flow, OPERATION_TIMEOUT, PartitionLag, now_ms, resolve_groups,
+    topics_missing_on_target,
+};
 
 /// `kdr status --output json`.
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +63,23 @@ pub struct FlowHealth {
     /// Per group of the plan, the age of its newest checkpoint on the target.
     pub checkpoints: Vec<GroupCheckpoint>,
     pub checkpoints_error: Option<String>,
+    /// Checkpoints that translate far below the replica's end although the group had read
+    /// its source partition to the end: the sign of sparse offset syncs.
+    pub sparse_checkpoints: Vec<SparseCheckpoint>,
+}
+
+/// A checkpoint that lands far below where its group stood (see [`is_sparse`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SparseCheckpoint {
+    pub group: String,
+    pub target_topic: String,
+    pub partition: i32,
+    /// The group's committed offset on the source when it was checkpointed: the source end.
+    pub upstream_offset: i64,
+    /// Where the group would resume on the target.
+    pub downstream_offset: i64,
+    /// The target partition's end offset.
+    pub target_end: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +88,8 @@ pub struct LagSummary {
     pub partitions: usize,
     pub partitions_lagging: usize,
     pub max_lag: i64,
+    /// Source topics the target lacks: every record of theirs is at risk (in the totals).
+    pub missing_on_target: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,7 +103,8 @@ pub struct GroupCheckpoint {
 pub struct Verdict {
     pub healthy: bool,
     /// `ready`, `dr_unreachable`, `primary_unreachable`, `no_heartbeats`, `stale_heartbeats`,
-    /// `lagging`, `lag_unknown`, `checkpoints_unreadable` or `missing_checkpoints`.
+    /// `missing_on_target`, `lagging`, `lag_unknown`, `checkpoints_unreadable`,
+    /// `missing_checkpoints` or `sparse_offset_syncs`.
     pub kind: &'static str,
     pub message: String,
 }
@@ -120,10 +145,14 @@ pub async fn run(
     };
     let failover = Flow::new(plan, clusters, Direction::Failover);
     let failback = Flow::new(plan, clusters, Direction::Failback);
-    let (failover, failback) = tokio::join!(
-        flow_health(plan, &failover, &up, deadline),
-        flow_health(plan, &failback, &up, deadline),
-    );
+    let (failover, failback) = ctx
+        .noting("measuring replication both ways", async {
+            tokio::join!(
+                flow_health(plan, &failover, &up, deadline),
+                flow_health(plan, &failback, &up, deadline),
+            )
+        })
+        .await;
     let authority = match tokio::time::timeout_at(
         deadline,
         crate::authority::read_both(&clusters.primary, &clusters.dr, &plan.name),
@@ -210,6 +239,7 @@ async fn flow_health(
         lag_error: None,
         checkpoints: Vec::new(),
         checkpoints_error: None,
+        sparse_checkpoints: Vec::new(),
     };
     if unreachable(target).is_some() {
         let why = format!("{target} unreachable");
@@ -227,12 +257,19 @@ async fn flow_health(
     );
     let now = now_ms();
     health.heartbeat_age_ms = heartbeat.ok().flatten().map(|ts| now - ts);
-    match lag {
-        Ok(summary) => health.lag = Some(summary),
-        Err(e) => health.lag_error = Some(e),
-    }
+    let lags = match lag {
+        Ok((summary, lags)) => {
+            health.lag = Some(summary);
+            lags
+        }
+        Err(e) => {
+            health.lag_error = Some(e);
+            Vec::new()
+        }
+    };
     match checkpoints {
         Ok(index) => {
+            health.sparse_checkpoints = sparse_checkpoints(plan, &index, &lags);
             health.checkpoints = resolve_groups(&plan.replication.groups, &index)
                 .into_iter()
                 .map(|group| GroupCheckpoint {
@@ -255,7 +292,7 @@ async fn lag(
     flow: &Flow,
     source_down: Option<String>,
     deadline: Instant,
-) -> Result<LagSummary, String> {
+) -> Result<(LagSummary, Vec<PartitionLag>), String> {
     if let Some(why) = source_down {
         return Err(why);
     }
@@ -273,13 +310,71 @@ async fn lag(
     )
     .await?;
     let known: Vec<i64> = lags.iter().filter_map(|l| l.lag).collect();
-    Ok(LagSummary {
+    let summary = LagSummary {
         total_records: known.iter().sum(),
         partitions: lags.len(),
         partitions_lagging: known.iter().filter(|l| **l > 0).count(),
         max_lag: known.iter().copied().max().unwrap_or(0),
-    })
+        missing_on_target: topics_missing_on_target(&lags),
+    };
+    Ok((summary, lags))
 }
+
+/// The plan's groups' checkpoints that look translated through sparse offset syncs.
+fn sparse_checkpoints(
+    plan: &Plan,
+    index: &CheckpointIndex,
+    lags: &[PartitionLag],
+) -> Vec<SparseCheckpoint> {
+    let ends: HashMap<(&str, i32), (i64, i64)> = lags
+        .iter()
+        .filter_map(|l| {
+            let source_end = l.source_end?;
+            Some((
+                (l.target_topic.as_str(), l.partition),
+                (source_end, l.target_end),
+            ))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for group in resolve_groups(&plan.replication.groups, index) {
+        for (checkpoint, _) in index.for_group(&group) {
+            let Some(&(source_end, target_end)) =
+                ends.get(&(checkpoint.topic.as_str(), checkpoint.partition))
+            else {
+                continue;
+            };
+            if is_sparse(checkpoint, source_end, target_end) {
+                out.push(SparseCheckpoint {
+                    group: group.clone(),
+                    target_topic: checkpoint.topic.clone(),
+                    partition: checkpoint.partition,
+                    upstream_offset: checkpoint.upstream_offset,
+                    downstream_offset: checkpoint.downstream_offset,
+                    target_end,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a checkpoint lands far below the replica's end although its group had read the
+/// source partition to its end: the group would re-read most of what it had consumed.
+///
+/// MM2 translates through the newest offset sync at or below the group's offset, and emits a
+/// sync only when the source has moved `offset.lag.max` past the last one or when the worker
+/// flushes its offsets, so some distance is normal. "Far" is at least half the replica's
+/// records and at least [`SPARSE_MIN_GAP`] of them: a gap the size of the partition itself, as
+/// with a flush interval that never comes around during a drill.
+pub fn is_sparse(checkpoint: &Checkpoint, source_end: i64, target_end: i64) -> bool {
+    let at_end = source_end > 0 && checkpoint.upstream_offset >= source_end;
+    let gap = target_end - checkpoint.downstream_offset;
+    at_end && gap >= SPARSE_MIN_GAP && gap * 2 >= target_end
+}
+
+/// The smallest distance below the replica's end that counts as sparse.
+const SPARSE_MIN_GAP: i64 = 10;
 
 /// What stands in the way of failing over, most serious first.
 fn problems(
@@ -311,7 +406,10 @@ fn problems(
             ),
         ));
     }
-    if !out.is_empty() {
+    // With DR gone nothing of the failover can be measured; with only the primary gone,
+    // everything DR holds still can, and each problem there is one more thing to know
+    // before failing over.
+    if !dr.reachable {
         return out;
     }
     match failover.heartbeat_age_ms {
@@ -328,7 +426,25 @@ fn problems(
         )),
         Some(_) => {}
     }
+    if let Some(lag) = &failover.lag
+        && !lag.missing_on_target.is_empty()
+    {
+        out.push(problem(
+            "missing_on_target",
+            format!(
+                "{} missing on {d}: every record of {} is at risk",
+                lag.missing_on_target.join(", "),
+                if lag.missing_on_target.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                }
+            ),
+        ));
+    }
     match (&failover.lag, &failover.lag_error) {
+        // The source being down is said already, first.
+        (None, _) if !primary.reachable => {}
         (Some(lag), _) if lag.total_records > thresholds.max_lag_records as i64 => {
             out.push(problem(
                 "lagging",
@@ -365,7 +481,43 @@ fn problems(
             ),
         ));
     }
+    if !failover.sparse_checkpoints.is_empty() {
+        out.push(problem(
+            "sparse_offset_syncs",
+            sparse_message(plan, failover),
+        ));
+    }
     out
+}
+
+/// What sparse offset syncs look like and which MirrorMaker 2 settings control them.
+fn sparse_message(plan: &Plan, failover: &FlowHealth) -> String {
+    let d = plan.dr.role;
+    let examples: Vec<String> = failover
+        .sparse_checkpoints
+        .iter()
+        .take(3)
+        .map(|c| {
+            format!(
+                "{} on {}/{} at {} of {}",
+                c.group, c.target_topic, c.partition, c.downstream_offset, c.target_end
+            )
+        })
+        .collect();
+    let more = failover
+        .sparse_checkpoints
+        .len()
+        .saturating_sub(examples.len());
+    format!(
+        "offset syncs look sparse: checkpoints on {d} land far below the replica's end while the groups had read to the end ({}{}); they would re-read most records after a failover: lower offset.lag.max and the worker's flush interval ({alias}.offset.flush.interval.ms in dedicated mode; a top-level offset.flush.interval.ms is ignored there)",
+        examples.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+        alias = plan.primary.mm2_alias,
+    )
 }
 
 /// The table `kdr status` prints, then the verdict.
@@ -405,12 +557,21 @@ pub fn render(report: &StatusReport) -> String {
         t.add_row(vec![
             format!("{name} lag"),
             match (&f.lag, &f.lag_error) {
-                (Some(l), _) => format!(
+                (Some(l), _) if l.missing_on_target.is_empty() => format!(
                     "{} records ({} of {} partitions lagging, max {})",
                     count(l.total_records),
                     l.partitions_lagging,
                     l.partitions,
                     count(l.max_lag)
+                ),
+                (Some(l), _) => format!(
+                    "{} records ({} of {} partitions lagging, max {}; missing on {}: {})",
+                    count(l.total_records),
+                    l.partitions_lagging,
+                    l.partitions,
+                    count(l.max_lag),
+                    f.target,
+                    l.missing_on_target.join(", ")
                 ),
                 (None, e) => format!("unknown: {}", e.as_deref().unwrap_or("not measured")),
             },

@@ -1,12 +1,12 @@
 //! How far a flow has replicated each partition: the source's end offset against what is
 //! known to be on the target.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::kafka::{KafkaError, TopicPartition};
+use crate::kafka::{KafkaError, TopicPartition, Watermarks};
 
 use super::{Flow, ReplicatedPartition};
 
@@ -17,6 +17,9 @@ pub enum LagMethod {
     OffsetSync,
     /// By record counts: the source's log start plus what the target holds.
     Count,
+    /// The target has no such partition (its topic is missing there): nothing the source
+    /// holds is on the target, every record is at risk.
+    TargetMissing,
 }
 
 impl fmt::Display for LagMethod {
@@ -24,6 +27,7 @@ impl fmt::Display for LagMethod {
         f.write_str(match self {
             LagMethod::OffsetSync => "offset_sync",
             LagMethod::Count => "count",
+            LagMethod::TargetMissing => "target_missing",
         })
     }
 }
@@ -50,16 +54,40 @@ pub struct PartitionLag {
     pub target_end: i64,
 }
 
+impl PartitionLag {
+    /// Whether the target lacks this partition altogether.
+    pub fn missing_on_target(&self) -> bool {
+        self.method == LagMethod::TargetMissing
+    }
+}
+
 /// Sum of known lags.
 pub fn total_lag(lags: &[PartitionLag]) -> i64 {
     lags.iter().filter_map(|l| l.lag).sum()
 }
 
-type Marks = BTreeMap<(String, i32), (i64, i64)>;
+/// The source topics whose partitions the target lacks, sorted, each once.
+pub fn topics_missing_on_target(lags: &[PartitionLag]) -> Vec<String> {
+    let missing: BTreeSet<&str> = lags
+        .iter()
+        .filter(|l| l.missing_on_target())
+        .map(|l| l.source_topic.as_str())
+        .collect();
+    missing.into_iter().map(str::to_owned).collect()
+}
+
+/// A partition's log start and end offsets, or `None` where the cluster does not have it.
+type Marks = Option<(i64, i64)>;
 
 impl Flow {
     /// Per-partition lag. `source_ends` overrides the source's end offsets (the last ones seen,
     /// when the source has gone away); otherwise they are read now.
+    ///
+    /// Both sides' offsets and the offset syncs are read at once, each side in one batched
+    /// call (`Cluster::batch_watermarks`). A partition the target does not have is measured
+    /// as [`LagMethod::TargetMissing`] (all its records at risk) and one the source no longer
+    /// has as unknown lag: one missing topic never hides the others' lag. Any other failure
+    /// of a read fails the measurement.
     pub async fn measure_lag(
         &self,
         partitions: &[ReplicatedPartition],
@@ -69,60 +97,69 @@ impl Flow {
             .iter()
             .map(|p| TopicPartition::new(p.target_topic.clone(), p.partition))
             .collect();
-        let target_of: Marks = self
-            .target
-            .watermarks(&target_tps)
-            .await?
-            .into_iter()
-            .map(|w| ((w.topic, w.partition), (w.low, w.high)))
-            .collect();
-        let source_marks: Marks = match source_ends {
-            Some(ends) => ends.iter().map(|(k, v)| (k.clone(), (-1, *v))).collect(),
-            None => {
-                let source_tps: Vec<TopicPartition> = partitions
-                    .iter()
-                    .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
-                    .collect();
-                self.source
-                    .watermarks(&source_tps)
-                    .await?
-                    .into_iter()
-                    .map(|w| ((w.topic, w.partition), (w.low, w.high)))
-                    .collect()
+        let read_source = async {
+            if source_ends.is_some() {
+                return Ok(None);
+            }
+            let source_tps: Vec<TopicPartition> = partitions
+                .iter()
+                .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
+                .collect();
+            self.source.batch_watermarks(&source_tps).await.map(Some)
+        };
+        let read_syncs = async {
+            match source_ends {
+                Some(_) => None,
+                None => self.offset_syncs(self.source.operation_timeout()).await,
             }
         };
-        let syncs = if source_ends.is_none() {
-            self.offset_syncs(self.source.operation_timeout()).await
-        } else {
-            None
+        let (target, source, syncs) = tokio::join!(
+            self.target.batch_watermarks(&target_tps),
+            read_source,
+            read_syncs
+        );
+        let target = present_marks(target?)?;
+        let source: Vec<Marks> = match (source?, source_ends) {
+            (Some(read), _) => present_marks(read)?,
+            (None, Some(ends)) => partitions
+                .iter()
+                .map(|p| {
+                    ends.get(&(p.source_topic.clone(), p.partition))
+                        .map(|end| (-1, *end))
+                })
+                .collect(),
+            (None, None) => vec![None; partitions.len()],
         };
         Ok(partitions
             .iter()
-            .map(|p| {
-                let (t_low, t_end) = target_of
-                    .get(&(p.target_topic.clone(), p.partition))
-                    .copied()
-                    .unwrap_or((0, 0));
-                let source = source_marks
-                    .get(&(p.source_topic.clone(), p.partition))
-                    .copied();
+            .zip(target.into_iter().zip(source))
+            .map(|(p, (target, source))| {
                 // The newest sync: it pairs the furthest record known to be on the target.
                 let sync = syncs
                     .as_ref()
                     .and_then(|s| s.get(&(p.source_topic.clone(), p.partition)))
                     .and_then(|s| s.last());
-                let (replicated_to, method) = match (sync, source) {
+                let (replicated_to, method, t_end) = match (target, sync, source) {
+                    // Nothing is on the target; what the source no longer holds is gone anyway.
+                    (None, _, source) => (
+                        source.map_or(0, |(s_low, _)| s_low.max(0)),
+                        LagMethod::TargetMissing,
+                        0,
+                    ),
                     // A sync pairs the offsets of one record; everything the target holds after
                     // that record came, in order, from after it on the source.
-                    (Some(sync), _) if t_end > sync.downstream_offset => (
+                    (Some((_, t_end)), Some(sync), _) if t_end > sync.downstream_offset => (
                         sync.upstream_offset + (t_end - sync.downstream_offset),
                         LagMethod::OffsetSync,
+                        t_end,
                     ),
-                    (Some(sync), _) => (sync.upstream_offset + 1, LagMethod::OffsetSync),
-                    (None, Some((s_low, _))) if s_low >= 0 => {
-                        (s_low + (t_end - t_low), LagMethod::Count)
+                    (Some((_, t_end)), Some(sync), _) => {
+                        (sync.upstream_offset + 1, LagMethod::OffsetSync, t_end)
                     }
-                    (None, _) => (t_end, LagMethod::Count),
+                    (Some((t_low, t_end)), None, Some((s_low, _))) if s_low >= 0 => {
+                        (s_low + (t_end - t_low), LagMethod::Count, t_end)
+                    }
+                    (Some((_, t_end)), None, _) => (t_end, LagMethod::Count, t_end),
                 };
                 let source_end = source.map(|(_, end)| end);
                 PartitionLag {
@@ -140,6 +177,30 @@ impl Flow {
     }
 }
 
+/// Each partition's watermarks, `None` where the cluster does not have it; any other
+/// per-partition failure is the first error.
+fn present_marks(read: Vec<Result<Watermarks, KafkaError>>) -> Result<Vec<Marks>, KafkaError> {
+    Ok(present(read)?
+        .into_iter()
+        .map(|w| w.map(|w| (w.low, w.high)))
+        .collect())
+}
+
+/// A batched read's per-partition answers with a partition the cluster does not have (its
+/// topic deleted, or never created there) as `None`: one missing topic degrades that topic
+/// only. Any other per-partition failure is the first error.
+pub fn present<T>(read: Vec<Result<T, KafkaError>>) -> Result<Vec<Option<T>>, KafkaError> {
+    read.into_iter()
+        .map(|answer| match answer {
+            Ok(value) => Ok(Some(value)),
+            Err(KafkaError::TopicNotFound { .. } | KafkaError::PartitionNotFound { .. }) => {
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +216,9 @@ mod tests {
             "count"
         );
         assert_eq!(LagMethod::OffsetSync.to_string(), "offset_sync");
+        assert_eq!(
+            serde_json::to_value(LagMethod::TargetMissing).expect("json"),
+            "target_missing"
+        );
     }
 }

@@ -18,7 +18,7 @@ pub use bound::{Bound, Cut};
 pub use clients::{Clusters, OPERATION_TIMEOUT};
 pub use flow::{Flow, ReplicatedPartition};
 pub use internal::OffsetSyncs;
-pub use lag::{LagMethod, PartitionLag, total_lag};
+pub use lag::{LagMethod, PartitionLag, present, topics_missing_on_target, total_lag};
 pub use translation::{
     Action, Applied, Call, Clamp, GroupPlan, GroupState, GroupTranslation, PartitionTranslation,
     Skip, TranslateError, UnknownState, apply, plan_group, read_checkpoints, resolve_groups,

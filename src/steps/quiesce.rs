@@ -8,7 +8,7 @@ use super::exec::run_hook;
 use super::{StepCtx, StepDone, StepError, StepResult, Waited, sleep_or_cancel};
 use crate::kafka::{Reachability, TopicPartition};
 use crate::plan::{Direction, Plan, QuiesceProducers};
-use crate::replication::{ReplicatedPartition, total_lag};
+use crate::replication::{ReplicatedPartition, present, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
     let flow = ctx.flow()?;
@@ -58,10 +58,16 @@ pub async fn run(ctx: &mut StepCtx<'_>, q: &QuiesceProducers) -> StepResult {
     let mut still_since = tokio::time::Instant::now();
     let mut writes_seen = 0i64;
     loop {
-        let ends = match ctx.wait(flow.source.end_offsets(&tps)).await {
-            Waited::Done(Ok(ends)) => ends
-                .into_iter()
-                .map(|(tp, end)| ((tp.topic, tp.partition), end))
+        // One batched read for every partition; a topic deleted meanwhile is no longer
+        // watched rather than failing the step.
+        let read = ctx
+            .wait(async { present(flow.source.batch_end_offsets(&tps).await?) })
+            .await;
+        let ends = match read {
+            Waited::Done(Ok(ends)) => tps
+                .iter()
+                .zip(ends)
+                .filter_map(|(tp, end)| Some(((tp.topic.clone(), tp.partition), end?)))
                 .collect::<BTreeMap<_, _>>(),
             Waited::Done(Err(e)) => {
                 // The source went away while we watched it: that is the disaster, not a bug.

@@ -5,12 +5,13 @@
 //! the target's original topics.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 
 use super::{StepCtx, StepDone, StepError, StepResult, sleep_or_cancel};
-use crate::kafka::TopicPartition;
+use crate::kafka::{DEFAULT_CONCURRENCY, GroupPartitions, KafkaError, TopicPartition};
 use crate::mm2::ReplicationPolicy;
 use crate::plan::{Groups, Selector, Validate};
-use crate::replication::Flow;
+use crate::replication::{Flow, present};
 
 pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
     let flow = ctx.flow()?;
@@ -37,33 +38,47 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
     let producers_before = ctx
         .bounded(
             "read the target's end offsets",
-            flow.target.end_offsets(&originals),
+            sum_of_ends(&flow, &originals),
         )
         .await?;
-    let producers_before: i64 = producers_before.iter().map(|(_, e)| e).sum();
     let mut producers_ok = !v.require_producers;
     let window_end = (tokio::time::Instant::now() + v.within).min(ctx.deadline);
     loop {
         let marks = ctx
-            .bounded("read the target's watermarks", flow.target.watermarks(&tps))
+            .bounded("read the target's watermarks", async {
+                present(flow.target.batch_watermarks(&tps).await?)
+            })
             .await?;
         let mark_of: BTreeMap<(String, i32), (i64, i64)> = marks
-            .iter()
-            .map(|w| ((w.topic.clone(), w.partition), (w.low, w.high)))
+            .into_iter()
+            .flatten()
+            .map(|w| ((w.topic, w.partition), (w.low, w.high)))
             .collect();
-        for group in &groups {
-            if !watch.progressed.contains_key(group) {
-                check_group(ctx, &flow, &mut watch, group, &tps, &mark_of).await?;
-            }
+        // Every group still to prove, its offsets read in one bounded batch.
+        let pending: Vec<GroupPartitions> = groups
+            .iter()
+            .filter(|g| !watch.progressed.contains_key(*g))
+            .map(|g| GroupPartitions {
+                group: g.clone(),
+                partitions: tps.clone(),
+            })
+            .collect();
+        let offsets = ctx
+            .bounded(
+                "read the groups' offsets",
+                read_offsets(&flow, &pending, DEFAULT_CONCURRENCY),
+            )
+            .await?;
+        for (ask, offsets) in pending.iter().zip(offsets) {
+            check_group(ctx, &flow, &mut watch, &ask.group, offsets, &mark_of).await?;
         }
         if !producers_ok {
-            let ends = ctx
+            let total = ctx
                 .bounded(
                     "read the target's end offsets",
-                    flow.target.end_offsets(&originals),
+                    sum_of_ends(&flow, &originals),
                 )
                 .await?;
-            let total: i64 = ends.iter().map(|(_, e)| e).sum();
             if total > producers_before {
                 producers_ok = true;
                 ctx.recorder.observe(
@@ -96,6 +111,28 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
             ));
         }
     }
+}
+
+/// The sum of the end offsets of the partitions the target has, in one batched read.
+async fn sum_of_ends(flow: &Flow, tps: &[TopicPartition]) -> Result<i64, KafkaError> {
+    Ok(present(flow.target.batch_end_offsets(tps).await?)?
+        .into_iter()
+        .flatten()
+        .sum())
+}
+
+/// Each group's committed offsets, in the order asked, at most `concurrency` in flight; the
+/// first group that cannot be read fails the look, as one group's read did.
+async fn read_offsets(
+    flow: &Flow,
+    asks: &[GroupPartitions],
+    concurrency: NonZeroUsize,
+) -> Result<Vec<Vec<(TopicPartition, Option<i64>)>>, KafkaError> {
+    flow.target
+        .batch_committed_offsets(asks, concurrency)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// What the window has seen of each group so far.
@@ -173,16 +210,10 @@ async fn check_group(
     flow: &Flow,
     watch: &mut Watch,
     group: &str,
-    tps: &[TopicPartition],
+    offsets: Vec<(TopicPartition, Option<i64>)>,
     mark_of: &BTreeMap<(String, i32), (i64, i64)>,
 ) -> Result<(), StepError> {
     let target_role = flow.target_plan.role;
-    let offsets = ctx
-        .bounded(
-            &format!("read group {group}'s offsets"),
-            flow.target.committed_offsets(group, tps),
-        )
-        .await?;
     let now: BTreeMap<(String, i32), i64> = offsets
         .into_iter()
         .filter_map(|(tp, o)| o.map(|o| ((tp.topic, tp.partition), o)))

@@ -5,28 +5,14 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use kdr::kafka::{
-    Cluster, ClusterRole, GroupCommit, GroupPartitions, KafkaError, TopicCreation, TopicPartition,
-};
+use kdr::kafka::{ClusterRole, GroupCommit, GroupPartitions, KafkaError, TopicPartition};
 
-use crate::harness::{Nisshi, Storage, block_on};
+use crate::harness::{Nisshi, Storage, block_on, create_topics};
 use crate::mm2::produce;
 
 /// The bound the look-ups use for one operation (`kdr lag`'s default), under which the
 /// per-item watermarks of 20 000 partitions used to time out.
 const LOOKUP_BOUND: Duration = Duration::from_secs(5);
-
-fn create_topics(cluster: &Cluster, topics: &[String], partitions: i32) {
-    block_on(async {
-        for topic in topics {
-            let created = cluster
-                .create_topic(topic, partitions, 1, &[])
-                .await
-                .unwrap_or_else(|e| panic!("create {topic}: {e}"));
-            assert_eq!(created, TopicCreation::Created, "{topic}");
-        }
-    });
-}
 
 fn every_partition(topics: &[String], partitions: i32) -> Vec<TopicPartition> {
     topics

@@ -163,6 +163,20 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// Creates each topic with `partitions` partitions and replication factor 1, one request per
+/// topic (Nisshi takes at most 10 000 partitions per CreateTopics request).
+pub fn create_topics(cluster: &Cluster, topics: &[String], partitions: i32) {
+    block_on(async {
+        for topic in topics {
+            let created = cluster
+                .create_topic(topic, partitions, 1, &[])
+                .await
+                .unwrap_or_else(|e| panic!("create {topic}: {e}"));
+            assert_eq!(created, kdr::kafka::TopicCreation::Created, "{topic}");
+        }
+    });
+}
+
 /// A current-thread runtime for the async `Cluster` API in synchronous tests.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

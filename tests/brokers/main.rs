@@ -12,6 +12,7 @@ mod crash;
 mod failover;
 mod faults;
 mod harness;
+mod lookups;
 mod mm2;
 mod replication;
 mod roundtrip;

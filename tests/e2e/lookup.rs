@@ -156,6 +156,18 @@ struct FlowOut {
     lag_error: Option<String>,
     checkpoints: Vec<GroupCheckpointOut>,
     checkpoints_error: Option<String>,
+    sparse_checkpoints: Vec<SparseCheckpointOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SparseCheckpointOut {
+    group: String,
+    target_topic: String,
+    partition: i32,
+    upstream_offset: i64,
+    downstream_offset: i64,
+    target_end: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -165,6 +177,7 @@ struct LagSummaryOut {
     partitions: usize,
     partitions_lagging: usize,
     max_lag: i64,
+    missing_on_target: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -200,6 +213,7 @@ const FLOW_KEYS: &[&str] = &[
     "lag_error",
     "checkpoints",
     "checkpoints_error",
+    "sparse_checkpoints",
 ];
 
 /// Nullable fields are absent-tolerant in serde; the contract says they are always there.

@@ -84,7 +84,7 @@ impl ExitStatus for DrillError {
             // A plan the drill cannot rehearse is a plan problem, found before anything ran.
             DrillError::Unsuitable { .. } => USAGE,
             DrillError::Engine(e) => e.exit_code(),
-            DrillError::World(_) => FAILED,
+            DrillError::World(_) | DrillError::Disaster(_) | DrillError::Evidence(_) => FAILED,
         }
     }
 

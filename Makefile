@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: test lint ci rehearse test-brokers fuzz bench-lookups
+.PHONY: test lint ci rehearse test-brokers fuzz bench-scale bench-lookups
 
 # The README's test command: every test, unit, end-to-end on the embedded clusters, and the
 # real-broker suite (scripts/test-brokers installs the pinned Nisshi broker first if missing:
@@ -36,6 +36,14 @@ fuzz:
 		-max_total_time=$(FUZZ_TIME) -max_len=65536 -rss_limit_mb=2048 -dict=plan_loader.dict
 	cd fuzz && $(CARGO) +nightly fuzz run -s none mm2_codec corpus/mm2_codec seeds/mm2_codec -- \
 		-max_total_time=$(FUZZ_TIME) -max_len=65536 -rss_limit_mb=2048
+
+# Offset translation at issue 10's size (5 000 groups x 100 partitions, 1 000 000 checkpoint
+# records) on two Nisshi brokers: baseline read, translate, --apply, peak RSS, one line each.
+# Takes minutes; not part of `test` or `ci`. KDR_BENCH_GROUPS/KDR_BENCH_PARTITIONS/KDR_BENCH_BIN
+# change the size or the binary measured (benches/scale.rs).
+bench-scale:
+	scripts/test-brokers
+	$(CARGO) bench --locked --bench scale
 
 # The look-ups at scale (issue 10): `kdr lag`, `kdr status` and the batched watermarks against a
 # bare librdkafka read, 20 topics x 1 000 partitions per side on two Nisshi brokers. Figures,

@@ -609,6 +609,9 @@ fn offsets_translate(args: TranslateArgs, out: &mut Stdout) -> Result<u8, Failur
     let request = translate::TranslateRequest {
         direction: flow_direction(args.direction),
         apply: args.apply,
+        batching: crate::replication::Batching {
+            concurrency: args.concurrency,
+        },
     };
     let bounded = |runtime: &_| {
         run_bounded(runtime, &plan, *args.timeout, |clusters, deadline| {

@@ -174,6 +174,9 @@ pub struct TranslateArgs {
     /// groups with live members are refused, and no partition is moved backwards.
     #[arg(long)]
     pub apply: bool,
+    /// How many groups' committed offsets are read, or commits sent, at once.
+    #[arg(long, value_name = "N", default_value_t = crate::kafka::DEFAULT_CONCURRENCY)]
+    pub concurrency: std::num::NonZeroUsize,
     /// A table, or JSON in the shape the README documents.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

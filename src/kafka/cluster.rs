@@ -25,10 +25,12 @@ use super::bound::{Bound, LONGEST_WAIT, off_thread};
 use super::config::{ClusterRole, ClusterSpec, Redactor};
 use super::error::{KafkaError, Operation};
 use super::scope::{Scope, describe_client_error};
+use rdkafka::Message;
+
 use super::session::Session;
 use super::types::{
-    GroupDescription, PartitionRead, Reachability, ReadOptions, TopicInfo, TopicPartition,
-    Watermarks,
+    GroupDescription, PartitionRead, PartitionScan, Reachability, ReadOptions, RecordView,
+    TopicInfo, TopicPartition, Watermarks,
 };
 
 /// The thing kdr asks questions of. Cheap to clone; every clone shares the spec.
@@ -230,6 +232,52 @@ impl Cluster {
         partition: i32,
         options: ReadOptions,
     ) -> Result<PartitionRead, KafkaError> {
+        let (bound, config, operation, tp) = self.partition_reader(topic, partition, options);
+        self.run(operation, bound, config, move |session| {
+            session.read_partition(&tp, options.allow_partial)
+        })
+        .await
+    }
+
+    /// Reads one partition as [`Cluster::read_to_end`] does, but folds each record into
+    /// `state` with `step` as it arrives instead of keeping it: a reader of a million-record
+    /// checkpoints topic holds what it makes of the records, not the records. Returns the
+    /// state with what was read.
+    pub async fn scan_to_end<T, F>(
+        &self,
+        topic: &str,
+        partition: i32,
+        options: ReadOptions,
+        mut state: T,
+        mut step: F,
+    ) -> Result<(T, PartitionScan), KafkaError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut T, RecordView<'_>) + Send + 'static,
+    {
+        let (bound, config, operation, tp) = self.partition_reader(topic, partition, options);
+        self.run(operation, bound, config, move |session| {
+            let scan = session.scan_partition(&tp, options.allow_partial, &mut |message, _| {
+                let record = RecordView {
+                    offset: message.offset(),
+                    key: message.key(),
+                    value: message.payload(),
+                    timestamp_ms: message.timestamp().to_millis(),
+                };
+                step(&mut state, record);
+            })?;
+            Ok((state, scan))
+        })
+        .await
+    }
+
+    /// The bound, client configuration, operation and partition of a read to the end.
+    fn partition_reader(
+        &self,
+        topic: &str,
+        partition: i32,
+        options: ReadOptions,
+    ) -> (Duration, ClientConfig, Operation, TopicPartition) {
         let bound = options.timeout.unwrap_or(self.operation_timeout());
         let mut config = self
             .inner
@@ -240,11 +288,12 @@ impl Cluster {
             topic: topic.to_owned(),
             partition,
         };
-        let tp = TopicPartition::new(topic, partition);
-        self.run(operation, bound, config, move |session| {
-            session.read_partition(&tp, options.allow_partial)
-        })
-        .await
+        (
+            bound,
+            config,
+            operation,
+            TopicPartition::new(topic, partition),
+        )
     }
 
     /// The group's committed offsets for these partitions, `None` where it has none. Uses

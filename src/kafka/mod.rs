@@ -77,8 +77,8 @@ pub use config::{ClientProperty, ClusterRole, ClusterSpec, REDACTED, Redactor, k
 pub use error::{KafkaError, Operation};
 pub use types::{
     BrokerInfo, ClusterInfo, GroupCommit, GroupDescription, GroupPartitions, MemberInfo,
-    PartitionRead, RawRecord, Reachability, ReadOptions, TopicCreation, TopicInfo, TopicPartition,
-    Watermarks,
+    PartitionRead, PartitionScan, RawRecord, Reachability, ReadOptions, RecordView, TopicCreation,
+    TopicInfo, TopicPartition, Watermarks,
 };
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::groups::{GroupInfo, GroupList};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::metadata::Metadata;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -27,8 +27,8 @@ use super::context::KdrContext;
 use super::error::KafkaError;
 use super::scope::{Scope, about_partition, error_code, group_is_active, retriable};
 use super::types::{
-    BrokerInfo, ClusterInfo, GroupDescription, MemberInfo, PartitionRead, RawRecord, TopicInfo,
-    TopicPartition,
+    BrokerInfo, ClusterInfo, GroupDescription, MemberInfo, PartitionRead, PartitionScan, RawRecord,
+    TopicInfo, TopicPartition,
 };
 
 /// The first librdkafka wait in a retried call. Waits double from here, so a slow cluster
@@ -377,11 +377,35 @@ impl Session {
         tp: &TopicPartition,
         allow_partial: bool,
     ) -> Result<PartitionRead, KafkaError> {
+        let mut records = Vec::new();
+        let scan = self.scan_partition(tp, allow_partial, &mut |message, high| {
+            if records.is_empty() {
+                let expected = usize::try_from(high - message.offset()).unwrap_or(0);
+                records.reserve(expected.min(1 << 16));
+            }
+            records.push(raw_record(message));
+        })?;
+        Ok(PartitionRead {
+            records,
+            low: scan.low,
+            high: scan.high,
+            complete: scan.complete,
+        })
+    }
+
+    /// Hands every record from the log start to the end captured at the start to `sink`, in
+    /// offset order, without keeping any.
+    pub(crate) fn scan_partition(
+        &self,
+        tp: &TopicPartition,
+        allow_partial: bool,
+        sink: &mut dyn FnMut(&BorrowedMessage<'_>, i64),
+    ) -> Result<PartitionScan, KafkaError> {
         let low = self.single_offset(tp, Offset::Beginning)?;
         let high = self.single_offset(tp, Offset::End)?;
         if low >= high {
-            return Ok(PartitionRead {
-                records: Vec::new(),
+            return Ok(PartitionScan {
+                records: 0,
                 low,
                 high,
                 complete: true,
@@ -393,8 +417,7 @@ impl Session {
             .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(low))
             .and_then(|()| self.consumer.assign(&assignment))
             .map_err(|error| self.scope.fail(&error, None))?;
-        let expected = usize::try_from(high - low).unwrap_or(0).min(1 << 16);
-        let mut records = Vec::with_capacity(expected);
+        let mut records = 0_u64;
         let mut next = low;
         let mut last_attempt = None;
         while next < high {
@@ -408,7 +431,8 @@ impl Session {
                         next = high;
                     } else {
                         next = message.offset() + 1;
-                        records.push(raw_record(&message));
+                        records += 1;
+                        sink(&message, high);
                     }
                 }
                 // At the end of the readable log: the captured end, or the last stable
@@ -425,17 +449,14 @@ impl Session {
         }
         let complete = next >= high;
         if complete || allow_partial {
-            return Ok(PartitionRead {
+            return Ok(PartitionScan {
                 records,
                 low,
                 high,
                 complete,
             });
         }
-        let mut note = format!(
-            "read {} record(s), up to offset {next} of {high}",
-            records.len()
-        );
+        let mut note = format!("read {records} record(s), up to offset {next} of {high}");
         if let Some(last) = self.last_error(last_attempt) {
             note.push_str(&format!("; last error: {last}"));
         }

@@ -147,6 +147,33 @@ pub struct PartitionRead {
     pub complete: bool,
 }
 
+/// A record handed over by [`Cluster::scan_to_end`](super::Cluster::scan_to_end), borrowed
+/// from the client for the call only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Offset in its partition.
+    pub offset: i64,
+    /// Key bytes, if any.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Create or log-append time, when the record carries one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What [`Cluster::scan_to_end`](super::Cluster::scan_to_end) read, without the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionScan {
+    /// How many records were handed over.
+    pub records: u64,
+    /// Log start offset when the read began.
+    pub low: i64,
+    /// Log end offset captured when the read began; records at or past it are not read.
+    pub high: i64,
+    /// False only when the caller allowed a partial read and the deadline came first.
+    pub complete: bool,
+}
+
 /// How [`Cluster::read_to_end`](super::Cluster::read_to_end) may end.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadOptions {

@@ -344,7 +344,7 @@ fn sparse_checkpoints(
             else {
                 continue;
             };
-            if is_sparse(checkpoint, source_end, target_end) {
+            if is_sparse(&checkpoint, source_end, target_end) {
                 out.push(SparseCheckpoint {
                     group: group.clone(),
                     target_topic: checkpoint.topic.clone(),
@@ -360,21 +360,16 @@ fn sparse_checkpoints(
 }
 
 /// Whether a checkpoint lands far below the replica's end although its group had read the
-/// source partition to its end: the group would re-read most of what it had consumed.
-///
-/// MM2 translates through the newest offset sync at or below the group's offset, and emits a
-/// sync only when the source has moved `offset.lag.max` past the last one or when the worker
-/// flushes its offsets, so some distance is normal. "Far" is at least half the replica's
-/// records and at least [`SPARSE_MIN_GAP`] of them: a gap the size of the partition itself, as
-/// with a flush interval that never comes around during a drill.
+/// source partition to its end (see [`crate::replication::lands_far_below`]; the replica's
+/// records are counted from offset 0, as status reads no log start).
 pub fn is_sparse(checkpoint: &Checkpoint, source_end: i64, target_end: i64) -> bool {
-    let at_end = source_end > 0 && checkpoint.upstream_offset >= source_end;
-    let gap = target_end - checkpoint.downstream_offset;
-    at_end && gap >= SPARSE_MIN_GAP && gap * 2 >= target_end
+    crate::replication::lands_far_below(
+        checkpoint.upstream_offset,
+        source_end,
+        target_end - checkpoint.downstream_offset,
+        target_end,
+    )
 }
-
-/// The smallest distance below the replica's end that counts as sparse.
-const SPARSE_MIN_GAP: i64 = 10;
 
 /// What stands in the way of failing over, most serious first.
 fn problems(

@@ -4,19 +4,21 @@
 //! written unless `--apply`; then the offsets are committed as the step commits them: groups
 //! with live members are refused, no partition is moved backwards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::time::Instant;
 
-use super::{LookupCtx, LookupError, SCHEMA_VERSION, bounded, cell, table};
-use crate::kafka::{Reachability, TopicPartition};
-use crate::mm2::CheckpointIndex;
+use super::{LookupCtx, LookupError, SCHEMA_VERSION, cell, count, table};
+use crate::kafka::{Reachability, TopicPartition, Watermarks};
 use crate::plan::{Direction, Plan, Role, Selector};
 use crate::replication::{
-    Action, Applied, Bound, Call, Clusters, Cut, Flow, GroupState, OPERATION_TIMEOUT,
-    PartitionTranslation, Skip, TranslateError, apply, plan_group, read_checkpoints,
-    resolve_groups,
+    Action, Applied, Batching, Bound, Call, Clusters, Cut, Flow, GroupState, GroupTranslation,
+    OPERATION_TIMEOUT, Skip, SparseSync, TranslateError, apply, plan_groups, read_checkpoints,
+    resolve_groups, source_committed, source_ends, sparse_syncs, sparse_syncs_warning,
 };
 
 /// `kdr offsets translate --output json`.
@@ -97,6 +99,8 @@ impl TranslateReport {
 pub struct TranslateRequest {
     pub direction: Direction,
     pub apply: bool,
+    /// `--concurrency`: how many groups' offset fetches or commits are in flight at once.
+    pub batching: Batching,
 }
 
 /// `--group` values: a name, or `re:<regex>` matching whole group names as in plans.
@@ -127,13 +131,27 @@ pub async fn run(
     let flow = Flow::new(plan, clusters, request.direction);
     let (source_role, target_role) = (flow.source_plan.role, flow.target_plan.role);
     let topic = flow.checkpoints_topic();
+    let ticker = Ticker::new(&ctx);
     let mut bound = ctx.bound();
     let within = bound.within(OPERATION_TIMEOUT * 2);
+    let read = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&read);
     let (index, source) = tokio::join!(
-        read_checkpoints(&flow, within, &mut bound),
+        ticker.while_running(
+            read_checkpoints(&flow, within, counted, &mut bound),
+            || format!(
+                "read {} records of {topic}",
+                count(read.load(Ordering::Relaxed) as i64)
+            ),
+        ),
         tokio::time::timeout_at(ctx.deadline, flow.source_reachable()),
     );
     let index = index.map_err(lookup_error)?;
+    ticker.say(&format!(
+        "read {} records of {topic}: checkpoints for {} groups",
+        count(index.records_read() as i64),
+        count(index.groups().len() as i64)
+    ));
     let mut source_error = match source {
         Ok(Reachability::Reachable(_)) => None,
         Ok(Reachability::Unreachable { reason }) => {
@@ -162,27 +180,58 @@ pub async fn run(
             "note: no consumer group to translate (the plan names none, or no pattern matched a checkpointed group)",
         );
     }
-    let mut rows = Vec::new();
-    for group in groups {
-        let row = translate_group(
+    // Planned as the step plans it; it never rewinds from the command line.
+    let planned = plan_groups(&flow, &index, &groups, false, request.batching, &mut bound)
+        .await
+        .map_err(lookup_error)?;
+    drop(index);
+    let mut translations: Vec<GroupTranslation> =
+        planned.groups.into_iter().map(|g| g.translation).collect();
+    ticker.say(&format!(
+        "planned {} groups: {} partitions",
+        count(translations.len() as i64),
+        count(translations.iter().map(|t| t.partitions.len() as i64).sum())
+    ));
+    for t in translations.iter().filter(|t| t.partitions.is_empty()) {
+        ctx.say(&format!(
+            "warning: no checkpoint for group {} in {topic}: MM2 has not seen it commit, or it is filtered out",
+            t.group
+        ));
+    }
+    let source_committed = read_source(
+        &flow,
+        &translations,
+        request.batching,
+        &mut source_error,
+        &mut bound,
+    )
+    .await;
+    if source_error.is_none() {
+        warn_sparse_syncs(&flow, &translations, &planned.marks, &ctx, &mut bound).await;
+    }
+    for t in &mut translations {
+        if t.state == GroupState::Active {
+            t.refuse();
+        }
+    }
+    if request.apply {
+        commit(
             &flow,
-            &group,
-            &index,
-            request.apply,
-            &mut source_error,
+            &mut translations,
+            request.batching,
+            &ticker,
             &mut bound,
         )
-        .await?;
-        if row.partitions.is_empty() {
-            ctx.say(&format!(
-                "warning: no checkpoint for group {group} in {topic}: MM2 has not seen it commit, or it is filtered out"
-            ));
-        }
-        rows.push(row);
+        .await;
     }
     if let Some(e) = &source_error {
         ctx.say(&format!("note: source committed offsets not shown: {e}"));
     }
+    let rows = translations
+        .into_iter()
+        .zip(source_committed)
+        .map(|(t, source)| row(t, &source))
+        .collect();
     Ok(TranslateReport {
         v: SCHEMA_VERSION,
         direction: request.direction,
@@ -193,6 +242,52 @@ pub async fn run(
         source_error,
         groups: rows,
     })
+}
+
+/// How many groups are committed between two progress lines.
+const COMMIT_CHUNK: usize = 500;
+
+/// `--apply`: commits every group that is not refused, a chunk at a time so that progress can
+/// be told, and marks what could not be committed.
+async fn commit(
+    flow: &Flow,
+    translations: &mut [GroupTranslation],
+    batching: Batching,
+    ticker: &Ticker<'_>,
+    bound: &mut Bound,
+) {
+    let total = translations.len();
+    let mut done = 0;
+    for chunk in translations.chunks_mut(COMMIT_CHUNK) {
+        let asked: Vec<&GroupTranslation> = chunk
+            .iter()
+            .filter(|t| t.state != GroupState::Active)
+            .collect();
+        let (mut applied, failed) = match apply(flow, &asked, batching, bound).await {
+            Ok(applied) => (applied.into_iter(), None),
+            Err(TranslateError::Kafka { error, .. }) => {
+                (Vec::new().into_iter(), Some(error.to_string()))
+            }
+            Err(_) => (
+                Vec::new().into_iter(),
+                Some("the command's deadline passed first".to_owned()),
+            ),
+        };
+        for t in chunk.iter_mut().filter(|t| t.state != GroupState::Active) {
+            match (applied.next(), &failed) {
+                (_, Some(why)) => t.fail(why),
+                (Some(Applied::Refused(_)), None) => t.refuse(),
+                (Some(Applied::Failed(error)), None) => t.fail(&error.to_string()),
+                (Some(Applied::Committed(_)) | None, None) => {}
+            }
+        }
+        done += chunk.len();
+        ticker.say(&format!(
+            "committed {} of {} groups",
+            count(done as i64),
+            count(total as i64)
+        ));
+    }
 }
 
 /// The command's words for a translation that could not be worked out.
@@ -210,39 +305,12 @@ fn lookup_error(e: TranslateError) -> LookupError {
     })
 }
 
-/// One group: planned as the step plans it (it never rewinds from the command line), with
-/// its committed offsets on the source beside it, and committed with `--apply`.
-async fn translate_group(
-    flow: &Flow,
-    group: &str,
-    index: &CheckpointIndex,
-    apply_it: bool,
-    source_error: &mut Option<String>,
-    bound: &mut Bound,
-) -> Result<GroupRow, LookupError> {
-    let mut translation = plan_group(flow, index, group, false, bound)
-        .await
-        .map_err(lookup_error)?
-        .translation;
-    let source_committed = source_committed(
-        flow,
-        group,
-        &translation.partitions,
-        source_error,
-        bound.deadline(),
-    )
-    .await;
-    if translation.state == GroupState::Active {
-        translation.refuse();
-    } else if apply_it {
-        match apply(flow, &translation, bound).await {
-            Ok(Applied::Committed(_)) => {}
-            Ok(Applied::Refused(_)) => translation.refuse(),
-            Err(TranslateError::Kafka { error, .. }) => translation.fail(&error.to_string()),
-            Err(_) => translation.fail("the command's deadline passed first"),
-        }
-    }
-    Ok(GroupRow {
+/// One group's row: its translation, with its committed offsets on the source beside it.
+fn row(
+    translation: GroupTranslation,
+    source_committed: &BTreeMap<(String, i32), Option<i64>>,
+) -> GroupRow {
+    GroupRow {
         group: translation.group,
         state: translation.state,
         partitions: translation
@@ -263,42 +331,127 @@ async fn translate_group(
                 current_offset: p.current_offset,
             })
             .collect(),
-    })
+    }
 }
 
-/// The group's committed offsets on the source, by source topic and partition. Once the source
-/// fails to answer, it is not asked again for the other groups.
-async fn source_committed(
+/// Every group's committed offsets on the source, by source topic and partition, asked in one
+/// batch. Once the source fails to answer for a group, the groups after it show none, as when
+/// each was asked in turn and the source was not asked again.
+async fn read_source(
     flow: &Flow,
-    group: &str,
-    partitions: &[PartitionTranslation],
+    translations: &[GroupTranslation],
+    batching: Batching,
     source_error: &mut Option<String>,
-    deadline: Instant,
-) -> BTreeMap<(String, i32), Option<i64>> {
-    if source_error.is_some() || partitions.is_empty() {
-        return BTreeMap::new();
+    bound: &mut Bound,
+) -> Vec<BTreeMap<(String, i32), Option<i64>>> {
+    let mut out = vec![BTreeMap::new(); translations.len()];
+    if source_error.is_some() {
+        return out;
     }
-    let tps: Vec<TopicPartition> = partitions
+    let asked: Vec<&GroupTranslation> = translations
         .iter()
-        .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
+        .filter(|t| !t.partitions.is_empty())
         .collect();
-    match bounded(
-        deadline,
-        &format!(
-            "read group {group}'s committed offsets on {}",
-            flow.source_plan.role
-        ),
-        flow.source.committed_offsets(group, &tps),
-    )
-    .await
-    {
-        Ok(offsets) => offsets
-            .into_iter()
-            .map(|(tp, o)| ((tp.topic, tp.partition), o))
-            .collect(),
-        Err(e) => {
-            *source_error = Some(e);
-            BTreeMap::new()
+    let source = flow.source_plan.role;
+    let answers = match bound.wait(source_committed(flow, &asked, batching)).await {
+        Ok(answers) => answers,
+        Err(_) => {
+            *source_error = Some(format!(
+                "failed to read the groups' committed offsets on {source}: the command's deadline passed first"
+            ));
+            return out;
+        }
+    };
+    let mut answers = asked.iter().zip(answers);
+    for (t, slot) in translations.iter().zip(&mut out) {
+        if t.partitions.is_empty() {
+            continue;
+        }
+        match answers.next() {
+            Some((_, Ok(offsets))) => {
+                *slot = offsets
+                    .into_iter()
+                    .map(|(tp, o)| ((tp.topic, tp.partition), o))
+                    .collect();
+            }
+            Some((t, Err(e))) => {
+                *source_error = Some(format!(
+                    "failed to read group {}'s committed offsets on {source}: {e}",
+                    t.group
+                ));
+                break;
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Says when translations land far below what their groups had consumed (issue 14 #5), from
+/// the source partitions' ends, asked once. Quiet when the source cannot say.
+async fn warn_sparse_syncs(
+    flow: &Flow,
+    translations: &[GroupTranslation],
+    marks: &HashMap<TopicPartition, Watermarks>,
+    ctx: &LookupCtx,
+    bound: &mut Bound,
+) {
+    let all: Vec<&GroupTranslation> = translations.iter().collect();
+    let Ok(Ok(ends)) = bound.wait(source_ends(flow, &all)).await else {
+        return;
+    };
+    let sparse: Vec<(&str, Vec<SparseSync>)> = translations
+        .iter()
+        .map(|t| (t.group.as_str(), sparse_syncs(t, marks, &ends)))
+        .collect();
+    let sparse: Vec<(&str, &[SparseSync])> =
+        sparse.iter().map(|(g, s)| (*g, s.as_slice())).collect();
+    if let Some(warning) = sparse_syncs_warning(flow, &sparse) {
+        ctx.say(&format!("warning: {warning}"));
+    }
+}
+
+/// Progress for a translation that takes longer than a second: counts on stderr through the
+/// look-up's channel, at most once a second while a long read runs; nothing for short runs.
+struct Ticker<'a> {
+    ctx: &'a LookupCtx,
+    started: std::time::Instant,
+}
+
+/// How long a translation runs before it tells its progress, and how often it does then.
+const TICK: Duration = Duration::from_secs(1);
+
+impl<'a> Ticker<'a> {
+    fn new(ctx: &'a LookupCtx) -> Self {
+        Ticker {
+            ctx,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Says `text` once the run has lasted a second.
+    fn say(&self, text: &str) {
+        if self.started.elapsed() >= TICK {
+            self.ctx.say(&format!(
+                "{text} ({})",
+                super::age(self.started.elapsed().as_millis() as i64)
+            ));
+        }
+    }
+
+    /// Awaits `work`, saying `progress()` every second while it runs.
+    async fn while_running<T>(
+        &self,
+        work: impl Future<Output = T>,
+        progress: impl Fn() -> String,
+    ) -> T {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tick.tick() => self.say(&progress()),
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! reason, and the first few are kept with their offsets, so the operator sees that the
 //! answer rests on a partly unreadable topic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::codec::{Checkpoint, CheckpointKey, DecodeError, Heartbeat};
 
@@ -117,18 +117,30 @@ impl SkipTally {
     }
 }
 
-/// A checkpoint with where and when it was read.
+/// What is kept of a checkpoint: its offsets, and where and when it was read. The group and
+/// topic names are the index's keys, kept once each, so memory grows with the
+/// group/partitions kept, not with the records read (a million records of 5 000 groups x 100
+/// partitions index in about 40 MB).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct IndexedCheckpoint {
-    checkpoint: Checkpoint,
+struct Entry {
+    upstream_offset: i64,
+    downstream_offset: i64,
     offset: i64,
     timestamp_ms: i64,
+    /// Almost always empty: `None` then, to keep the entry small.
+    metadata: Option<Box<str>>,
 }
+
+/// A topic named in the checkpoints, by its place in [`CheckpointIndex::topics`].
+type TopicId = u32;
 
 /// The latest checkpoint per (group, topic, partition) of one checkpoints topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckpointIndex {
-    groups: BTreeMap<String, BTreeMap<(String, i32), IndexedCheckpoint>>,
+    groups: BTreeMap<Box<str>, BTreeMap<(TopicId, i32), Entry>>,
+    /// Every topic named, once; a [`TopicId`] is a place here.
+    topics: Vec<Box<str>>,
+    topic_ids: HashMap<Box<str>, TopicId>,
     skipped: SkipTally,
     records_read: u64,
 }
@@ -158,19 +170,23 @@ impl CheckpointIndex {
         self.records_read = self.records_read.saturating_add(1);
         match Checkpoint::decode(record.key, record.value) {
             Ok(checkpoint) => {
-                let entry = IndexedCheckpoint {
-                    checkpoint,
+                let topic = self.topic_id(&checkpoint.topic);
+                let entry = Entry {
+                    upstream_offset: checkpoint.upstream_offset,
+                    downstream_offset: checkpoint.downstream_offset,
                     offset: record.offset,
                     timestamp_ms: record.timestamp_ms,
+                    metadata: (!checkpoint.metadata.is_empty())
+                        .then(|| checkpoint.metadata.into_boxed_str()),
                 };
-                let partitions = self
-                    .groups
-                    .entry(entry.checkpoint.group.clone())
-                    .or_default();
-                partitions.insert(
-                    (entry.checkpoint.topic.clone(), entry.checkpoint.partition),
-                    entry,
-                );
+                let partitions = match self.groups.get_mut(checkpoint.group.as_str()) {
+                    Some(partitions) => partitions,
+                    None => self
+                        .groups
+                        .entry(checkpoint.group.into_boxed_str())
+                        .or_default(),
+                };
+                partitions.insert((topic, checkpoint.partition), entry);
             }
             Err(error) => {
                 if record.value.is_none()
@@ -183,12 +199,36 @@ impl CheckpointIndex {
         }
     }
 
+    fn topic_id(&mut self, topic: &str) -> TopicId {
+        if let Some(&id) = self.topic_ids.get(topic) {
+            return id;
+        }
+        let id = TopicId::try_from(self.topics.len()).expect("fewer than 2^32 topics");
+        self.topics.push(topic.into());
+        self.topic_ids.insert(topic.into(), id);
+        id
+    }
+
     fn remove(&mut self, key: &CheckpointKey) {
-        if let Some(partitions) = self.groups.get_mut(&key.group) {
-            partitions.remove(&(key.topic.clone(), key.partition));
+        let Some(&topic) = self.topic_ids.get(key.topic.as_str()) else {
+            return;
+        };
+        if let Some(partitions) = self.groups.get_mut(key.group.as_str()) {
+            partitions.remove(&(topic, key.partition));
             if partitions.is_empty() {
-                self.groups.remove(&key.group);
+                self.groups.remove(key.group.as_str());
             }
+        }
+    }
+
+    fn checkpoint(&self, group: &str, (topic, partition): (TopicId, i32), e: &Entry) -> Checkpoint {
+        Checkpoint {
+            group: group.to_owned(),
+            topic: self.topics[topic as usize].to_string(),
+            partition,
+            upstream_offset: e.upstream_offset,
+            downstream_offset: e.downstream_offset,
+            metadata: e.metadata.as_deref().unwrap_or_default().to_owned(),
         }
     }
 
@@ -196,40 +236,46 @@ impl CheckpointIndex {
     /// partition. The timestamp tells how old the checkpoint is: a stale one means MM2
     /// stopped checkpointing this group, and the offset may be far behind.
     #[must_use]
-    pub fn for_group(&self, group: &str) -> Vec<(&Checkpoint, i64)> {
-        self.groups
-            .get(group)
-            .map(|partitions| {
-                partitions
-                    .values()
-                    .map(|entry| (&entry.checkpoint, entry.timestamp_ms))
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub fn for_group(&self, group: &str) -> Vec<(Checkpoint, i64)> {
+        let Some(partitions) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(Checkpoint, i64)> = partitions
+            .iter()
+            .map(|(&key, e)| (self.checkpoint(group, key, e), e.timestamp_ms))
+            .collect();
+        out.sort_by(|(a, _), (b, _)| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out
+    }
+
+    fn entry(&self, group: &str, topic: &str, partition: i32) -> Option<((TopicId, i32), &Entry)> {
+        let key = (*self.topic_ids.get(topic)?, partition);
+        self.groups.get(group)?.get(&key).map(|e| (key, e))
     }
 
     /// The checkpoint of one group on one target partition, with its record timestamp.
     #[must_use]
-    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<(&Checkpoint, i64)> {
-        self.groups
-            .get(group)?
-            .get(&(topic.to_owned(), partition))
-            .map(|entry| (&entry.checkpoint, entry.timestamp_ms))
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<(Checkpoint, i64)> {
+        self.entry(group, topic, partition)
+            .map(|(key, e)| (self.checkpoint(group, key, e), e.timestamp_ms))
     }
 
     /// The log offset of the record that supplied a checkpoint, for the incident log.
     #[must_use]
     pub fn source_offset(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
-        self.groups
-            .get(group)?
-            .get(&(topic.to_owned(), partition))
-            .map(|entry| entry.offset)
+        self.entry(group, topic, partition).map(|(_, e)| e.offset)
+    }
+
+    /// Whether the group has at least one checkpoint.
+    #[must_use]
+    pub fn has_group(&self, group: &str) -> bool {
+        self.groups.contains_key(group)
     }
 
     /// The groups with at least one checkpoint, sorted.
     #[must_use]
     pub fn groups(&self) -> Vec<&str> {
-        self.groups.keys().map(String::as_str).collect()
+        self.groups.keys().map(AsRef::as_ref).collect()
     }
 
     /// How many checkpoints are indexed.
@@ -398,7 +444,7 @@ mod tests {
         let index = CheckpointIndex::from_records(records.iter().map(Owned::raw));
         assert_eq!(
             index.for_group("app"),
-            vec![(&rewound, 2_000), (&other, 1_500)]
+            vec![(rewound.clone(), 2_000), (other.clone(), 1_500)]
         );
         assert_eq!(index.source_offset("app", "primary.orders", 0), Some(2));
         assert_eq!(index.len(), 2);
@@ -416,8 +462,8 @@ mod tests {
         ];
         let index = CheckpointIndex::from_records(records.iter().map(Owned::raw));
         assert_eq!(index.groups(), ["a", "b"]);
-        let order: Vec<(&str, i32)> = index
-            .for_group("b")
+        let checkpoints = index.for_group("b");
+        let order: Vec<(&str, i32)> = checkpoints
             .iter()
             .map(|(c, _)| (c.topic.as_str(), c.partition))
             .collect();
@@ -465,7 +511,7 @@ mod tests {
             }
         );
         assert_eq!(index.skipped().total(), 4);
-        assert_eq!(index.for_group("app"), vec![(&good, 100)]);
+        assert_eq!(index.for_group("app"), vec![(good, 100)]);
         let offsets: Vec<i64> = index.skip_examples().iter().map(|s| s.offset).collect();
         assert_eq!(offsets, [1, 2, 3, 4]);
         assert_eq!(
@@ -499,7 +545,7 @@ mod tests {
             },
         ];
         let index = CheckpointIndex::from_records(records.iter().map(Owned::raw));
-        assert_eq!(index.for_group("app"), vec![(&kept, 2)]);
+        assert_eq!(index.for_group("app"), vec![(kept, 2)]);
         assert_eq!(index.skipped().tombstones, 1);
         // A later record for the key brings it back.
         let mut index = index;
@@ -545,7 +591,7 @@ mod tests {
             Some(value.as_slice()),
             99_i64,
         )]);
-        assert_eq!(index.get("g", "t", 0), Some((&c, 99)));
+        assert_eq!(index.get("g", "t", 0), Some((c, 99)));
     }
 
     fn heartbeat(offset: i64, source: &str, target: &str, ts: i64) -> Owned {

@@ -442,7 +442,7 @@ fn checkpoint_matches_the_store(policy: ReplicationPolicy, location: OffsetSyncs
         let expected = expected[&partition];
         assert_eq!(
             checkpoint,
-            &Checkpoint {
+            Checkpoint {
                 group: group.to_owned(),
                 topic: remote.clone(),
                 partition,

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::kafka::{self, KafkaError, ReadOptions};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::kafka::{self, KafkaError, ReadOptions, RecordView};
 use crate::mm2::{CheckpointIndex, HeartbeatView, OffsetSync};
 use crate::plan::OffsetSyncsLocation;
 
@@ -47,11 +50,32 @@ impl Flow {
 
     /// Read the checkpoints topic on the target once.
     pub async fn checkpoints(&self, within: Duration) -> Result<CheckpointIndex, KafkaError> {
-        let read = self
+        self.checkpoints_counted(within, Arc::default()).await
+    }
+
+    /// Read the checkpoints topic on the target once, indexing each record as it arrives (the
+    /// records themselves are not kept) and counting them in `read` as it goes, for progress.
+    pub async fn checkpoints_counted(
+        &self,
+        within: Duration,
+        read: Arc<AtomicU64>,
+    ) -> Result<CheckpointIndex, KafkaError> {
+        let step = move |index: &mut CheckpointIndex, r: RecordView<'_>| {
+            index.push(crate::mm2::checkpoints::RawRecord {
+                offset: r.offset,
+                key: r.key,
+                value: r.value,
+                timestamp_ms: r.timestamp_ms.unwrap_or(0),
+            });
+            read.fetch_add(1, Ordering::Relaxed);
+        };
+        let topic = self.checkpoints_topic();
+        let options = read_options(within, false);
+        let (index, _) = self
             .target
-            .read_to_end(&self.checkpoints_topic(), 0, read_options(within, false))
+            .scan_to_end(&topic, 0, options, CheckpointIndex::default(), step)
             .await?;
-        Ok(CheckpointIndex::from_records(mm2_records(&read.records)))
+        Ok(index)
     }
 
     /// The newest heartbeat from source to target, seen on the target: both MM2's own

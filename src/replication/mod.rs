@@ -20,8 +20,10 @@ pub use flow::{Flow, ReplicatedPartition};
 pub use internal::OffsetSyncs;
 pub use lag::{LagMethod, PartitionLag, present, topics_missing_on_target, total_lag};
 pub use translation::{
-    Action, Applied, Call, Clamp, GroupPlan, GroupState, GroupTranslation, PartitionTranslation,
-    Skip, TranslateError, UnknownState, apply, plan_group, read_checkpoints, resolve_groups,
+    Action, Applied, Batching, Call, Clamp, GroupPlan, GroupState, GroupTranslation,
+    PartitionTranslation, Planned, Skip, SparseSync, TargetPositions, TranslateError, UnknownState,
+    apply, lands_far_below, plan_groups, plan_translation, read_checkpoints, resolve_groups,
+    source_committed, source_ends, sparse_syncs, sparse_syncs_warning,
 };
 
 /// This host's clock in milliseconds since the Unix epoch, as record timestamps are.

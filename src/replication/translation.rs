@@ -6,13 +6,19 @@
 //! The decisions are values, never words compared: what gets committed, and the exit code, do
 //! not depend on how a decision is worded in the log or on the screen.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::kafka::{GroupDescription, KafkaError, TopicPartition, Watermarks};
-use crate::mm2::CheckpointIndex;
+use crate::kafka::{
+    GroupCommit, GroupDescription, GroupPartitions, KafkaError, TopicPartition, Watermarks,
+};
+use crate::mm2::{Checkpoint, CheckpointIndex};
 use crate::plan::{Role, Selector};
 
 use super::{Bound, Cut, Flow, now_ms};
@@ -197,11 +203,38 @@ pub struct GroupPlan {
 /// A call to a cluster that translating makes, named for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    Checkpoints { topic: String, target: Role },
-    GroupState { group: String, target: Role },
-    CommittedOffsets { group: String, target: Role },
-    Watermarks { target: Role },
-    Commit { group: String, target: Role },
+    Checkpoints {
+        topic: String,
+        target: Role,
+    },
+    GroupState {
+        group: String,
+        target: Role,
+    },
+    CommittedOffsets {
+        group: String,
+        target: Role,
+    },
+    Watermarks {
+        target: Role,
+    },
+    Commit {
+        group: String,
+        target: Role,
+    },
+    /// The batched calls, for many groups at once.
+    GroupStates {
+        groups: usize,
+        target: Role,
+    },
+    AllCommittedOffsets {
+        groups: usize,
+        target: Role,
+    },
+    Commits {
+        groups: usize,
+        target: Role,
+    },
 }
 
 impl fmt::Display for Call {
@@ -217,6 +250,18 @@ impl fmt::Display for Call {
             Call::Watermarks { target } => write!(f, "read the watermarks on {target}"),
             Call::Commit { group, target } => {
                 write!(f, "commit offsets for group {group} on {target}")
+            }
+            Call::GroupStates { groups, target } => {
+                write!(f, "read the states of {groups} groups on {target}")
+            }
+            Call::AllCommittedOffsets { groups, target } => {
+                write!(
+                    f,
+                    "read the committed offsets of {groups} groups on {target}"
+                )
+            }
+            Call::Commits { groups, target } => {
+                write!(f, "commit offsets for {groups} groups on {target}")
             }
         }
     }
@@ -255,18 +300,20 @@ async fn call<T>(
     }
 }
 
-/// MM2's checkpoints, read once from the target (each read bounded by `within` too).
+/// MM2's checkpoints, read once from the target (each read bounded by `within` too), each
+/// record counted in `read` as it is indexed.
 pub async fn read_checkpoints(
     flow: &Flow,
     within: Duration,
+    read: Arc<AtomicU64>,
     bound: &mut Bound,
 ) -> Result<CheckpointIndex, TranslateError> {
     let (topic, target) = (flow.checkpoints_topic(), flow.target_plan.role);
-    let read = Call::Checkpoints {
+    let asked = Call::Checkpoints {
         topic: topic.clone(),
         target,
     };
-    match call(bound, read, flow.checkpoints(within)).await {
+    match call(bound, asked, flow.checkpoints_counted(within, read)).await {
         Err(TranslateError::Kafka {
             error: KafkaError::TopicNotFound { .. },
             ..
@@ -303,15 +350,6 @@ pub fn resolve_groups(selectors: &[Selector], index: &CheckpointIndex) -> Vec<St
     out
 }
 
-/// The target partitions a group has checkpoints for.
-pub fn checkpointed_partitions(index: &CheckpointIndex, group: &str) -> Vec<TopicPartition> {
-    index
-        .for_group(group)
-        .iter()
-        .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
-        .collect()
-}
-
 /// The group's state on the target, and its description when it has live members. Never fails
 /// for want of an answer (see [`GroupState::Unknown`]); only an interruption ends it.
 async fn target_group_state(
@@ -323,24 +361,33 @@ async fn target_group_state(
         group: group.to_owned(),
         target: flow.target_plan.role,
     };
-    Ok(
-        match call(bound, asked, flow.target.group_state(group)).await {
-            Ok(desc) if desc.has_members() => (GroupState::Active, Some(desc)),
-            Ok(desc) => (GroupState::Idle(desc.state), None),
-            Err(TranslateError::Kafka {
-                error: KafkaError::Unsupported { .. },
-                ..
-            }) => (GroupState::Unknown(UnknownState::NotReported), None),
-            Err(TranslateError::Kafka { error, .. }) => (
-                GroupState::Unknown(UnknownState::Failed(error.to_string())),
-                None,
-            ),
-            Err(TranslateError::Cut {
-                cut: Cut::Deadline, ..
-            }) => (GroupState::Unknown(UnknownState::NoAnswer), None),
-            Err(e) => return Err(e),
-        },
-    )
+    let answer = call(bound, asked, flow.target.group_state(group)).await;
+    let mut states = states_from(answer, 1, |desc| vec![described(desc)])?;
+    Ok(states.remove(0))
+}
+
+/// Each of `count` groups' state from the answer to a question about their states: an answer
+/// that did not come is every group's [`GroupState::Unknown`]; only an interruption fails.
+fn states_from<T>(
+    answer: Result<T, TranslateError>,
+    count: usize,
+    each: impl FnOnce(T) -> Vec<(GroupState, Option<GroupDescription>)>,
+) -> Result<Vec<(GroupState, Option<GroupDescription>)>, TranslateError> {
+    let unknown = |why| Ok(vec![(GroupState::Unknown(why), None); count]);
+    match answer {
+        Ok(answer) => Ok(each(answer)),
+        Err(TranslateError::Kafka {
+            error: KafkaError::Unsupported { .. },
+            ..
+        }) => unknown(UnknownState::NotReported),
+        Err(TranslateError::Kafka { error, .. }) => {
+            unknown(UnknownState::Failed(error.to_string()))
+        }
+        Err(TranslateError::Cut {
+            cut: Cut::Deadline, ..
+        }) => unknown(UnknownState::NoAnswer),
+        Err(e) => Err(e),
+    }
 }
 
 impl Flow {
@@ -359,43 +406,173 @@ impl Flow {
 }
 
 /// What the target holds for a group's checkpointed partitions.
-#[derive(Debug, Clone, Default)]
-pub struct TargetPositions {
-    /// The group's committed offsets there, `None` where it has none.
-    pub current: Vec<(TopicPartition, Option<i64>)>,
-    /// The partitions' log start and end offsets.
-    pub marks: Vec<Watermarks>,
+#[derive(Debug, Clone, Copy)]
+pub struct TargetPositions<'a> {
+    /// The group's committed offsets there; a partition it has none for is absent.
+    pub current: &'a HashMap<TopicPartition, i64>,
+    /// The log start and end offsets of every partition the target has; one it does not have
+    /// is absent.
+    pub marks: &'a HashMap<TopicPartition, Watermarks>,
 }
 
-/// Reads the group's state, its committed offsets and the partitions' watermarks on the
-/// target, and decides what to do for every checkpointed partition ([`plan_translation`]).
-pub async fn plan_group(
+/// Many groups' translations, planned together, and the target's watermarks they were planned
+/// against (read once for all of them).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// One per group asked, in the order asked.
+    pub groups: Vec<GroupPlan>,
+    pub marks: HashMap<TopicPartition, Watermarks>,
+}
+
+/// How the Kafka look-ups of a translation are batched.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// How many groups' offset fetches or commits are in flight at once.
+    pub concurrency: NonZeroUsize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            concurrency: crate::kafka::DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+/// Plans every group's translation ([`plan_translation`]) from one pass over what the target
+/// holds: the groups' states in one listing, the watermarks of every checkpointed partition of
+/// every group in one batch, and the groups' committed offsets with `batching.concurrency` in
+/// flight. A checkpoint for a partition the target lacks is that partition's
+/// `skip: no such partition on the target`, never the whole translation's failure.
+pub async fn plan_groups(
     flow: &Flow,
     index: &CheckpointIndex,
-    group: &str,
+    groups: &[String],
     allow_rewind: bool,
+    batching: Batching,
     bound: &mut Bound,
-) -> Result<GroupPlan, TranslateError> {
+) -> Result<Planned, TranslateError> {
     let target = flow.target_plan.role;
-    let (state, members) = target_group_state(flow, group, bound).await?;
-    let tps = checkpointed_partitions(index, group);
-    let read = Call::CommittedOffsets {
-        group: group.to_owned(),
-        target,
-    };
-    let current = call(bound, read, flow.target.committed_offsets(group, &tps)).await?;
-    let read = Call::Watermarks { target };
-    let marks = call(bound, read, flow.target.watermarks(&tps)).await?;
-    let positions = TargetPositions { current, marks };
-    let partitions = plan_translation(flow, group, index, &positions, allow_rewind, now_ms());
-    Ok(GroupPlan {
-        translation: GroupTranslation {
-            group: group.to_owned(),
-            state,
-            partitions,
+    let states = target_group_states(flow, groups, bound).await?;
+    let checkpointed: Vec<Vec<(Checkpoint, i64)>> =
+        groups.iter().map(|g| index.for_group(g)).collect();
+    let marks = target_marks(flow, &checkpointed, bound).await?;
+    let asks: Vec<GroupPartitions> = groups
+        .iter()
+        .zip(&checkpointed)
+        .map(|(group, checkpoints)| GroupPartitions {
+            group: group.clone(),
+            partitions: checkpoints
+                .iter()
+                .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
+                .filter(|tp| marks.contains_key(tp))
+                .collect(),
+        })
+        .collect();
+    let read = flow
+        .target
+        .batch_committed_offsets(&asks, batching.concurrency);
+    let current = bound.wait(read).await.map_err(|cut| TranslateError::Cut {
+        call: Call::AllCommittedOffsets {
+            groups: asks.len(),
+            target,
         },
-        members,
+        cut,
+    })?;
+    let now = now_ms();
+    let mut planned = Vec::with_capacity(groups.len());
+    for (((group, checkpoints), (state, members)), current) in
+        groups.iter().zip(&checkpointed).zip(states).zip(current)
+    {
+        let current: HashMap<TopicPartition, i64> = current
+            .map_err(|error| TranslateError::Kafka {
+                call: Call::CommittedOffsets {
+                    group: group.clone(),
+                    target,
+                },
+                error,
+            })?
+            .into_iter()
+            .filter_map(|(tp, offset)| Some((tp, offset?)))
+            .collect();
+        let positions = TargetPositions {
+            current: &current,
+            marks: &marks,
+        };
+        let partitions = plan_checkpoints(flow, checkpoints, positions, allow_rewind, now);
+        planned.push(GroupPlan {
+            translation: GroupTranslation {
+                group: group.clone(),
+                state,
+                partitions,
+            },
+            members,
+        });
+    }
+    Ok(Planned {
+        groups: planned,
+        marks,
     })
+}
+
+/// The groups' states on the target from one listing, as [`target_group_state`] gives each.
+async fn target_group_states(
+    flow: &Flow,
+    groups: &[String],
+    bound: &mut Bound,
+) -> Result<Vec<(GroupState, Option<GroupDescription>)>, TranslateError> {
+    let asked = Call::GroupStates {
+        groups: groups.len(),
+        target: flow.target_plan.role,
+    };
+    let answer = call(bound, asked, flow.target.batch_group_states(groups)).await;
+    states_from(answer, groups.len(), |descriptions| {
+        descriptions.into_iter().map(described).collect()
+    })
+}
+
+/// A group's state as translating sees it, and its description when it has live members.
+fn described(desc: GroupDescription) -> (GroupState, Option<GroupDescription>) {
+    if desc.has_members() {
+        (GroupState::Active, Some(desc))
+    } else {
+        (GroupState::Idle(desc.state), None)
+    }
+}
+
+/// The watermarks on the target of every checkpointed partition, asked once. A partition the
+/// target does not have is left out; any other failure fails the translation, as it did when
+/// each group asked for its own.
+async fn target_marks(
+    flow: &Flow,
+    checkpointed: &[Vec<(Checkpoint, i64)>],
+    bound: &mut Bound,
+) -> Result<HashMap<TopicPartition, Watermarks>, TranslateError> {
+    let target = flow.target_plan.role;
+    let union: BTreeSet<TopicPartition> = checkpointed
+        .iter()
+        .flatten()
+        .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
+        .collect();
+    let union: Vec<TopicPartition> = union.into_iter().collect();
+    let read = Call::Watermarks { target };
+    let answers = call(bound, read, flow.target.batch_watermarks(&union)).await?;
+    let mut marks = HashMap::with_capacity(union.len());
+    for (tp, answer) in union.into_iter().zip(answers) {
+        match answer {
+            Ok(w) => {
+                marks.insert(tp, w);
+            }
+            Err(KafkaError::TopicNotFound { .. } | KafkaError::PartitionNotFound { .. }) => {}
+            Err(error) => {
+                return Err(TranslateError::Kafka {
+                    call: Call::Watermarks { target },
+                    error,
+                });
+            }
+        }
+    }
+    Ok(marks)
 }
 
 /// What became of committing a group's translation.
@@ -405,31 +582,197 @@ pub enum Applied {
     Committed(Vec<(TopicPartition, i64)>),
     /// The broker refused: the group has live members after all.
     Refused(KafkaError),
+    /// The commit failed for another reason.
+    Failed(KafkaError),
 }
 
-/// Commits what the translation says to commit, unless the group is active.
+/// Commits what each translation says to commit, `batching.concurrency` groups in flight;
+/// each group's outcome in the order given. The caller leaves out groups it refuses.
 pub async fn apply(
     flow: &Flow,
-    translation: &GroupTranslation,
+    translations: &[&GroupTranslation],
+    batching: Batching,
     bound: &mut Bound,
-) -> Result<Applied, TranslateError> {
-    let commits = translation.commits();
-    if commits.is_empty() {
-        return Ok(Applied::Committed(commits));
-    }
-    let group = &translation.group;
-    let write = Call::Commit {
-        group: group.clone(),
-        target: flow.target_plan.role,
-    };
-    match call(bound, write, flow.target.commit_offsets(group, &commits)).await {
-        Ok(()) => Ok(Applied::Committed(commits)),
-        Err(TranslateError::Kafka {
-            error: e @ (KafkaError::GroupNotEmpty { .. } | KafkaError::GroupActive { .. }),
-            ..
-        }) => Ok(Applied::Refused(e)),
-        Err(e) => Err(e),
-    }
+) -> Result<Vec<Applied>, TranslateError> {
+    let commits: Vec<GroupCommit> = translations
+        .iter()
+        .map(|t| GroupCommit {
+            group: t.group.clone(),
+            offsets: t.commits(),
+        })
+        .filter(|c| !c.offsets.is_empty())
+        .collect();
+    let write = flow
+        .target
+        .batch_commit_offsets(&commits, batching.concurrency);
+    let mut answers = bound
+        .wait(write)
+        .await
+        .map_err(|cut| TranslateError::Cut {
+            call: Call::Commits {
+                groups: commits.len(),
+                target: flow.target_plan.role,
+            },
+            cut,
+        })?
+        .into_iter()
+        .zip(commits);
+    Ok(translations
+        .iter()
+        .map(|t| {
+            if !t.partitions.iter().any(|p| p.action.commits()) {
+                return Applied::Committed(Vec::new());
+            }
+            match answers.next() {
+                Some((Ok(()), commit)) => Applied::Committed(commit.offsets),
+                Some((
+                    Err(e @ (KafkaError::GroupNotEmpty { .. } | KafkaError::GroupActive { .. })),
+                    _,
+                )) => Applied::Refused(e),
+                Some((Err(e), _)) => Applied::Failed(e),
+                None => unreachable!("one answer per group with commits"),
+            }
+        })
+        .collect())
+}
+
+/// Each group's committed offsets on the source, for the source partitions of its translation,
+/// in the order given; `batching.concurrency` groups in flight.
+pub async fn source_committed(
+    flow: &Flow,
+    translations: &[&GroupTranslation],
+    batching: Batching,
+) -> Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>> {
+    let asks: Vec<GroupPartitions> = translations
+        .iter()
+        .map(|t| GroupPartitions {
+            group: t.group.clone(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
+                .collect(),
+        })
+        .collect();
+    flow.source
+        .batch_committed_offsets(&asks, batching.concurrency)
+        .await
+}
+
+/// A partition whose translation lands far below what its group had consumed: the group was
+/// at the end of the source partition, and the checkpoint puts it far behind the end of the
+/// remote partition (issue 14 #5). The mark of offset syncs too sparse for the data, most
+/// often a worker's flush interval set where MirrorMaker 2 ignores it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SparseSync {
+    pub target_topic: String,
+    pub partition: i32,
+    /// The checkpoint's translation.
+    pub translated: i64,
+    /// The remote partition's log end on the target.
+    pub log_end: i64,
+    /// The source partition's log end, where the group's checkpointed offset was.
+    pub source_end: i64,
+}
+
+/// Below this many records behind, a translation is never called far below: MM2's translation
+/// lags by design (the "+1" rule, syncs every `offset.lag.max` records).
+const SPARSE_MIN_GAP: i64 = 10;
+
+/// Whether a group that had read its source partition to the end (`source_offset` at
+/// `source_end`) lands far below the replica's end (`behind` records) once translated: at least
+/// [`SPARSE_MIN_GAP`] records and more than half of the `replica_records` the replica holds. MM2
+/// translates through the newest offset sync at or below the group's offset and emits a sync only
+/// every `offset.lag.max` records or at its worker's offset flush, so some distance is normal; a
+/// gap the size of the partition itself is a flush interval that never came around. The one rule
+/// for `kdr status`, `kdr offsets translate` and the translate_offsets step.
+pub fn lands_far_below(
+    source_offset: i64,
+    source_end: i64,
+    behind: i64,
+    replica_records: i64,
+) -> bool {
+    source_end > 0
+        && source_offset >= source_end
+        && behind >= SPARSE_MIN_GAP
+        && behind * 2 > replica_records
+}
+
+/// The partitions of a translation that land far below what the group had consumed: the
+/// checkpoint's source offset is at the source partition's end (`source_ends`), and the
+/// translation is behind the remote partition's end by at least [`SPARSE_MIN_GAP`] records
+/// and by more than half of what its log holds.
+pub fn sparse_syncs(
+    translation: &GroupTranslation,
+    marks: &HashMap<TopicPartition, Watermarks>,
+    source_ends: &HashMap<TopicPartition, i64>,
+) -> Vec<SparseSync> {
+    translation
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let translated = match p.action {
+                Action::Clamp(Clamp::BelowLogStart { translated, .. }) => translated,
+                Action::Clamp(Clamp::PastLogEnd { .. }) | Action::Skip(Skip::NoSuchPartition) => {
+                    return None;
+                }
+                _ => p.target_offset,
+            };
+            let source = TopicPartition::new(p.source_topic.clone(), p.partition);
+            let source_end = *source_ends.get(&source)?;
+            let mark = marks.get(&TopicPartition::new(p.target_topic.clone(), p.partition))?;
+            let far = lands_far_below(
+                p.source_offset,
+                source_end,
+                mark.high - translated,
+                mark.high - mark.low,
+            );
+            far.then(|| SparseSync {
+                target_topic: p.target_topic.clone(),
+                partition: p.partition,
+                translated,
+                log_end: mark.high,
+                source_end,
+            })
+        })
+        .collect()
+}
+
+/// What to tell the operator about groups whose translations land far below what they had
+/// consumed: that offset syncs look sparse, and the MirrorMaker 2 settings behind them.
+pub fn sparse_syncs_warning(flow: &Flow, groups: &[(&str, &[SparseSync])]) -> Option<String> {
+    let (group, first) = groups.iter().find_map(|(g, s)| Some((*g, s.first()?)))?;
+    let affected = groups.iter().filter(|(_, s)| !s.is_empty()).count();
+    let (source, target) = (flow.source_plan.role, flow.target_plan.role);
+    Some(format!(
+        "translations of {affected} group(s) land far below what they had consumed (group {group}: {}[{}] translates to {} while it ends at {} on {target}, and the group was at the end, {}, on {source}): MirrorMaker 2's offset syncs look sparse. It emits one when a replica has moved offset.lag.max records (default 100) past the last one, otherwise only at its worker's offset flush, which in dedicated mode is {}.offset.flush.interval.ms (default 60000; a top-level offset.flush.interval.ms is ignored). Lower them and let MirrorMaker 2 checkpoint again, or expect these groups to read again what they had consumed",
+        first.target_topic,
+        first.partition,
+        first.translated,
+        first.log_end,
+        first.source_end,
+        flow.target_alias(),
+    ))
+}
+
+/// The log end on the source of every source partition of these translations, in one batch;
+/// a partition the source cannot answer for is left out.
+pub async fn source_ends(
+    flow: &Flow,
+    translations: &[&GroupTranslation],
+) -> Result<HashMap<TopicPartition, i64>, KafkaError> {
+    let union: BTreeSet<TopicPartition> = translations
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
+        .collect();
+    let union: Vec<TopicPartition> = union.into_iter().collect();
+    let ends = flow.source.batch_end_offsets(&union).await?;
+    Ok(union
+        .into_iter()
+        .zip(ends)
+        .filter_map(|(tp, end)| Some((tp, end.ok()?)))
+        .collect())
 }
 
 /// What to do for every checkpointed partition of a group, given what the target holds.
@@ -439,22 +782,26 @@ pub fn plan_translation(
     flow: &Flow,
     group: &str,
     index: &CheckpointIndex,
-    target: &TargetPositions,
+    target: TargetPositions<'_>,
     allow_rewind: bool,
     now_ms: i64,
 ) -> Vec<PartitionTranslation> {
-    let mut partitions = Vec::new();
-    for (checkpoint, ts) in index.for_group(group) {
-        let tp = (checkpoint.topic.as_str(), checkpoint.partition);
-        let current_offset = target
-            .current
-            .iter()
-            .find(|(t, _)| (t.topic.as_str(), t.partition) == tp)
-            .and_then(|(_, o)| *o);
-        let mark = target
-            .marks
-            .iter()
-            .find(|w| (w.topic.as_str(), w.partition) == tp);
+    plan_checkpoints(flow, &index.for_group(group), target, allow_rewind, now_ms)
+}
+
+/// [`plan_translation`] for a group's checkpoints, as [`CheckpointIndex::for_group`] gives them.
+fn plan_checkpoints(
+    flow: &Flow,
+    checkpoints: &[(Checkpoint, i64)],
+    target: TargetPositions<'_>,
+    allow_rewind: bool,
+    now_ms: i64,
+) -> Vec<PartitionTranslation> {
+    let mut partitions = Vec::with_capacity(checkpoints.len());
+    for (checkpoint, ts) in checkpoints {
+        let tp = TopicPartition::new(checkpoint.topic.clone(), checkpoint.partition);
+        let current_offset = target.current.get(&tp).copied();
+        let mark = target.marks.get(&tp);
         let translated = checkpoint.downstream_offset;
         let (target_offset, placed) = match mark {
             None => (translated, Some(Action::Skip(Skip::NoSuchPartition))),
@@ -533,13 +880,16 @@ mod tests {
         }))
     }
 
-    fn marks(low: i64, high: i64, partitions: i32) -> Vec<Watermarks> {
+    fn marks(low: i64, high: i64, partitions: i32) -> HashMap<TopicPartition, Watermarks> {
         (0..partitions)
-            .map(|p| Watermarks {
-                topic: "primary.orders".to_owned(),
-                partition: p,
-                low,
-                high,
+            .map(|p| {
+                let w = Watermarks {
+                    topic: "primary.orders".to_owned(),
+                    partition: p,
+                    low,
+                    high,
+                };
+                (TopicPartition::new("primary.orders", p), w)
             })
             .collect()
     }
@@ -563,11 +913,14 @@ mod tests {
             ("g", "primary.orders", 5, 100, 70),
         ]);
         let tp = |p| TopicPartition::new("primary.orders", p);
+        // Partition 0 has no committed offset on the target; 5 is not on the target at all.
+        let current = HashMap::from([(tp(3), 50), (tp(4), 60)]);
+        let marks = marks(10, 200, 5);
         let target = TargetPositions {
-            current: vec![(tp(3), Some(50)), (tp(4), Some(60)), (tp(0), None)],
-            marks: marks(10, 200, 5),
+            current: &current,
+            marks: &marks,
         };
-        let planned = plan_translation(&flow, "g", &index, &target, false, 1500);
+        let planned = plan_translation(&flow, "g", &index, target, false, 1500);
         assert_eq!(
             actions(&planned),
             [
@@ -615,8 +968,57 @@ mod tests {
                 .all(|p| p.action == Action::Skip(Skip::Active))
         );
 
-        let rewinding = plan_translation(&flow, "g", &index, &target, true, 1500);
+        let rewinding = plan_translation(&flow, "g", &index, target, true, 1500);
         assert_eq!(rewinding[3].action, Action::Commit);
+    }
+
+    /// Issue 14 #5: a group that had consumed everything on the source, translated to almost
+    /// nothing on the target, is the mark of sparse offset syncs, and the warning names the
+    /// settings behind them.
+    #[test]
+    fn a_translation_far_below_a_group_at_its_end_says_offset_syncs_look_sparse() {
+        let flow = flow("policy: default", Direction::Failover);
+        let index = index(&[
+            ("g", "primary.orders", 0, 100, 1),
+            ("g", "primary.orders", 1, 100, 95),
+            ("g", "primary.orders", 2, 40, 1),
+            ("g", "primary.orders", 3, 100, 1),
+        ]);
+        let tp = |t: &str, p| TopicPartition::new(t, p);
+        let marks = marks(0, 100, 3);
+        let current = HashMap::new();
+        let target = TargetPositions {
+            current: &current,
+            marks: &marks,
+        };
+        let translation = GroupTranslation {
+            group: "g".to_owned(),
+            state: GroupState::Idle("Empty".to_owned()),
+            partitions: plan_translation(&flow, "g", &index, target, false, 1500),
+        };
+        let ends: HashMap<TopicPartition, i64> = (0..4).map(|p| (tp("orders", p), 100)).collect();
+        // 0: at its end, translated to 1 of 100. 1: 5 behind is MM2's usual lag. 2: the group
+        // was not at its end. 3: no such partition on the target.
+        let sparse = sparse_syncs(&translation, &marks, &ends);
+        assert_eq!(
+            sparse,
+            [SparseSync {
+                target_topic: "primary.orders".to_owned(),
+                partition: 0,
+                translated: 1,
+                log_end: 100,
+                source_end: 100,
+            }]
+        );
+        let warning = sparse_syncs_warning(&flow, &[("g", &sparse)]).expect("a warning");
+        assert!(warning.contains("offset syncs look sparse"), "{warning}");
+        assert!(warning.contains("offset.lag.max"), "{warning}");
+        assert!(warning.contains("dr.offset.flush.interval.ms"), "{warning}");
+        assert!(
+            warning.contains("primary.orders[0] translates to 1 while it ends at 100 on dr"),
+            "{warning}"
+        );
+        assert_eq!(sparse_syncs_warning(&flow, &[("g", &[])]), None);
     }
 
     /// The words are the incident log's and `--output json`'s contract; what is committed

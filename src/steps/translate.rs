@@ -8,6 +8,7 @@
 //! commits. Every partition's numbers go in the log. The planning is `replication`'s, shared
 //! with `kdr offsets translate`; this step records it and commits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,8 +18,10 @@ use crate::kafka::TopicPartition;
 use crate::mm2::CheckpointIndex;
 use crate::plan::{Groups, MissingCheckpoint, Role, TranslateOffsets};
 use crate::replication::{
-    Applied, Bound, Call, Cut, Flow, GroupState, GroupTranslation, OPERATION_TIMEOUT, OffsetSyncs,
-    TranslateError, apply, plan_group, read_checkpoints, resolve_groups,
+    Applied, Batching, Bound, Call, Cut, Flow, GroupPlan, GroupState, GroupTranslation,
+    OPERATION_TIMEOUT, OffsetSyncs, Planned, SparseSync, TranslateError, apply, plan_groups,
+    read_checkpoints, resolve_groups, source_committed, source_ends, sparse_syncs,
+    sparse_syncs_warning,
 };
 
 pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
@@ -37,21 +40,146 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
         ));
     }
     let syncs = offset_syncs(ctx, &flow, &mut bound).await?;
+    let checkpointed: Vec<String> = groups
+        .iter()
+        .filter(|g| index.has_group(g))
+        .cloned()
+        .collect();
+    let batching = Batching::default();
+    let planned = plan_groups(
+        &flow,
+        &index,
+        &checkpointed,
+        t.allow_rewind,
+        batching,
+        &mut bound,
+    )
+    .await
+    .map_err(|e| step_error(e, ctx.step.timeout()))?;
+    drop(index);
+    let translations: Vec<&GroupTranslation> =
+        planned.groups.iter().map(|g| &g.translation).collect();
+    let source = read_source(ctx, &flow, &translations, batching, &mut bound).await?;
+    warn_sparse_syncs(ctx, &flow, &planned, &mut bound).await?;
+    let applied = commit(ctx, &flow, &translations, batching, &mut bound).await?;
     let mut tally = Tally::default();
+    let mut failure = None;
+    let mut planned = planned.groups.into_iter().zip(source).zip(applied);
     for group in groups {
-        if index.for_group(&group).is_empty() {
+        if !checkpointed.contains(&group) {
             no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
             continue;
         }
-        let group = Group {
-            name: &group,
-            index: &index,
-            allow_rewind: t.allow_rewind,
+        let ((plan, committed), applied) = planned.next().expect("a plan per checkpointed group");
+        let outcome = Outcome {
+            plan,
+            source_committed: committed,
+            applied,
             syncs: syncs.as_ref(),
         };
-        translate_group(ctx, &flow, group, &mut bound, &mut tally).await?;
+        if let Err(e) = record_group(ctx, &flow, outcome, &mut tally) {
+            failure.get_or_insert(e);
+        }
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
     }
     tally.outcome(ctx.dry_run, flow.target_plan.role)
+}
+
+/// Every planned group's committed offsets on the source, for the reprocessing ledger, in one
+/// batch; `None` for a group whose offsets could not be read (or all, with the source gone).
+async fn read_source(
+    ctx: &StepCtx<'_>,
+    flow: &Flow,
+    translations: &[&GroupTranslation],
+    batching: Batching,
+    bound: &mut Bound,
+) -> Result<Vec<SourceCommitted>, StepError> {
+    if ctx.state.source_unreachable.is_some() {
+        return Ok(vec![None; translations.len()]);
+    }
+    match bound
+        .wait(source_committed(flow, translations, batching))
+        .await
+    {
+        Ok(read) => Ok(read.into_iter().map(Result::ok).collect()),
+        Err(Cut::Deadline) => Ok(vec![None; translations.len()]),
+        Err(Cut::Interrupted) => Err(StepError::Interrupted(format!(
+            "interrupted while trying to read the groups' committed offsets on {}",
+            flow.source_plan.role
+        ))),
+    }
+}
+
+/// A group's committed offsets on the source, when they could be read.
+type SourceCommitted = Option<Vec<(TopicPartition, Option<i64>)>>;
+
+/// Records, once for all groups, translations that land far below what their groups had
+/// consumed: offset syncs look sparse (issue 14 #5). Needs the source's log ends; quiet
+/// without them.
+async fn warn_sparse_syncs(
+    ctx: &mut StepCtx<'_>,
+    flow: &Flow,
+    planned: &Planned,
+    bound: &mut Bound,
+) -> Result<(), StepError> {
+    if ctx.state.source_unreachable.is_some() {
+        return Ok(());
+    }
+    let translations: Vec<&GroupTranslation> =
+        planned.groups.iter().map(|g| &g.translation).collect();
+    let ends = match bound.wait(source_ends(flow, &translations)).await {
+        Ok(Ok(ends)) => ends,
+        Ok(Err(_)) | Err(Cut::Deadline) => return Ok(()),
+        Err(Cut::Interrupted) => {
+            return Err(StepError::Interrupted(format!(
+                "interrupted while trying to read the log ends on {}",
+                flow.source_plan.role
+            )));
+        }
+    };
+    let sparse: Vec<(&str, Vec<SparseSync>)> = translations
+        .iter()
+        .map(|t| (t.group.as_str(), sparse_syncs(t, &planned.marks, &ends)))
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    let borrowed: Vec<(&str, &[SparseSync])> =
+        sparse.iter().map(|(g, s)| (*g, s.as_slice())).collect();
+    let Some(warning) = sparse_syncs_warning(flow, &borrowed) else {
+        return Ok(());
+    };
+    let groups: serde_json::Map<String, serde_json::Value> = sparse
+        .iter()
+        .map(|(g, s)| Ok(((*g).to_owned(), detail(s)?)))
+        .collect::<Result<_, StepError>>()?;
+    ctx.recorder.observe(
+        "sparse_offset_syncs",
+        warning,
+        serde_json::json!({ "groups": groups }),
+    )?;
+    Ok(())
+}
+
+/// Commits every group that is neither refused nor in a dry run, in one batch; each group's
+/// outcome in order, `None` where nothing was sent.
+async fn commit(
+    ctx: &StepCtx<'_>,
+    flow: &Flow,
+    translations: &[&GroupTranslation],
+    batching: Batching,
+    bound: &mut Bound,
+) -> Result<Vec<Option<Applied>>, StepError> {
+    let sent = |t: &&GroupTranslation| !ctx.dry_run && t.state != GroupState::Active;
+    let asked: Vec<&GroupTranslation> = translations.iter().copied().filter(sent).collect();
+    let mut applied = apply(flow, &asked, batching, bound)
+        .await
+        .map_err(|e| step_error(e, ctx.step.timeout()))?
+        .into_iter();
+    Ok(translations
+        .iter()
+        .map(|t| if sent(t) { applied.next() } else { None })
+        .collect())
 }
 
 /// For the reprocessing ledger: where each source record landed on the target. `None` when
@@ -82,7 +210,7 @@ async fn read_index(
     flow: &Flow,
     bound: &mut Bound,
 ) -> Result<CheckpointIndex, StepError> {
-    let index = read_checkpoints(flow, ctx.remaining(), bound)
+    let index = read_checkpoints(flow, ctx.remaining(), Arc::default(), bound)
         .await
         .map_err(|e| step_error(e, ctx.step.timeout()))?;
     let topic = flow.checkpoints_topic();
@@ -133,11 +261,12 @@ fn no_checkpoint(
     Ok(())
 }
 
-/// One group to translate, and what its translation is worked out from.
-struct Group<'a> {
-    name: &'a str,
-    index: &'a CheckpointIndex,
-    allow_rewind: bool,
+/// One planned group, and what became of it.
+struct Outcome<'a> {
+    plan: GroupPlan,
+    source_committed: SourceCommitted,
+    /// `None` when nothing was sent (a live group, or a dry run).
+    applied: Option<Applied>,
     syncs: Option<&'a OffsetSyncs>,
 }
 
@@ -178,19 +307,22 @@ impl Tally {
     }
 }
 
-/// Plan one group's translation, record it, and commit it unless the group is live or this is
-/// a dry run.
-async fn translate_group(
+/// Records one group's translation: its live members, the records it may read again, and
+/// what was committed or refused. A commit that failed for another reason is the step's
+/// failure, returned once every group is recorded.
+fn record_group(
     ctx: &mut StepCtx<'_>,
     flow: &Flow,
-    group: Group<'_>,
-    bound: &mut Bound,
+    outcome: Outcome<'_>,
     tally: &mut Tally,
 ) -> Result<(), StepError> {
-    let (name, target_role) = (group.name, flow.target_plan.role);
-    let planned = plan_group(flow, group.index, name, group.allow_rewind, bound)
-        .await
-        .map_err(|e| step_error(e, ctx.step.timeout()))?;
+    let Outcome {
+        plan: planned,
+        source_committed,
+        applied,
+        syncs,
+    } = outcome;
+    let (name, target_role) = (planned.translation.group.clone(), flow.target_plan.role);
     if let Some(desc) = &planned.members {
         let names: Vec<String> = desc.members.iter().map(ToString::to_string).collect();
         ctx.recorder.observe(
@@ -204,11 +336,11 @@ async fn translate_group(
         )?;
     }
     let plan = planned.translation;
-    record_reprocessing(ctx, flow, &plan, group.syncs, bound).await?;
+    record_reprocessing(ctx, &plan, source_committed, syncs)?;
     if plan.state == GroupState::Active {
         let what = format!("group {name} has live members on {target_role}: refused");
         ctx.recorder.observe("group", what, detail(&plan)?)?;
-        tally.refused.push(name.to_owned());
+        tally.refused.push(name);
         return Ok(());
     }
     if ctx.dry_run {
@@ -220,16 +352,24 @@ async fn translate_group(
         tally.translated_groups += 1;
         return Ok(());
     }
-    let applied = apply(flow, &plan, bound)
-        .await
-        .map_err(|e| step_error(e, ctx.step.timeout()))?;
     let commits = match applied {
-        Applied::Committed(commits) => commits,
-        Applied::Refused(e) => {
+        Some(Applied::Committed(commits)) => commits,
+        None => Vec::new(),
+        Some(Applied::Refused(e)) => {
             let what = format!("group {name}: the commit was refused: {e}");
             ctx.recorder.observe("group", what, detail(&plan)?)?;
-            tally.refused.push(name.to_owned());
+            tally.refused.push(name);
             return Ok(());
+        }
+        Some(Applied::Failed(error)) => {
+            let call = Call::Commit {
+                group: name,
+                target: target_role,
+            };
+            return Err(step_error(
+                TranslateError::Kafka { call, error },
+                ctx.step.timeout(),
+            ));
         }
     };
     tally.committed_partitions += commits.len();
@@ -240,7 +380,7 @@ async fn translate_group(
         plan.partitions.len()
     );
     ctx.state.committed.insert(
-        name.to_owned(),
+        name,
         commits
             .into_iter()
             .map(|(tp, o)| (tp.topic, tp.partition, o))
@@ -299,34 +439,12 @@ fn step_error(e: TranslateError, timeout: Duration) -> StepError {
 /// absorb at this boundary. The estimate assumes no filtered or compacted records between the
 /// last sync and the commit. With the source gone, the checkpoint's own source offset stands in
 /// for the last commit, and the figure is a lower bound.
-async fn record_reprocessing(
+fn record_reprocessing(
     ctx: &mut StepCtx<'_>,
-    flow: &Flow,
     plan: &GroupTranslation,
+    committed: SourceCommitted,
     syncs: Option<&OffsetSyncs>,
-    bound: &mut Bound,
 ) -> Result<(), StepError> {
-    let source_tps: Vec<TopicPartition> = plan
-        .partitions
-        .iter()
-        .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
-        .collect();
-    let committed = match ctx.state.source_unreachable {
-        None => match bound
-            .wait(flow.source.committed_offsets(&plan.group, &source_tps))
-            .await
-        {
-            Ok(read) => read.ok(),
-            Err(Cut::Deadline) => None,
-            Err(Cut::Interrupted) => {
-                return Err(StepError::Interrupted(format!(
-                    "interrupted while trying to read group {}'s committed offsets on {}",
-                    plan.group, flow.source_plan.role
-                )));
-            }
-        },
-        Some(_) => None,
-    };
     let basis = if committed.is_some() {
         "the group's commits on the source"
     } else {

@@ -17,3 +17,4 @@ mod mm2;
 mod replication;
 mod roundtrip;
 mod security;
+mod translate;

@@ -1,0 +1,290 @@
+//! `make bench-scale`: offset translation at the size of issue 10, printed, not asserted.
+//!
+//! Two Nisshi brokers on free loopback ports (the real-broker suite's harness), `orders` with
+//! 100 partitions on the primary and `primary.orders` on DR, 100 records on every partition of
+//! both, and a checkpoints topic of 1 000 000 records: 5 000 groups x 100 partitions, each
+//! checkpointed twice, newest last, written with kdr's MM2 codec. Then, one line per figure:
+//! a bare librdkafka read of the checkpoints topic to its end (the baseline), `kdr offsets
+//! translate --group 're:.*'` end to end (the built binary), its ratio to the baseline and peak
+//! RSS, and the same with `--apply`.
+//!
+//! `KDR_BENCH_GROUPS` / `KDR_BENCH_PARTITIONS` change the size, `KDR_BENCH_BIN` runs another
+//! kdr binary (a build of an older commit, for before/after figures). Under `cargo test` (no
+//! `--bench` argument) it runs at a smoke size of 20 groups x 10 partitions.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/brokers/harness.rs"]
+#[expect(
+    dead_code,
+    unused_imports,
+    reason = "the suite's harness; the benchmark uses a few of its parts"
+)]
+mod harness;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kdr::kafka::{ClusterRole, TopicCreation};
+use kdr::mm2::Checkpoint;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use harness::{Pair, block_on};
+
+const CHECKPOINTS: &str = "primary.checkpoints.internal";
+const RECORDS_PER_PARTITION: i64 = 100;
+
+fn size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let groups = size("KDR_BENCH_GROUPS", if bench { 5_000 } else { 20 });
+    let partitions = size("KDR_BENCH_PARTITIONS", if bench { 100 } else { 10 }) as i32;
+    let binary = std::env::var_os("KDR_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kdr")));
+    let started = Instant::now();
+    let pair = Pair::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    create(&pair, partitions);
+    fill(&pair.primary.bootstrap(), "orders", partitions);
+    fill(&pair.dr.bootstrap(), "primary.orders", partitions);
+    let records = write_checkpoints(&pair.dr.bootstrap(), groups, partitions);
+    write_plan(dir.path(), &pair);
+    println!(
+        "estate: {groups} groups x {partitions} partitions, {records} checkpoint records, set up in {:.1?}",
+        started.elapsed()
+    );
+
+    let baseline = bare_read(&pair.dr.bootstrap(), records);
+    println!(
+        "{:<44} {:>8.2?}",
+        "bare librdkafka read of the checkpoints", baseline
+    );
+    let translate = kdr(&binary, dir.path(), &[]);
+    report(
+        "kdr offsets translate --group 're:.*'",
+        &translate,
+        baseline,
+    );
+    let apply = kdr(&binary, dir.path(), &["--apply"]);
+    report(
+        "kdr offsets translate --group 're:.*' --apply",
+        &apply,
+        baseline,
+    );
+    let again = kdr(&binary, dir.path(), &[]);
+    report("kdr offsets translate, after --apply", &again, baseline);
+    println!(
+        "targets: translate <= 1.5 x baseline + 1 s = {:.2?}; RSS < 200 MB; apply <= 10 s",
+        baseline.mul_f64(1.5) + Duration::from_secs(1)
+    );
+}
+
+fn create(pair: &Pair, partitions: i32) {
+    let primary = pair.primary.cluster(ClusterRole::Primary);
+    let dr = pair.dr.cluster(ClusterRole::Dr);
+    block_on(async {
+        for (cluster, topic, count) in [
+            (&primary, "orders", partitions),
+            (&dr, "primary.orders", partitions),
+            (&dr, CHECKPOINTS, 1),
+        ] {
+            let created = cluster
+                .create_topic(topic, count, 1, &[])
+                .await
+                .unwrap_or_else(|e| panic!("create {topic}: {e}"));
+            assert_eq!(created, TopicCreation::Created, "{topic}");
+        }
+    });
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.timeout.ms", "120000")
+        .set("log_level", "0")
+        .create()
+        .expect("producer")
+}
+
+/// Sends every record, then waits for every delivery.
+fn send_all(bootstrap: &str, topic: &str, records: impl Iterator<Item = (i32, Vec<u8>, Vec<u8>)>) {
+    let producer = producer(bootstrap);
+    block_on(async {
+        let mut pending = Vec::new();
+        for (partition, key, value) in records {
+            let record = FutureRecord::to(topic)
+                .partition(partition)
+                .key(&key)
+                .payload(&value);
+            match producer.send_result(record) {
+                Ok(delivery) => pending.push(delivery),
+                Err((e, _)) => panic!("queue a record for {topic}: {e}"),
+            }
+        }
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => panic!("produce to {topic}: {e}"),
+                Err(_) => panic!("produce to {topic}: cancelled"),
+            }
+        }
+    });
+}
+
+fn fill(bootstrap: &str, topic: &str, partitions: i32) {
+    let records = (0..partitions).flat_map(|p| {
+        (0..RECORDS_PER_PARTITION).map(move |i| (p, format!("k{i}").into_bytes(), vec![b'v'; 16]))
+    });
+    send_all(bootstrap, topic, records);
+}
+
+/// Every group/partition checkpointed twice, the newest last: first half-way, then at the end
+/// (where the group is on the source too, so the newest translates to a commit).
+fn write_checkpoints(bootstrap: &str, groups: usize, partitions: i32) -> u64 {
+    let records = [RECORDS_PER_PARTITION / 2, RECORDS_PER_PARTITION]
+        .into_iter()
+        .flat_map(move |downstream| {
+            (0..groups).flat_map(move |g| {
+                (0..partitions).map(move |p| {
+                    let c = Checkpoint {
+                        group: format!("group-{g:05}"),
+                        topic: "primary.orders".to_owned(),
+                        partition: p,
+                        upstream_offset: downstream,
+                        downstream_offset: downstream,
+                        metadata: String::new(),
+                    };
+                    (
+                        0,
+                        c.encode_key().expect("key"),
+                        c.encode_value().expect("value"),
+                    )
+                })
+            })
+        });
+    send_all(bootstrap, CHECKPOINTS, records);
+    2 * groups as u64 * partitions as u64
+}
+
+fn write_plan(dir: &Path, pair: &Pair) {
+    let text = format!(
+        "version: 1\nname: scale\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ topics: [orders], groups: [] }}\nfailover:\n  - exec: {{ run: \"true\" }}\nfailback:\n  - exec: {{ run: \"true\" }}\n",
+        pair.primary.bootstrap(),
+        pair.dr.bootstrap()
+    );
+    std::fs::write(dir.join("scale.yaml"), text).expect("plan");
+}
+
+/// A plain librdkafka consumer reading the checkpoints topic from its start to its end.
+fn bare_read(bootstrap: &str, records: u64) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kdr-bench-baseline")
+        .set("enable.auto.commit", "false")
+        .set("log_level", "0")
+        .create()
+        .expect("consumer");
+    let started = Instant::now();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(CHECKPOINTS, 0, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&assignment).expect("assign");
+    let last = records as i64 - 1;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "baseline read did not finish"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100))
+            && message.expect("record").offset() >= last
+        {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
+/// What one kdr run took.
+struct Measured {
+    took: Duration,
+    max_rss_kb: i64,
+    code: i32,
+    stderr_tail: String,
+}
+
+/// Runs `kdr offsets translate --group 're:.*'` with `extra`, measuring its wall time and its
+/// peak RSS (from `wait4`'s resource usage of the child).
+fn kdr(binary: &Path, dir: &Path, extra: &[&str]) -> Measured {
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let started = Instant::now();
+    let child = Command::new(binary)
+        .current_dir(dir)
+        .args([
+            "offsets",
+            "translate",
+            "--plan",
+            "scale.yaml",
+            "--group",
+            "re:.*",
+        ])
+        .args(["--output", "json", "--timeout", "20m"])
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("stdout file"))
+        .stderr(File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn kdr");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not waited for elsewhere; both pointers are live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let took = started.elapsed();
+    std::mem::forget(child);
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+    Measured {
+        took,
+        max_rss_kb: usage.ru_maxrss,
+        code: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+    }
+}
+
+fn report(what: &str, m: &Measured, baseline: Duration) {
+    println!(
+        "{what:<44} {:>8.2?}  {:>6.1} x baseline  peak RSS {:>4} MB  exit {}",
+        m.took,
+        m.took.as_secs_f64() / baseline.as_secs_f64().max(1e-9),
+        m.max_rss_kb / 1024,
+        m.code
+    );
+    if m.code != 0 {
+        println!("  stderr: {}", m.stderr_tail);
+    }
+}

@@ -368,7 +368,7 @@ fn a_failback_claims_at_its_declaration_and_finds_its_claim_again_at_the_end() {
 }
 
 #[test]
-fn status_says_unknown_when_no_cluster_could_be_read() {
+fn status_and_every_run_say_authority_is_unknown_when_no_cluster_could_be_read() {
     let s = crate::harness::Scratch::new();
     s.exec_plan("dead", "  - declare: {}\n", "  - exec: { run: \"true\" }\n");
     let run = s.kdr(&["status", "--plan", "dead.yaml", "--timeout", "2s"]);
@@ -379,4 +379,12 @@ fn status_says_unknown_when_no_cluster_could_be_read() {
         "{run:?}"
     );
     assert!(!run.stdout.contains("no authority recorded yet"), "{run:?}");
+    let run = s.kdr(&["failover", "--plan", "dead.yaml", "--dry-run"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("· write authority unknown: no cluster could be read (primary: "),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("no authority recorded yet"), "{run:?}");
 }

@@ -403,7 +403,7 @@ pub enum MoveError {
     NotClaimed { owner: Role, source: KafkaError },
     /// Another run claimed the epoch first.
     #[error(
-        "write authority for epoch {} was claimed first by another run: {}; this run changed nothing on any cluster",
+        "write authority for epoch {} was claimed first by another run: {}",
         .winner.epoch,
         .winner.who()
     )]

@@ -508,20 +508,15 @@ impl<'a> Run<'a> {
         let result = self.run_step_bounded(step).await;
         self.recorder.set_current_step(None);
         let duration_ms = step_clock.elapsed().as_millis() as u64;
+        let refused = matches!(result, Err(StepError::Refused(_)));
         let (status, message, stop) = match result {
             Ok(StepDone::Ok(m)) => (StepStatus::Ok, m, None),
             Ok(StepDone::Skipped(m)) => (StepStatus::Skipped, m, None),
             Ok(StepDone::DryRun(m)) => (StepStatus::DryRun, m, None),
-            Err(StepError::Failed(m)) => (StepStatus::Failed, m, Some((Outcome::Failed, None))),
-            Err(StepError::Aborted(m)) => (StepStatus::Failed, m, Some((Outcome::Aborted, None))),
-            Err(StepError::Interrupted(m)) => {
-                (StepStatus::Failed, m, Some((Outcome::Interrupted, None)))
-            }
-            Err(StepError::Refused(m)) => {
-                // Resuming would not help: the run's message offers no `--resume`.
-                let stop = format!("step {} ({kind}) refused: {m}", step.index);
-                (StepStatus::Failed, m, Some((Outcome::Failed, Some(stop))))
-            }
+            Err(StepError::Failed(m)) => (StepStatus::Failed, m, Some(Outcome::Failed)),
+            Err(StepError::Aborted(m)) => (StepStatus::Failed, m, Some(Outcome::Aborted)),
+            Err(StepError::Interrupted(m)) => (StepStatus::Failed, m, Some(Outcome::Interrupted)),
+            Err(StepError::Refused(m)) => (StepStatus::Failed, m, Some(Outcome::Failed)),
             Err(StepError::Journal(e)) => return Err(e.into()),
         };
         self.recorder.record(EventBody::StepFinished {
@@ -531,8 +526,13 @@ impl<'a> Run<'a> {
             duration_ms,
             message: message.clone(),
         })?;
-        let stop = stop.map(|(outcome, said)| {
-            let message = said.unwrap_or_else(|| self.stop_message(outcome, step, &message));
+        let stop = stop.map(|outcome| {
+            let message = if refused {
+                // Resuming would not help: the run's message offers no `--resume`.
+                format!("step {} ({kind}) refused: {message}", step.index)
+            } else {
+                self.stop_message(outcome, step, &message)
+            };
             (outcome, message)
         });
         let report = StepReport {

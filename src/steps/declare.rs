@@ -136,7 +136,9 @@ async fn take_authority(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
         (Err(e @ MoveError::NotClaimed { .. }), _) => {
             Err(StepError::Failed(format!("declared, but {e}")))
         }
-        (Err(e @ MoveError::Lost { .. }), _) => Err(StepError::Refused(e.to_string())),
+        (Err(e @ MoveError::Lost { .. }), _) => Err(StepError::Refused(format!(
+            "{e}; this run changed nothing on any cluster"
+        ))),
         (Err(MoveError::Journal(e)), _) => Err(e.into()),
     }
 }

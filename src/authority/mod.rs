@@ -16,7 +16,9 @@
 //! **first claim for N+1 in log order wins**; every run reads the same log, so every run reaches
 //! the same verdict without transactions (Nisshi refuses them) or any other coordination. A run
 //! that finds a claim for N+1 already there does not write one: it has won already (a resumed
-//! run finds its own) or it has lost, and the loser changes nothing else on any cluster.
+//! run finds its own) or it has lost, and the loser changes nothing else on any cluster. (The
+//! idempotent producer keeps a retried send from writing a claim twice; a duplicate could not
+//! change the verdict anyway, as it lands after the original.)
 //!
 //! Compaction keeps only the *last* record of each key, so the key decides whether the verdict
 //! survives it:

@@ -272,7 +272,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, requires = "resume")]
     pub interrupted_step: Option<InterruptedChoice>,
     /// Run although write authority is not where this direction expects it (a failover while
-    /// DR already owns writes, a failback while the primary does). Needs --reason.
+    /// DR already owns writes, a failback while the primary does), or past another run's claim
+    /// of the next authority epoch (its machine died before it moved authority). Needs --reason.
     #[arg(long)]
     pub force: bool,
     /// Print the run's summary as JSON on stdout instead of a table.

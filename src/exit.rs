@@ -57,7 +57,7 @@ impl ExitStatus for EngineError {
     fn exit_code(&self) -> u8 {
         match self {
             EngineError::Usage(_) | EngineError::Resume { .. } | EngineError::Config(_) => USAGE,
-            EngineError::Lock(_) | EngineError::Journal(_) => FAILED,
+            EngineError::Refused(_) | EngineError::Lock(_) | EngineError::Journal(_) => FAILED,
         }
     }
 }

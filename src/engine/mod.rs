@@ -66,6 +66,9 @@ pub enum EngineError {
     Usage(String),
     #[error("cannot resume from {}: {source}", log.display())]
     Resume { log: PathBuf, source: ResumeError },
+    /// The run may not start: exit 1.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     #[error(transparent)]
@@ -162,6 +165,14 @@ fn read_resume(
         return Ok(None);
     };
     let contents = journal::read(log)?;
+    if let Some(winner) = authority::lost_in(&contents.events) {
+        return Err(EngineError::Refused(format!(
+            "cannot resume from {}: that run lost write authority for epoch {} to {}; nothing of it is left to resume",
+            log.display(),
+            winner.epoch,
+            winner.who()
+        )));
+    }
     let point =
         resume::resume_point(&contents.events, plan, request.direction).map_err(|source| {
             EngineError::Resume {
@@ -395,7 +406,19 @@ impl<'a> Run<'a> {
             self.recorder.observe("split_brain", alarm, &authority)?;
         }
         let refusal = self.judge_authority(&authority)?;
+        if refusal.is_some()
+            && let Some(clusters) = &self.clusters
+            && let Some(who) =
+                authority::moved_by(&authority, &clusters.primary, &clusters.dr).await
+        {
+            let detail = format!(
+                "write authority was moved to {} by {who}",
+                authority.owner().0
+            );
+            self.recorder.observe("authority_moved_by", detail, &who)?;
+        }
         self.state.authority = Some(authority);
+        self.state.force = self.request.force;
         Ok(refusal)
     }
 
@@ -485,6 +508,7 @@ impl<'a> Run<'a> {
         let result = self.run_step_bounded(step).await;
         self.recorder.set_current_step(None);
         let duration_ms = step_clock.elapsed().as_millis() as u64;
+        let refused = matches!(result, Err(StepError::Refused(_)));
         let (status, message, stop) = match result {
             Ok(StepDone::Ok(m)) => (StepStatus::Ok, m, None),
             Ok(StepDone::Skipped(m)) => (StepStatus::Skipped, m, None),
@@ -492,6 +516,7 @@ impl<'a> Run<'a> {
             Err(StepError::Failed(m)) => (StepStatus::Failed, m, Some(Outcome::Failed)),
             Err(StepError::Aborted(m)) => (StepStatus::Failed, m, Some(Outcome::Aborted)),
             Err(StepError::Interrupted(m)) => (StepStatus::Failed, m, Some(Outcome::Interrupted)),
+            Err(StepError::Refused(m)) => (StepStatus::Failed, m, Some(Outcome::Failed)),
             Err(StepError::Journal(e)) => return Err(e.into()),
         };
         self.recorder.record(EventBody::StepFinished {
@@ -501,7 +526,15 @@ impl<'a> Run<'a> {
             duration_ms,
             message: message.clone(),
         })?;
-        let stop = stop.map(|outcome| (outcome, self.stop_message(outcome, step, &message)));
+        let stop = stop.map(|outcome| {
+            let message = if refused {
+                // Resuming would not help: the run's message offers no `--resume`.
+                format!("step {} ({kind}) refused: {message}", step.index)
+            } else {
+                self.stop_message(outcome, step, &message)
+            };
+            (outcome, message)
+        });
         let report = StepReport {
             step: step.index,
             kind,
@@ -569,9 +602,12 @@ impl<'a> Run<'a> {
             owner: Role::Primary,
             direction: self.direction,
             operator: &self.operator,
+            force: self.request.force,
         };
         let current = self.state.authority.as_ref();
-        match authority::move_authority(
+        // The declaration claimed the epoch already (this finds the claim again); a failback
+        // without one contests it here.
+        match authority::claim_and_move(
             &mut self.recorder,
             &clusters.primary,
             &clusters.dr,
@@ -581,14 +617,14 @@ impl<'a> Run<'a> {
         .await
         {
             Ok(_) => Ok(()),
-            Err(MoveError::NotRecorded { source, .. }) => {
+            Err(MoveError::Journal(e)) => Err(e.into()),
+            Err(e) => {
                 end.outcome = Outcome::Failed;
                 end.message = format!(
-                    "the failback's steps succeeded, but write authority could not be moved back: {source}"
+                    "the failback's steps succeeded, but write authority could not be moved back: {e}"
                 );
                 Ok(())
             }
-            Err(MoveError::Journal(e)) => Err(e.into()),
         }
     }
 

@@ -29,6 +29,28 @@ impl Cluster {
         key: &[u8],
         value: &[u8],
     ) -> Result<i64, KafkaError> {
+        self.produce_one_with(topic, key, value, false).await
+    }
+
+    /// [`Cluster::produce_one`] with an idempotent producer: a send librdkafka retries is
+    /// written once. It costs a producer id from the cluster first (about half a second on a
+    /// fresh connection), so kdr pays it only for write-authority claims.
+    pub async fn produce_one_idempotent(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<i64, KafkaError> {
+        self.produce_one_with(topic, key, value, true).await
+    }
+
+    async fn produce_one_with(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        idempotent: bool,
+    ) -> Result<i64, KafkaError> {
         let operation = Operation::Produce {
             topic: topic.to_owned(),
         };
@@ -38,6 +60,7 @@ impl Cluster {
         let mut config = self.spec().producer_config(timeout);
         config
             .set("acks", "all")
+            .set("enable.idempotence", idempotent.to_string())
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("linger.ms", "0");
         let record = Record {

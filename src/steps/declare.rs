@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::gate::Answer;
 use super::{StepCtx, StepDone, StepError, StepResult};
-use crate::authority::{Claim, MoveError, move_authority};
+use crate::authority::{Claim, MoveError, claim_and_move, contest};
 use crate::kafka::{KafkaError, Reachability};
 use crate::plan::{Confirm, Declare, Direction};
 use crate::replication::{Flow, PartitionLag, ReplicatedPartition, now_ms, total_lag};
@@ -92,15 +92,15 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
     }
 }
 
-/// A failover's declaration moves write authority to the target. (A failback moves it back only
-/// when its last step is done: until then the DR side still owns writes.)
+/// The declaration claims the next epoch of write authority on the target (see
+/// [`crate::authority`]): a run that loses the claim to another run stops here, before any
+/// step has changed a cluster. A failover moves authority to the target at once; a failback
+/// only when its last step is done (until then the DR side still owns writes), and there its
+/// claim is found again.
 async fn take_authority(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
     let Some(clusters) = ctx.clusters else {
         return Ok(String::new());
     };
-    if ctx.direction != Direction::Failover {
-        return Ok(String::new());
-    }
     let target = ctx.plan.source_target(ctx.direction).1.role;
     if ctx
         .state
@@ -115,24 +115,31 @@ async fn take_authority(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
         owner: target,
         direction: ctx.direction,
         operator: ctx.operator,
+        force: ctx.state.force,
     };
     let current = ctx.state.authority.as_ref();
-    match move_authority(
-        ctx.recorder,
-        &clusters.primary,
-        &clusters.dr,
-        current,
-        claim,
-    )
-    .await
-    {
-        Ok(epoch) => Ok(format!(
+    let (primary, dr) = (&clusters.primary, &clusters.dr);
+    let taken = match ctx.direction {
+        Direction::Failover => claim_and_move(ctx.recorder, primary, dr, current, claim).await,
+        Direction::Failback => contest(ctx.recorder, primary, dr, current, claim).await,
+    };
+    match (taken, ctx.direction) {
+        (Ok(epoch), Direction::Failover) => Ok(format!(
             "; write authority moved to {target} (epoch {epoch})"
         )),
-        Err(MoveError::NotRecorded { source, .. }) => Err(StepError::Failed(format!(
+        (Ok(epoch), Direction::Failback) => Ok(format!(
+            "; epoch {epoch} of write authority claimed for {target}, to move when the failback is done"
+        )),
+        (Err(MoveError::NotRecorded { source, .. }), _) => Err(StepError::Failed(format!(
             "declared, but write authority could not be recorded on {target}: {source}"
         ))),
-        Err(MoveError::Journal(e)) => Err(e.into()),
+        (Err(e @ MoveError::NotClaimed { .. }), _) => {
+            Err(StepError::Failed(format!("declared, but {e}")))
+        }
+        (Err(e @ MoveError::Lost { .. }), _) => Err(StepError::Refused(format!(
+            "{e}; this run changed nothing on any cluster"
+        ))),
+        (Err(MoveError::Journal(e)), _) => Err(e.into()),
     }
 }
 

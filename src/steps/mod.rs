@@ -60,6 +60,8 @@ pub struct RunState {
     pub committed: std::collections::BTreeMap<String, Vec<(String, i32, i64)>>,
     /// Write authority as read at the start of the run.
     pub authority: Option<crate::authority::AuthorityState>,
+    /// `--force`: a lost claim of write authority is bid past (see [`crate::authority::Claim`]).
+    pub force: bool,
 }
 
 impl StepCtx<'_> {
@@ -166,6 +168,9 @@ pub enum StepError {
     Aborted(String),
     #[error("{0}")]
     Interrupted(String),
+    /// The run may not go on, and resuming it will not help: another run won write authority.
+    #[error("{0}")]
+    Refused(String),
     /// The incident log could not be written: stop, the run has no evidence any more.
     #[error(transparent)]
     Journal(#[from] JournalError),

@@ -4,6 +4,7 @@
 //! Needs `nisshi` 0.8.1 on PATH: `scripts/test-brokers` installs it, `make test-brokers` runs
 //! both. Without it every test here fails and says so; none is skipped.
 
+mod authority;
 mod batch;
 mod cluster;
 #[path = "../common/mod.rs"]

@@ -240,3 +240,151 @@ fn a_client_secret_never_reaches_output_tracing_or_the_log_even_at_trace_level()
         );
     }
 }
+
+/// Another operator's run (on another machine, so another run lock) that claimed epoch 1 on DR
+/// and has not moved authority yet.
+fn claim_elsewhere(w: &World) -> kdr::authority::ClaimRecord {
+    use kdr::journal::{Journal, Recorder};
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let mut recorder = Recorder::new(
+        Journal::create(&elsewhere.path().join("bob.jsonl"), "bobs-run").expect("log"),
+        Vec::new(),
+        kdr::plan::Secrets::new(Vec::new()),
+    );
+    let claim = kdr::authority::Claim {
+        plan: "drill",
+        owner: PlanRole::Dr,
+        direction: Direction::Failover,
+        operator: "bob",
+        force: false,
+    };
+    let (primary, dr) = (w.cluster(Role::Primary), w.cluster(Role::Dr));
+    block_on(async {
+        let epoch = kdr::authority::contest(&mut recorder, &primary, &dr, None, claim)
+            .await
+            .expect("bob claims");
+        let claims = kdr::authority::read_claims(&dr, "drill")
+            .await
+            .expect("claims");
+        kdr::authority::first_claim(&claims, epoch)
+            .expect("bob's claim")
+            .claim
+            .clone()
+    })
+}
+
+#[test]
+fn a_run_that_loses_the_claim_changes_nothing_says_who_won_and_cannot_be_resumed() {
+    let w = world();
+    let bob = claim_elsewhere(&w);
+    w.plan_both(
+        "  - declare: {}\n  - exec: { run: \"touch ran\" }\n",
+        DECLARE,
+        "",
+    );
+    let run = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    let who = format!(
+        "write authority for epoch 1 was claimed first by another run: bob on {}, run bobs-run, claimed at {}; this run changed nothing on any cluster",
+        bob.host, bob.at
+    );
+    assert!(run.stderr.contains(&who), "{run:?}");
+    assert!(
+        !run.stderr.contains("--resume"),
+        "a loser is not told to resume: {run:?}"
+    );
+    assert!(!w.scratch.file("ran").exists(), "the loser ran a step");
+    let state = block_on(kdr::authority::read_both(
+        &w.cluster(Role::Primary),
+        &w.cluster(Role::Dr),
+        "drill",
+    ));
+    assert_eq!(
+        (state.primary.clone(), state.dr.clone()),
+        (ClusterView::NeverRecorded, ClusterView::NeverRecorded),
+        "the loser recorded authority"
+    );
+    let claims =
+        block_on(kdr::authority::read_claims(&w.cluster(Role::Dr), "drill")).expect("claims");
+    assert_eq!(claims.len(), 1, "the loser wrote a claim: {claims:?}");
+    let log = w.log();
+    let logged = events(&log);
+    assert!(logged.iter().any(|e| {
+        e["event"] == "decision" && e["what"] == "give way to run bobs-run for epoch 1"
+    }));
+    assert!(logged.iter().any(|e| e["name"] == "authority_claims"));
+
+    let log = log.display().to_string();
+    let resumed = w.kdr(&args(&[
+        "failover",
+        "--plan",
+        "drill.yaml",
+        "--resume",
+        &log,
+    ]));
+    assert_eq!(resumed.code, 1, "{resumed:?}");
+    assert!(
+        resumed.stderr.contains(&format!(
+            "cannot resume from {log}: that run lost write authority for epoch 1 to bob on {}, run bobs-run",
+            bob.host
+        )),
+        "{resumed:?}"
+    );
+    assert!(
+        !w.scratch.file("ran").exists(),
+        "the resumed loser ran a step"
+    );
+}
+
+#[test]
+fn a_failback_claims_at_its_declaration_and_finds_its_claim_again_at_the_end() {
+    let w = world();
+    w.plan_both(
+        DECLARE,
+        "  - declare: {}\n  - exec: { run: \"touch ran\" }\n",
+        "",
+    );
+    assert_eq!(w.kdr(&args(&["failover", "--plan", "drill.yaml"])).code, 0);
+    let back = w.kdr(&args(&["failback", "--plan", "drill.yaml"]));
+    assert_eq!(back.code, 0, "{back:?}");
+    let claims = block_on(kdr::authority::read_claims(
+        &w.cluster(Role::Primary),
+        "drill",
+    ))
+    .expect("claims");
+    assert_eq!(
+        claims
+            .iter()
+            .map(|c| (c.claim.epoch, c.claim.supersedes, c.claim.owner))
+            .collect::<Vec<_>>(),
+        [(2, 1, PlanRole::Primary)],
+        "one claim, written at the declaration and found again at the end"
+    );
+    assert!(
+        back.stderr
+            .contains("epoch 2 of write authority claimed for primary"),
+        "{back:?}"
+    );
+}
+
+#[test]
+fn status_and_every_run_say_authority_is_unknown_when_no_cluster_could_be_read() {
+    let s = crate::harness::Scratch::new();
+    s.exec_plan("dead", "  - declare: {}\n", "  - exec: { run: \"true\" }\n");
+    let run = s.kdr(&["status", "--plan", "dead.yaml", "--timeout", "2s"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("write authority unknown: no cluster could be read"),
+        "{run:?}"
+    );
+    assert!(!run.stdout.contains("no authority recorded yet"), "{run:?}");
+    let run = s.kdr(&["failover", "--plan", "dead.yaml", "--dry-run"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("· write authority unknown: no cluster could be read (primary: "),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("no authority recorded yet"), "{run:?}");
+}

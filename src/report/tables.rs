@@ -1,28 +1,88 @@
 //! Tables for stdout: the plan's steps, a run's summary, an incident log.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{ContentArrangement, Table};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table, Width};
 
 use crate::journal::{Event, EventBody, RunReport};
 use crate::plan::{Direction, Plan};
 use crate::report::progress::format_ms;
 use crate::steps;
 
-fn table(header: &[&str]) -> Table {
+/// A table for stdout that never splits a word: every column is at least as wide as its
+/// longest word (an identifier: a topic, a group, a path), and longer text wraps at spaces.
+/// Its width is the terminal's when stdout is one, else `COLUMNS` when set; a pipe or a file
+/// without `COLUMNS` gets whole lines, unwrapped.
+pub struct Grid {
+    table: Table,
+}
+
+impl Grid {
+    pub fn add_row<T: Into<comfy_table::Row>>(&mut self, row: T) -> &mut Self {
+        self.table.add_row(row);
+        self
+    }
+}
+
+impl Grid {
+    /// The table laid out in `width` columns; `None`: whole lines, unwrapped.
+    fn render(&self, width: Option<u16>) -> String {
+        let mut t = self.table.clone();
+        let mut longest = vec![0u16; t.column_count()];
+        let cells = t
+            .header()
+            .into_iter()
+            .chain(t.row_iter())
+            .flat_map(|row| row.cell_iter().enumerate());
+        for (i, cell) in cells {
+            let widest = cell
+                .content()
+                .split_whitespace()
+                .map(|w| u16::try_from(w.chars().count()).unwrap_or(u16::MAX))
+                .max()
+                .unwrap_or(0);
+            if let Some(l) = longest.get_mut(i) {
+                *l = (*l).max(widest);
+            }
+        }
+        for (column, width) in t.column_iter_mut().zip(longest) {
+            // The preset pads each cell with a space either side.
+            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+                width.saturating_add(2),
+            )));
+        }
+        match width {
+            Some(width) => t.set_width(width),
+            None => t.set_content_arrangement(ContentArrangement::Disabled),
+        };
+        t.to_string()
+    }
+}
+
+/// The terminal's width when stdout is a terminal, else `COLUMNS`, else none.
+fn output_width() -> Option<u16> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        // comfy-table asks the terminal when no width was set.
+        if let Some(width) = Table::new().width() {
+            return Some(width);
+        }
+    }
+    std::env::var("COLUMNS").ok()?.trim().parse().ok()
+}
+
+impl std::fmt::Display for Grid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(output_width()))
+    }
+}
+
+/// A [`Grid`] with the table style every kdr table shares.
+pub fn table(header: &[&str]) -> Grid {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().copied());
-    if let Some((w, _)) = terminal_width() {
-        t.set_width(w);
-    } else {
-        t.set_width(120);
-    }
-    t
-}
-
-fn terminal_width() -> Option<(u16, u16)> {
-    std::env::var("COLUMNS").ok()?.parse().ok().map(|w| (w, 0))
+    Grid { table: t }
 }
 
 /// `kdr plan show`: one table per direction.
@@ -155,4 +215,28 @@ pub fn log_table(events: &[Event]) -> String {
     let mut out = t.to_string();
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_never_split_and_text_wraps_at_spaces() {
+        let mut t = table(&["group", "detail"]);
+        t.add_row(vec![
+            "order-processor-with-a-long-name".to_owned(),
+            "caught up, but no consumer attached to primary.orders-archive-2026".to_owned(),
+        ]);
+        let narrow = t.render(Some(60));
+        for word in [
+            "order-processor-with-a-long-name",
+            "primary.orders-archive-2026",
+        ] {
+            assert!(narrow.contains(word), "{word} was split:\n{narrow}");
+        }
+        assert!(narrow.lines().count() > 5, "the detail wraps:\n{narrow}");
+        let whole = t.render(None);
+        assert_eq!(whole.lines().count(), 5, "unwrapped:\n{whole}");
+    }
 }

@@ -77,6 +77,14 @@ fn command(cli: Cli, out: &mut Stdout) -> Result<u8, Failure> {
             out.json(&schemars::schema_for!(plan::file::PlanFile));
             Ok(exit::OK)
         }
+        Command::Log(LogCommand::Show { log, output }) if log.is_dir() => {
+            let entries = journal::list(&log)?;
+            match output {
+                Output::Table => out.print(&tables::logs_table(&entries)),
+                Output::Json => out.json(&entries),
+            }
+            Ok(exit::OK)
+        }
         Command::Log(LogCommand::Show { log, output }) => {
             let contents = journal::read(&log)?;
             match output {

@@ -21,6 +21,7 @@ use crate::journal::{
 pub use crate::journal::{RunReport, StepReport};
 use crate::plan::{Direction, Plan, Role, Step};
 use crate::replication::Clusters;
+use crate::report::count;
 /// The human gates live with the steps that ask them; re-exported for the engine's callers.
 pub use crate::steps::gate;
 use crate::steps::{self, RunState, StepCtx, StepDone, StepError};
@@ -108,24 +109,37 @@ pub async fn run(
         Some((_, point)) => match run.resume(point).await? {
             Resumed::At(step) => step,
             Resumed::Undecided(message) => {
-                return run.finish(Vec::new(), Outcome::Aborted, message);
+                return run.finish(Vec::new(), Outcome::Aborted, message, None);
             }
         },
         None => 1,
     };
     if let Some(refusal) = run.check_authority().await? {
-        return run.finish(Vec::new(), Outcome::Failed, refusal);
+        return run.finish(Vec::new(), Outcome::Failed, refusal, None);
     }
     let mut end = run.run_steps(first_step).await?;
     run.return_authority(&mut end).await?;
     if end.message.is_empty() {
-        let done = end.reports.len();
         end.message = match end.outcome {
-            Outcome::DryRun => format!("dry run: {done} steps would run; nothing was changed"),
-            _ => format!("{done} steps done"),
+            Outcome::DryRun => format!(
+                "dry run: {} would run; nothing was changed",
+                count(end.reports.len(), "step")
+            ),
+            _ => run.done_message(end.reports.len()),
         };
     }
-    run.finish(end.reports, end.outcome, end.message)
+    let next = run.next_command(end.outcome);
+    run.finish(end.reports, end.outcome, end.message, next)
+}
+
+/// A word as a shell reads it: as is when it is plain, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Check the request before anything is read, locked or logged; returns who answers the gates.
@@ -543,16 +557,62 @@ impl<'a> Run<'a> {
 
     fn stop_message(&self, outcome: Outcome, step: &Step, message: &str) -> String {
         let kind = step.kind.name();
-        match outcome {
-            Outcome::Interrupted => format!("interrupted during step {} ({kind})", step.index),
-            Outcome::Aborted => format!("aborted at step {} ({kind}): {message}", step.index),
-            _ => format!(
-                "step {} ({kind}) failed: {message}; fix the cause, then continue with `kdr {} --plan {} --resume {}`",
-                step.index,
-                self.direction,
-                self.plan.path.display(),
-                self.recorder.journal().path().display()
+        let next = self.next_command(outcome).unwrap_or_default();
+        match (outcome, self.request.dry_run) {
+            (Outcome::Interrupted, _) => format!(
+                "interrupted during step {} ({kind}); continue with `{next}`",
+                step.index
             ),
+            (Outcome::Aborted, _) => format!(
+                "aborted at step {} ({kind}): {message}; to go on later: `{next}`",
+                step.index
+            ),
+            (_, true) => format!(
+                "step {} ({kind}) failed: {message}; fix the cause, then check again with `{next}`",
+                step.index
+            ),
+            _ => format!(
+                "step {} ({kind}) failed: {message}; fix the cause, then continue with `{next}`",
+                step.index
+            ),
+        }
+    }
+
+    /// The command that goes on from where a run stopped short: the same dry run again (a dry
+    /// run's log cannot be resumed), else `--resume` of this run's log.
+    fn next_command(&self, outcome: Outcome) -> Option<String> {
+        if !matches!(
+            outcome,
+            Outcome::Failed | Outcome::Aborted | Outcome::Interrupted
+        ) {
+            return None;
+        }
+        let plan = shell_word(&self.plan.path.display().to_string());
+        let direction = self.direction;
+        Some(if self.request.dry_run {
+            format!("kdr {direction} --plan {plan} --dry-run")
+        } else {
+            let log = shell_word(&self.recorder.journal().path().display().to_string());
+            format!("kdr {direction} --plan {plan} --resume {log}")
+        })
+    }
+
+    /// The run as its whole log tells it, this invocation's events included.
+    fn whole_run(&self) -> Option<journal::WholeRun> {
+        journal::read(self.recorder.journal().path())
+            .ok()
+            .map(|contents| journal::whole_run(&contents.events))
+    }
+
+    /// `3 steps done`; after a resume, how many of them this invocation ran.
+    fn done_message(&self, here: usize) -> String {
+        match self.whole_run() {
+            Some(whole) if whole.invocations > 1 => format!(
+                "{} done, {here} of them after the resume ({} invocations)",
+                count(whole.steps.len(), "step"),
+                whole.invocations
+            ),
+            _ => format!("{} done", count(here, "step")),
         }
     }
 
@@ -598,6 +658,7 @@ impl<'a> Run<'a> {
         steps: Vec<StepReport>,
         outcome: Outcome,
         message: String,
+        next_command: Option<String>,
     ) -> Result<RunReport, EngineError> {
         let duration_ms = self.clock.elapsed().as_millis() as u64;
         self.recorder.record(EventBody::RunFinished {
@@ -606,6 +667,14 @@ impl<'a> Run<'a> {
             message: message.clone(),
         })?;
         drop(self.lock.take());
+        // The summary is the whole run's, read back from its log: after a resume, the steps of
+        // the earlier invocations too.
+        let whole = self.whole_run().unwrap_or_else(|| journal::WholeRun {
+            steps: steps.clone(),
+            invocations: 1,
+            total_ms: duration_ms,
+            rto_ms: (outcome == Outcome::Succeeded).then_some(duration_ms),
+        });
         Ok(RunReport {
             run_id: self.run_id,
             plan: self.plan.name.clone(),
@@ -614,8 +683,12 @@ impl<'a> Run<'a> {
             dry_run: self.request.dry_run,
             log: self.recorder.journal().path().to_owned(),
             duration_ms,
-            steps,
+            steps: whole.steps,
             message,
+            invocations: whole.invocations,
+            total_duration_ms: whole.total_ms,
+            rto_ms: whole.rto_ms,
+            next_command,
         })
     }
 }

@@ -111,7 +111,7 @@ impl Progress {
                     StepStatus::Ok => ("ok", "32"),
                     StepStatus::Failed => ("FAILED", "31"),
                     StepStatus::Skipped => ("skipped", "33"),
-                    StepStatus::DryRun => ("would", "36"),
+                    StepStatus::DryRun => ("dry run", "36"),
                 };
                 Some(format!(
                     "{} [{step}/{}] {kind} {} in {}: {message}",
@@ -140,7 +140,7 @@ impl Progress {
                 Some(format!(
                     "{} {} after {}: {message}",
                     self.paint("1", "run"),
-                    self.paint(color, outcome.as_str()),
+                    self.paint(color, outcome.words()),
                     format_ms(*duration_ms)
                 ))
             }

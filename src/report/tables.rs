@@ -128,27 +128,79 @@ pub fn run_table(report: &RunReport) -> String {
         t.add_row(vec![
             s.step.to_string(),
             s.kind.clone(),
-            s.status.as_str().to_owned(),
+            s.status.words().to_owned(),
             format_ms(s.duration_ms),
             s.message.clone(),
         ]);
     }
-    format!(
-        "{}\n{} {} of {}: {} in {} (run {}, log {})\n",
+    let mut whole = String::new();
+    if report.invocations > 1 {
+        whole.push_str(&format!(
+            "; whole run {} over {} invocations",
+            format_ms(report.total_duration_ms),
+            report.invocations
+        ));
+    }
+    if let Some(rto) = report.rto_ms {
+        whole.push_str(&format!(", RTO {} (declaration to end)", format_ms(rto)));
+    }
+    let mut out = format!(
+        "{}\n{} {} of {}: {} in {}{whole} (run {}, log {})\n",
         t,
         report.direction,
         if report.dry_run { "dry run" } else { "run" },
         report.plan,
-        report.outcome.as_str(),
+        report.outcome.words(),
         format_ms(report.duration_ms),
         report.run_id,
         report.log.display()
-    )
+    );
+    if let Some(next) = &report.next_command {
+        out.push_str(&format!("next: {next}\n"));
+    }
+    out
+}
+
+/// `2026-12-02 03:00:01.120` from `2026-12-02T03:00:01.120Z`.
+fn day_and_time(ts: &str) -> String {
+    ts.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+/// `kdr log show DIR`: the runs whose logs are in a directory, oldest first.
+pub fn logs_table(entries: &[crate::journal::LogEntry]) -> String {
+    let mut t = table(&[
+        "started (UTC)",
+        "plan",
+        "direction",
+        "operator",
+        "outcome",
+        "log",
+    ]);
+    for e in entries {
+        let outcome = match (&e.error, e.outcome) {
+            (Some(error), _) => format!("unreadable: {error}"),
+            (None, Some(outcome)) => outcome.words().to_owned(),
+            (None, None) => "unfinished".to_owned(),
+        };
+        t.add_row(vec![
+            day_and_time(&e.started),
+            e.plan.clone(),
+            format!(
+                "{}{}",
+                e.direction,
+                if e.dry_run { " (dry run)" } else { "" }
+            ),
+            e.operator.clone(),
+            outcome,
+            e.log.display().to_string(),
+        ]);
+    }
+    format!("{t}\n{}\n", crate::report::count(entries.len(), "run"))
 }
 
 /// `kdr log show`: every event of a run, one row each.
 pub fn log_table(events: &[Event]) -> String {
-    let mut t = table(&["time", "step", "event", "status", "detail"]);
+    let mut t = table(&["time (UTC)", "step", "event", "status", "detail"]);
     for e in events {
         let step = match &e.body {
             EventBody::StepStarted { step, kind, .. }
@@ -197,7 +249,7 @@ pub fn log_table(events: &[Event]) -> String {
                 message,
                 ..
             } => (
-                status.as_str().to_owned(),
+                status.words().to_owned(),
                 format!("{message} [{}]", format_ms(*duration_ms)),
             ),
             EventBody::RunFinished {
@@ -205,11 +257,11 @@ pub fn log_table(events: &[Event]) -> String {
                 duration_ms,
                 message,
             } => (
-                outcome.as_str().to_owned(),
+                outcome.words().to_owned(),
                 format!("{message} [{}]", format_ms(*duration_ms)),
             ),
         };
-        let time = e.ts.get(11..23).unwrap_or(&e.ts).to_owned();
+        let time = day_and_time(&e.ts);
         t.add_row(vec![time, step, e.body.name().to_owned(), status, detail]);
     }
     let mut out = t.to_string();

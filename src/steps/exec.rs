@@ -158,7 +158,11 @@ pub async fn run_hook(
     };
     ctx.recorder.observe(
         "output",
-        format!("`{}` ran for {} ms", command.shown, elapsed.as_millis()),
+        format!(
+            "`{}` ran for {}",
+            command.shown,
+            crate::report::format_ms(elapsed.as_millis() as u64)
+        ),
         serde_json::json!({
             "command": command.shown,
             "exit_code": exit_code,

@@ -100,6 +100,13 @@ fn a_failed_step_stops_the_run_and_says_how_to_resume() {
         stderr.contains("run failed after <dur>: step 2 (exec) failed: the command exited with status 7; fix the cause, then continue with `kdr failover --plan stops.yaml --resume incidents/stops-failover-<run>.jsonl`"),
         "{stderr}"
     );
+    // What to run next is the last thing the run prints.
+    assert!(
+        redact(&run.stdout, s.path()).ends_with(
+            "\nnext: kdr failover --plan stops.yaml --resume incidents/stops-failover-<run>.jsonl\n"
+        ),
+        "{run:?}"
+    );
     let output = events(log)
         .into_iter()
         .filter(|e| e["name"] == "output")
@@ -187,6 +194,61 @@ fn a_dry_run_runs_nothing_and_records_what_it_would_do() {
         ]
     );
     assert_eq!(events(log)[0]["dry_run"], true);
+    // In words, never the enum's name.
+    let stderr = redact(&run.stderr, s.path());
+    assert!(
+        stderr.contains("+ [1/2] exec dry run in <dur>: would run `touch touched`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(
+            "run dry run passed after <dur>: dry run: 2 steps would run; nothing was changed\n"
+        ),
+        "{stderr}"
+    );
+    assert!(!run.stdout.contains("dry_run"), "{run:?}");
+}
+
+/// A dry run's log cannot be resumed: a failed dry run says to run the dry run again.
+#[test]
+fn a_failed_dry_run_says_to_check_again_not_to_resume() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "dryfail",
+        "  - declare: { timeout: 3s }\n  - exec: { run: \"touch touched\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&["failover", "--plan", "dryfail.yaml", "--dry-run"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let stderr = redact(&run.stderr, s.path());
+    assert!(
+        stderr.contains(
+            "; fix the cause, then check again with `kdr failover --plan dryfail.yaml --dry-run`"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--resume"), "{stderr}");
+    assert!(
+        run.stdout
+            .ends_with("\nnext: kdr failover --plan dryfail.yaml --dry-run\n"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn one_step_is_one_step() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "single",
+        "  - exec: { run: \"true\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&args(&["failover", "--plan", "single.yaml"], YES));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        redact(&run.stderr, s.path()).ends_with("run succeeded after <dur>: 1 step done\n"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -216,6 +278,24 @@ fn resume_skips_finished_steps_and_reruns_the_failed_one() {
     ]);
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(s.read("trail"), "one\ntry\ntry\nthree\n");
+    // The summary is the whole run's, not only the resumed invocation's.
+    let stderr = redact(&second.stderr, s.path());
+    assert!(
+        stderr.ends_with(
+            "run succeeded after <dur>: 3 steps done, 2 of them after the resume (2 invocations)\n"
+        ),
+        "{stderr}"
+    );
+    let stdout = redact(&second.stdout, s.path());
+    for row in ["│ 1 ", "│ 2 ", "│ 3 "] {
+        assert!(stdout.contains(row), "step row {row} missing:\n{stdout}");
+    }
+    assert!(
+        stdout.contains(
+            "failover run of resume: succeeded in <dur>; whole run <dur> over 2 invocations, RTO <dur> (declaration to end)"
+        ),
+        "{stdout}"
+    );
     assert_eq!(s.logs().len(), 1, "a resumed run appends to its own log");
     assert_eq!(
         shape(&log),
@@ -567,6 +647,19 @@ fn ctrl_c_ends_the_current_step_cleanly_and_exits_130() {
         !s.file("incidents/.sigint.lock").exists(),
         "the lock is released"
     );
+    // The run says how to go on, in the log's words and last on the screen.
+    let stderr = redact(&run.stderr, s.path());
+    let resume = "kdr failover --plan sigint.yaml --resume incidents/sigint-failover-<run>.jsonl";
+    assert!(
+        stderr.contains(&format!(
+            "run interrupted after <dur>: interrupted during step 1 (exec); continue with `{resume}`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        redact(&run.stdout, s.path()).ends_with(&format!("\nnext: {resume}\n")),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -626,6 +719,27 @@ fn log_show_prints_the_run_as_a_table_and_json() {
         "exit status 0",
         "run_finished",
         "succeeded",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // Times carry the date.
+    assert!(
+        regex::Regex::new(r"│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} +┆ +┆ run_started")
+            .expect("regex")
+            .is_match(&table.stdout),
+        "{table:?}"
+    );
+    // A directory lists the runs in it.
+    let listed = s.kdr(&["log", "show", "incidents"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let text = redact(&listed.stdout, s.path());
+    for needle in [
+        "┆ show ",
+        "┆ failover ",
+        "┆ alice ",
+        "┆ succeeded ",
+        "incidents/show-failover-<run>.jsonl",
+        "\n1 run\n",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }

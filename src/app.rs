@@ -32,6 +32,9 @@ pub const JSON_VERSION: u32 = crate::lookup::SCHEMA_VERSION;
 /// thread of the embedded world, a prompt nobody answered) before the process ends anyway.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How long a second Ctrl-C that killed a hook waits for the run to log it before exiting.
+const AFTER_KILL: Duration = Duration::from_secs(2);
+
 /// An error that ended a command, whatever its type: it knows its message and exit code.
 struct Failure(Box<dyn ExitStatus>);
 
@@ -321,6 +324,17 @@ fn spawn_signal_handler(cancel: watch::Sender<bool>) {
                 );
                 let _ = cancel.send(true);
             } else {
+                let killed = crate::steps::kill_running_hooks();
+                if !killed.is_empty() {
+                    let groups: Vec<String> = killed.iter().map(i32::to_string).collect();
+                    eprintln!(
+                        "\ninterrupt: killed the hook's process group {} (SIGKILL); exiting",
+                        groups.join(", ")
+                    );
+                    // The step records the kill and the run its end, in a moment; the process
+                    // ends when they are written, or after this bound whatever happens.
+                    tokio::time::sleep(AFTER_KILL).await;
+                }
                 eprintln!("\ninterrupt: exiting now");
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }

@@ -183,6 +183,18 @@ fn read_resume(
                 source,
             }
         })?;
+    // A hook the earlier process started and never saw end may still be running: never start
+    // the step again beside it.
+    if let Some(hook) = point
+        .unfinished_hooks
+        .iter()
+        .find(|h| steps::group_alive(h.pid))
+    {
+        return Err(EngineError::Resume {
+            log: log.clone(),
+            source: ResumeError::HookRunning { hook: hook.clone() },
+        });
+    }
     if let Some(i) = &point.interrupted
         && !i.idempotent
         && request.interrupted_step.is_none()

@@ -125,12 +125,15 @@ async fn exec_steps_run_in_order_and_every_logged_event_reaches_the_sinks() {
     let names: Vec<&str> = logged.iter().map(|e| e.body.name()).collect();
     assert_eq!(
         names,
+        // Each hook: its start (with its pid), then its output.
         [
             "run_started",
             "step_started",
             "observation",
+            "observation",
             "step_finished",
             "step_started",
+            "observation",
             "observation",
             "step_finished",
             "run_finished"

@@ -42,6 +42,10 @@ pub enum JournalError {
     },
 }
 
+/// The observation a hook's start is logged as: its `pid` and `pgid` in the data. A hook's end
+/// is the `output` observation, with the same `pid`.
+pub const HOOK_STARTED: &str = "hook_started";
+
 /// Appends events to one incident-log file.
 pub struct Journal {
     file: File,

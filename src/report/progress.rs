@@ -88,7 +88,9 @@ impl Progress {
                 self.paint("36", ">"),
                 self.total_steps
             )),
-            EventBody::Observation { name, detail, .. } if name != "output" => {
+            EventBody::Observation { name, detail, .. }
+                if name != "output" && name != crate::journal::HOOK_STARTED =>
+            {
                 Some(format!("      {} {detail}", self.paint("2", "·")))
             }
             EventBody::Decision { who, what, why, .. } => Some(format!(

@@ -2,12 +2,43 @@
 
 use std::time::Duration;
 
-use crate::harness::{Scratch, events, redact, shape, wait, wait_until};
+use crate::harness::{
+    Scratch, end_orphaned_hooks, events, orphaned_hooks, redact, shape, wait, wait_until,
+};
 
 const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "game day"];
 
 fn args<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
     base.iter().chain(extra).copied().collect()
+}
+
+/// `--resume` of the crash test's log under `--yes`, with `extra` arguments.
+fn resume_crash(s: &Scratch, log: &str, extra: &[&str]) -> crate::harness::Run {
+    let base = [
+        "failover",
+        "--plan",
+        "crash.yaml",
+        "--resume",
+        log,
+        "--yes",
+        "--operator",
+        "a",
+        "--reason",
+        "r",
+    ];
+    s.kdr(&args(&base, extra))
+}
+
+/// Starts a failover of `plan` under `--yes` and waits until its hook touched `started`.
+fn start_until_started(s: &Scratch, plan: &str) -> std::process::Child {
+    let child = s
+        .command(&args(&["failover", "--plan", plan], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(20), "the hook to start", || {
+        s.file("started").exists()
+    });
+    child
 }
 
 #[test]
@@ -392,31 +423,29 @@ fn an_interrupted_non_idempotent_step_needs_the_operators_word() {
         "  - exec: { run: \"true\" }\n",
     );
     // Kill kdr (SIGKILL, no chance to clean up) while the hook runs.
-    let mut child = s
-        .command(&args(&["failover", "--plan", "crash.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the hook to start", || {
-        s.file("started").exists()
-    });
+    let mut child = start_until_started(&s, "crash.yaml");
     child.kill().expect("kill");
     let _ = child.wait();
     let log = s.logs()[0].display().to_string();
     assert_eq!(shape(&s.logs()[0]), ["run_started", "step_started 1"]);
 
+    // The hook outlived kdr: while it runs, a resume refuses and names its pid.
+    let orphans = orphaned_hooks(&s.logs()[0]);
+    assert_eq!(orphans.len(), 1, "the hook's pid is logged when it starts");
+    let beside = resume_crash(&s, &log, &["--interrupted-step", "rerun"]);
+    assert_eq!(beside.code, 2, "{beside:?}");
+    assert!(
+        beside.stderr.contains(&format!(
+            "the hook of step 1 (`echo charge >> trail; touch started; sleep 30`) that the earlier run started is still running as pid {}",
+            orphans[0]
+        )),
+        "{beside:?}"
+    );
+    assert_eq!(s.read("trail"), "charge\n", "nothing ran beside the orphan");
+    end_orphaned_hooks(&s.logs()[0], true);
+
     // --yes alone does not answer "run it again?".
-    let refused = s.kdr(&[
-        "failover",
-        "--plan",
-        "crash.yaml",
-        "--resume",
-        &log,
-        "--yes",
-        "--operator",
-        "a",
-        "--reason",
-        "r",
-    ]);
+    let refused = resume_crash(&s, &log, &[]);
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(
         refused
@@ -425,20 +454,7 @@ fn an_interrupted_non_idempotent_step_needs_the_operators_word() {
         "{refused:?}"
     );
 
-    let skipped = s.kdr(&[
-        "failover",
-        "--plan",
-        "crash.yaml",
-        "--resume",
-        &log,
-        "--yes",
-        "--operator",
-        "a",
-        "--reason",
-        "r",
-        "--interrupted-step",
-        "skip",
-    ]);
+    let skipped = resume_crash(&s, &log, &["--interrupted-step", "skip"]);
     assert_eq!(skipped.code, 0, "{skipped:?}");
     assert_eq!(
         s.read("trail"),
@@ -464,16 +480,12 @@ fn an_interrupted_idempotent_step_is_rerun() {
         "  - exec: { run: \"echo run >> trail; test -f again || { touch started; sleep 30; }\", idempotent: true }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let mut child = s
-        .command(&args(&["failover", "--plan", "idem.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the hook to start", || {
-        s.file("started").exists()
-    });
+    let mut child = start_until_started(&s, "idem.yaml");
     child.kill().expect("kill");
     let _ = child.wait();
     s.write("again", "");
+    // The operator stops the hook that outlived kdr; a resume would refuse while it runs.
+    end_orphaned_hooks(&s.logs()[0], true);
     let log = s.logs()[0].display().to_string();
     let run = s.kdr(&[
         "failover",
@@ -499,13 +511,7 @@ fn a_second_run_of_the_same_plan_is_refused_while_the_first_holds_the_lock() {
         "  - exec: { run: \"touch started; while [ ! -f release ]; do sleep 0.05; done\" }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let first = s
-        .command(&args(&["failover", "--plan", "locked.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the first run to start", || {
-        s.file("started").exists()
-    });
+    let first = start_until_started(&s, "locked.yaml");
     let second = s.kdr(&[
         "failback",
         "--plan",
@@ -543,13 +549,7 @@ fn a_stale_lock_from_a_dead_process_is_taken_over_and_recorded() {
         "  - exec: { run: \"touch started; sleep 30\" }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let mut child = s
-        .command(&args(&["failover", "--plan", "stale.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the run to start", || {
-        s.file("started").exists()
-    });
+    let mut child = start_until_started(&s, "stale.yaml");
     child.kill().expect("kill");
     let _ = child.wait();
     assert!(
@@ -616,13 +616,7 @@ fn ctrl_c_ends_the_current_step_cleanly_and_exits_130() {
         "  - exec: { run: \"trap 'echo got-int >> trail; exit 9' INT; touch started; while true; do sleep 0.05; done\", kill_grace: 5s }\n  - exec: { run: \"echo never >> trail\" }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let child = s
-        .command(&args(&["failover", "--plan", "sigint.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the hook to start", || {
-        s.file("started").exists()
-    });
+    let child = start_until_started(&s, "sigint.yaml");
     // SAFETY: sending SIGINT to the kdr child we spawned.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -660,6 +654,79 @@ fn ctrl_c_ends_the_current_step_cleanly_and_exits_130() {
         redact(&run.stdout, s.path()).ends_with(&format!("\nnext: {resume}\n")),
         "{run:?}"
     );
+}
+
+/// Kills a hook's process group when dropped, so a failing test leaves no loop behind.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group of a hook this test's kdr started.
+        unsafe {
+            libc::kill(-self.0, libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_kills_a_hook_that_ignores_the_first_and_the_log_says_so() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "stubborn",
+        "  - exec: { run: \"trap 'echo got-int >> trail' INT TERM; touch started; while true; do sleep 0.05; done\", kill_grace: 60s }\n  - exec: { run: \"echo never >> trail\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let child = start_until_started(&s, "stubborn.yaml");
+    let log = s.logs()[0].clone();
+    let pid = events(&log)
+        .iter()
+        .find(|e| e["name"] == "hook_started")
+        .and_then(|e| e["data"]["pid"].as_i64())
+        .expect("the hook's pid is logged when it starts") as i32;
+    let _cleanup = KillGroup(pid);
+    let interrupt = || {
+        // SAFETY: sending SIGINT to the kdr child we spawned.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+    };
+    interrupt();
+    wait_until(
+        Duration::from_secs(20),
+        "the hook to shrug off SIGINT",
+        || s.read("trail").contains("got-int"),
+    );
+    interrupt();
+    let run = wait(child, Duration::from_secs(30));
+    assert_eq!(run.code, 130, "{run:?}");
+    wait_until(
+        Duration::from_secs(5),
+        "the hook's process group to be gone",
+        || !kdr::steps::group_alive(pid),
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "interrupt: killed the hook's process group {pid} (SIGKILL); exiting"
+        )),
+        "{run:?}"
+    );
+    assert!(
+        events(&log).iter().any(|e| e["event"] == "decision"
+            && e["what"] == format!("kill the hook's process group {pid} (SIGKILL)")),
+        "the log records the kill"
+    );
+    assert_eq!(
+        shape(&log),
+        [
+            "run_started",
+            "step_started 1",
+            "step_finished 1 failed",
+            "run_finished interrupted"
+        ]
+    );
+    assert!(!s.read("trail").contains("never"));
+    // Nothing is left running, so the run resumes.
+    assert!(orphaned_hooks(&log).is_empty());
 }
 
 #[test]

@@ -349,20 +349,35 @@ fn run_direction(
     out: &mut Stdout,
 ) -> Result<u8, Failure> {
     let plan = plan::load(&args.plan)?;
-    let who = who_and_why(&args, &mut TerminalPrompt)?;
-    let request = RunRequest {
+    let mut request = RunRequest {
         direction,
         dry_run: args.dry_run,
         yes: args.yes,
-        operator: who.operator,
-        reason: who.reason,
-        resume: args.resume,
-        log: args.log,
+        operator: args.operator.clone(),
+        reason: args.reason.clone(),
+        resume: args.resume.clone(),
+        log: args.log.clone(),
         interrupted_step: args.interrupted_step,
         force: args.force,
         hook_env: Vec::new(),
     };
-    let report = Async::start()?.run_cancellable(|cancel| {
+    let runtime = Async::start()?;
+    // Before asking anything: a run that would be refused for where write authority is says
+    // so now, not after the operator typed a reason (bad usage is still said first).
+    if request.resume.is_none() && !request.force {
+        engine::check_usage(&request)?;
+        let refused = runtime
+            .0
+            .block_on(engine::authority_refusal(&plan, direction))?;
+        if let Some(refusal) = refused {
+            eprintln!("{refusal}");
+            return Ok(exit::FAILED);
+        }
+    }
+    let who = who_and_why(&args, &mut TerminalPrompt)?;
+    request.operator = who.operator;
+    request.reason = who.reason;
+    let report = runtime.run_cancellable(|cancel| {
         let progress = Progress::new(color, plan.steps(direction).len());
         engine::run(
             &plan,
@@ -494,7 +509,7 @@ fn login_name() -> Option<String> {
         Some(name.to_string_lossy().trim().to_owned()).filter(|n| !n.is_empty())
     }
     // SAFETY: getlogin returns null or a NUL-terminated string in a static buffer, read here
-    // at once; kdr asks before starting any thread that could call it too.
+    // at once; no other thread of kdr calls it.
     let login = unsafe {
         let p = libc::getlogin();
         (!p.is_null())

@@ -142,6 +142,61 @@ fn shell_word(word: &str) -> String {
     }
 }
 
+/// Who owns writes, read before anybody is asked anything (operator, reason, confirmation), for
+/// a run that is not a resume: a run that would be refused says so at once, in the words of
+/// `kdr status`, and asks nothing. `None`: go on (authority is where the direction expects it,
+/// or could not be read within the bound of one Kafka operation: the run's own check decides).
+pub async fn authority_refusal(
+    plan: &Plan,
+    direction: Direction,
+) -> Result<Option<String>, EngineError> {
+    if !plan.needs_clusters(direction) {
+        return Ok(None);
+    }
+    let clusters = Clusters::from_plan(plan).map_err(|e| EngineError::Config(e.to_string()))?;
+    let read = authority::read_both(&clusters.primary, &clusters.dr, &plan.name);
+    let Ok(state) = tokio::time::timeout(crate::replication::OPERATION_TIMEOUT, read).await else {
+        return Ok(None);
+    };
+    Ok(
+        wrong_owner(plan, direction, &state).map(|what| match state.split_brain() {
+            Some(alarm) => format!("!!! {alarm}\n{}", refusal(&what)),
+            None => refusal(&what),
+        }),
+    )
+}
+
+/// What `kdr status` says when write authority is not where `direction` moves it from.
+fn wrong_owner(plan: &Plan, direction: Direction, state: &AuthorityState) -> Option<String> {
+    let (owner, epoch) = state.owner();
+    if owner == plan.source_target(direction).0.role {
+        return None;
+    }
+    let plan_file = shell_word(&plan.path.display().to_string());
+    Some(match (direction, state.latest()) {
+        (Direction::Failover, _) => format!(
+            "already failed over ({owner} owns writes at epoch {epoch}); fail back with kdr failback --plan {plan_file}"
+        ),
+        (Direction::Failback, None) => format!(
+            "already on the primary: it owns writes, and no failover of plan {} was ever recorded (no epoch); there is nothing to fail back",
+            plan.name
+        ),
+        (Direction::Failback, Some(_)) => format!(
+            "already on the primary ({owner} owns writes at epoch {epoch}); there is nothing to fail back"
+        ),
+    })
+}
+
+fn refusal(what: &str) -> String {
+    format!("refused: {what} (to run anyway: --force --reason TEXT)")
+}
+
+/// The request's usage checks alone, as [`run`] makes them first (for a caller that does
+/// something before it runs: read authority).
+pub fn check_usage(request: &RunRequest) -> Result<(), EngineError> {
+    preflight(request, Gate::Terminal).map(|_| ())
+}
+
 /// Check the request before anything is read, locked or logged; returns who answers the gates.
 fn preflight(request: &RunRequest, gate: Gate) -> Result<Gate, EngineError> {
     if request.yes && (request.operator.is_none() || request.reason.is_none()) {
@@ -430,16 +485,13 @@ impl<'a> Run<'a> {
         authority: &AuthorityState,
     ) -> Result<Option<String>, EngineError> {
         let direction = self.direction;
-        let (owner, epoch) = authority.owner();
-        let expected = self.plan.source_target(direction).0.role;
         // A resumed run may already have moved authority itself.
         let moved_by_this_run = authority.latest().is_some_and(|r| r.run_id == self.run_id);
-        if owner == expected || moved_by_this_run {
+        let Some(what) =
+            wrong_owner(self.plan, direction, authority).filter(|_| !moved_by_this_run)
+        else {
             return Ok(None);
-        }
-        let what = format!(
-            "write authority is already on {owner} (epoch {epoch}): a {direction} moves it away from {expected}"
-        );
+        };
         if self.request.force {
             self.recorder.decide(
                 &self.operator,
@@ -455,9 +507,7 @@ impl<'a> Run<'a> {
             what.clone(),
             authority,
         )?;
-        Ok(Some(format!(
-            "refused: {what}; if that is really intended, run again with --force --reason TEXT"
-        )))
+        Ok(Some(refusal(&what)))
     }
 
     /// Run the steps from `first_step` on, in order, until one stops the run.

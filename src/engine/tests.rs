@@ -362,12 +362,11 @@ async fn a_failover_is_refused_where_dr_already_owns_writes_unless_forced() {
     let request = unattended();
     let mut run = open_with_clusters(&plan, &request).await;
     let refusal = run.check_authority().await.expect("checked");
-    assert_eq!(
-        refusal.as_deref(),
-        Some(
-            "refused: write authority is already on dr (epoch 1): a failover moves it away from primary; if that is really intended, run again with --force --reason TEXT"
-        )
+    let expected = format!(
+        "refused: already failed over (dr owns writes at epoch 1); fail back with kdr failback --plan {} (to run anyway: --force --reason TEXT)",
+        plan.path.display()
     );
+    assert_eq!(refusal.as_deref(), Some(expected.as_str()));
     drop(run);
 
     let mut forced = unattended();

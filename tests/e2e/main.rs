@@ -11,6 +11,7 @@ mod harness;
 mod lookup;
 mod operator;
 mod plan_commands;
+mod prompts;
 mod rehearse;
 mod runs;
 mod world;

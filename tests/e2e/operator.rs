@@ -24,7 +24,7 @@ pub(crate) fn at_a_terminal(s: &Scratch, args: &[&str], typed: &str) -> Run {
     run
 }
 
-fn pty() -> (std::fs::File, OwnedFd) {
+pub(crate) fn pty() -> (std::fs::File, OwnedFd) {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two new descriptors into the two ints; the rest may be null.
     let rc = unsafe {

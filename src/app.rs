@@ -32,6 +32,9 @@ pub const JSON_VERSION: u32 = crate::lookup::SCHEMA_VERSION;
 /// thread of the embedded world, a prompt nobody answered) before the process ends anyway.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How long a second Ctrl-C that killed a hook waits for the run to log it before exiting.
+const AFTER_KILL: Duration = Duration::from_secs(2);
+
 /// An error that ended a command, whatever its type: it knows its message and exit code.
 struct Failure(Box<dyn ExitStatus>);
 
@@ -75,6 +78,14 @@ fn command(cli: Cli, out: &mut Stdout) -> Result<u8, Failure> {
         }
         Command::Plan(PlanCommand::Schema) => {
             out.json(&schemars::schema_for!(plan::file::PlanFile));
+            Ok(exit::OK)
+        }
+        Command::Log(LogCommand::Show { log, output }) if log.is_dir() => {
+            let entries = journal::list(&log)?;
+            match output {
+                Output::Table => out.print(&tables::logs_table(&entries)),
+                Output::Json => out.json(&entries),
+            }
             Ok(exit::OK)
         }
         Command::Log(LogCommand::Show { log, output }) => {
@@ -361,6 +372,17 @@ fn spawn_signal_handler(cancel: watch::Sender<bool>) {
                 );
                 let _ = cancel.send(true);
             } else {
+                let killed = crate::steps::kill_running_hooks();
+                if !killed.is_empty() {
+                    let groups: Vec<String> = killed.iter().map(i32::to_string).collect();
+                    eprintln!(
+                        "\ninterrupt: killed the hook's process group {} (SIGKILL); exiting",
+                        groups.join(", ")
+                    );
+                    // The step records the kill and the run its end, in a moment; the process
+                    // ends when they are written, or after this bound whatever happens.
+                    tokio::time::sleep(AFTER_KILL).await;
+                }
                 eprintln!("\ninterrupt: exiting now");
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
@@ -375,20 +397,35 @@ fn run_direction(
     out: &mut Stdout,
 ) -> Result<u8, Failure> {
     let plan = plan::load(&args.plan)?;
-    let who = who_and_why(&args, &mut TerminalPrompt)?;
-    let request = RunRequest {
+    let mut request = RunRequest {
         direction,
         dry_run: args.dry_run,
         yes: args.yes,
-        operator: who.operator,
-        reason: who.reason,
-        resume: args.resume,
-        log: args.log,
+        operator: args.operator.clone(),
+        reason: args.reason.clone(),
+        resume: args.resume.clone(),
+        log: args.log.clone(),
         interrupted_step: args.interrupted_step,
         force: args.force,
         hook_env: Vec::new(),
     };
-    let report = Async::start()?.run_cancellable(|cancel| {
+    let runtime = Async::start()?;
+    // Before asking anything: a run that would be refused for where write authority is says
+    // so now, not after the operator typed a reason (bad usage is still said first).
+    if request.resume.is_none() && !request.force {
+        engine::check_usage(&request)?;
+        let refused = runtime
+            .0
+            .block_on(engine::authority_refusal(&plan, direction))?;
+        if let Some(refusal) = refused {
+            eprintln!("{refusal}");
+            return Ok(exit::FAILED);
+        }
+    }
+    let who = who_and_why(&args, &mut TerminalPrompt)?;
+    request.operator = who.operator;
+    request.reason = who.reason;
+    let report = runtime.run_cancellable(|cancel| {
         let progress = Progress::new(color, plan.steps(direction).len());
         engine::run(
             &plan,
@@ -526,7 +563,7 @@ fn login_name() -> Option<String> {
         Some(name.to_string_lossy().trim().to_owned()).filter(|n| !n.is_empty())
     }
     // SAFETY: getlogin returns null or a NUL-terminated string in a static buffer, read here
-    // at once; kdr asks before starting any thread that could call it too.
+    // at once; no other thread of kdr calls it.
     let login = unsafe {
         let p = libc::getlogin();
         (!p.is_null())

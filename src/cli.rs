@@ -227,7 +227,8 @@ pub enum PlanCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
-    /// Show a run's incident log as a table (time, step, event, status, detail).
+    /// Show a run's incident log as a table (time, step, event, status, detail); given a
+    /// directory, list the runs whose logs are in it.
     Show {
         log: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Table)]

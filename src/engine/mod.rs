@@ -21,6 +21,7 @@ use crate::journal::{
 pub use crate::journal::{RunReport, StepReport};
 use crate::plan::{Direction, Plan, Role, Step};
 use crate::replication::Clusters;
+use crate::report::count;
 /// The human gates live with the steps that ask them; re-exported for the engine's callers.
 pub use crate::steps::gate;
 use crate::steps::{self, RunState, StepCtx, StepDone, StepError};
@@ -111,24 +112,92 @@ pub async fn run(
         Some((_, point)) => match run.resume(point).await? {
             Resumed::At(step) => step,
             Resumed::Undecided(message) => {
-                return run.finish(Vec::new(), Outcome::Aborted, message);
+                return run.finish(Vec::new(), Outcome::Aborted, message, None);
             }
         },
         None => 1,
     };
     if let Some(refusal) = run.check_authority().await? {
-        return run.finish(Vec::new(), Outcome::Failed, refusal);
+        return run.finish(Vec::new(), Outcome::Failed, refusal, None);
     }
     let mut end = run.run_steps(first_step).await?;
     run.return_authority(&mut end).await?;
     if end.message.is_empty() {
-        let done = end.reports.len();
         end.message = match end.outcome {
-            Outcome::DryRun => format!("dry run: {done} steps would run; nothing was changed"),
-            _ => format!("{done} steps done"),
+            Outcome::DryRun => format!(
+                "dry run: {} would run; nothing was changed",
+                count(end.reports.len(), "step")
+            ),
+            _ => run.done_message(end.reports.len()),
         };
     }
-    run.finish(end.reports, end.outcome, end.message)
+    let next = run.next_command(end.outcome);
+    run.finish(end.reports, end.outcome, end.message, next)
+}
+
+/// A word as a shell reads it: as is when it is plain, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// Who owns writes, read before anybody is asked anything (operator, reason, confirmation), for
+/// a run that is not a resume: a run that would be refused says so at once, in the words of
+/// `kdr status`, and asks nothing. `None`: go on (authority is where the direction expects it,
+/// or could not be read within the bound of one Kafka operation: the run's own check decides).
+pub async fn authority_refusal(
+    plan: &Plan,
+    direction: Direction,
+) -> Result<Option<String>, EngineError> {
+    if !plan.needs_clusters(direction) {
+        return Ok(None);
+    }
+    let clusters = Clusters::from_plan(plan).map_err(|e| EngineError::Config(e.to_string()))?;
+    let read = authority::read_both(&clusters.primary, &clusters.dr, &plan.name);
+    let Ok(state) = tokio::time::timeout(crate::replication::OPERATION_TIMEOUT, read).await else {
+        return Ok(None);
+    };
+    Ok(
+        wrong_owner(plan, direction, &state).map(|what| match state.split_brain() {
+            Some(alarm) => format!("!!! {alarm}\n{}", refusal(&what)),
+            None => refusal(&what),
+        }),
+    )
+}
+
+/// What `kdr status` says when write authority is not where `direction` moves it from.
+fn wrong_owner(plan: &Plan, direction: Direction, state: &AuthorityState) -> Option<String> {
+    let (owner, epoch) = state.owner();
+    if owner == plan.source_target(direction).0.role {
+        return None;
+    }
+    let plan_file = shell_word(&plan.path.display().to_string());
+    Some(match (direction, state.latest()) {
+        (Direction::Failover, _) => format!(
+            "already failed over ({owner} owns writes at epoch {epoch}); fail back with kdr failback --plan {plan_file}"
+        ),
+        (Direction::Failback, None) => format!(
+            "already on the primary: it owns writes, and no failover of plan {} was ever recorded (no epoch); there is nothing to fail back",
+            plan.name
+        ),
+        (Direction::Failback, Some(_)) => format!(
+            "already on the primary ({owner} owns writes at epoch {epoch}); there is nothing to fail back"
+        ),
+    })
+}
+
+fn refusal(what: &str) -> String {
+    format!("refused: {what} (to run anyway: --force --reason TEXT)")
+}
+
+/// The request's usage checks alone, as [`run`] makes them first (for a caller that does
+/// something before it runs: read authority).
+pub fn check_usage(request: &RunRequest) -> Result<(), EngineError> {
+    preflight(request, Gate::Terminal).map(|_| ())
 }
 
 /// Check the request before anything is read, locked or logged; returns who answers the gates.
@@ -180,6 +249,18 @@ fn read_resume(
                 source,
             }
         })?;
+    // A hook the earlier process started and never saw end may still be running: never start
+    // the step again beside it.
+    if let Some(hook) = point
+        .unfinished_hooks
+        .iter()
+        .find(|h| steps::group_alive(h.pid))
+    {
+        return Err(EngineError::Resume {
+            log: log.clone(),
+            source: ResumeError::HookRunning { hook: hook.clone() },
+        });
+    }
     if let Some(i) = &point.interrupted
         && !i.idempotent
         && request.interrupted_step.is_none()
@@ -427,16 +508,13 @@ impl<'a> Run<'a> {
         authority: &AuthorityState,
     ) -> Result<Option<String>, EngineError> {
         let direction = self.direction;
-        let (owner, epoch) = authority.owner();
-        let expected = self.plan.source_target(direction).0.role;
         // A resumed run may already have moved authority itself.
         let moved_by_this_run = authority.latest().is_some_and(|r| r.run_id == self.run_id);
-        if owner == expected || moved_by_this_run {
+        let Some(what) =
+            wrong_owner(self.plan, direction, authority).filter(|_| !moved_by_this_run)
+        else {
             return Ok(None);
-        }
-        let what = format!(
-            "write authority is already on {owner} (epoch {epoch}): a {direction} moves it away from {expected}"
-        );
+        };
         if self.request.force {
             self.recorder.decide(
                 &self.operator,
@@ -452,9 +530,7 @@ impl<'a> Run<'a> {
             what.clone(),
             authority,
         )?;
-        Ok(Some(format!(
-            "refused: {what}; if that is really intended, run again with --force --reason TEXT"
-        )))
+        Ok(Some(refusal(&what)))
     }
 
     /// Run the steps from `first_step` on, in order, until one stops the run.
@@ -576,16 +652,62 @@ impl<'a> Run<'a> {
 
     fn stop_message(&self, outcome: Outcome, step: &Step, message: &str) -> String {
         let kind = step.kind.name();
-        match outcome {
-            Outcome::Interrupted => format!("interrupted during step {} ({kind})", step.index),
-            Outcome::Aborted => format!("aborted at step {} ({kind}): {message}", step.index),
-            _ => format!(
-                "step {} ({kind}) failed: {message}; fix the cause, then continue with `kdr {} --plan {} --resume {}`",
-                step.index,
-                self.direction,
-                self.plan.path.display(),
-                self.recorder.journal().path().display()
+        let next = self.next_command(outcome).unwrap_or_default();
+        match (outcome, self.request.dry_run) {
+            (Outcome::Interrupted, _) => format!(
+                "interrupted during step {} ({kind}); continue with `{next}`",
+                step.index
             ),
+            (Outcome::Aborted, _) => format!(
+                "aborted at step {} ({kind}): {message}; to go on later: `{next}`",
+                step.index
+            ),
+            (_, true) => format!(
+                "step {} ({kind}) failed: {message}; fix the cause, then check again with `{next}`",
+                step.index
+            ),
+            _ => format!(
+                "step {} ({kind}) failed: {message}; fix the cause, then continue with `{next}`",
+                step.index
+            ),
+        }
+    }
+
+    /// The command that goes on from where a run stopped short: the same dry run again (a dry
+    /// run's log cannot be resumed), else `--resume` of this run's log.
+    fn next_command(&self, outcome: Outcome) -> Option<String> {
+        if !matches!(
+            outcome,
+            Outcome::Failed | Outcome::Aborted | Outcome::Interrupted
+        ) {
+            return None;
+        }
+        let plan = shell_word(&self.plan.path.display().to_string());
+        let direction = self.direction;
+        Some(if self.request.dry_run {
+            format!("kdr {direction} --plan {plan} --dry-run")
+        } else {
+            let log = shell_word(&self.recorder.journal().path().display().to_string());
+            format!("kdr {direction} --plan {plan} --resume {log}")
+        })
+    }
+
+    /// The run as its whole log tells it, this invocation's events included.
+    fn whole_run(&self) -> Option<journal::WholeRun> {
+        journal::read(self.recorder.journal().path())
+            .ok()
+            .map(|contents| journal::whole_run(&contents.events))
+    }
+
+    /// `3 steps done`; after a resume, how many of them this invocation ran.
+    fn done_message(&self, here: usize) -> String {
+        match self.whole_run() {
+            Some(whole) if whole.invocations > 1 => format!(
+                "{} done, {here} of them after the resume ({} invocations)",
+                count(whole.steps.len(), "step"),
+                whole.invocations
+            ),
+            _ => format!("{} done", count(here, "step")),
         }
     }
 
@@ -634,6 +756,7 @@ impl<'a> Run<'a> {
         steps: Vec<StepReport>,
         outcome: Outcome,
         message: String,
+        next_command: Option<String>,
     ) -> Result<RunReport, EngineError> {
         let duration_ms = self.clock.elapsed().as_millis() as u64;
         self.recorder.record(EventBody::RunFinished {
@@ -642,6 +765,14 @@ impl<'a> Run<'a> {
             message: message.clone(),
         })?;
         drop(self.lock.take());
+        // The summary is the whole run's, read back from its log: after a resume, the steps of
+        // the earlier invocations too.
+        let whole = self.whole_run().unwrap_or_else(|| journal::WholeRun {
+            steps: steps.clone(),
+            invocations: 1,
+            total_ms: duration_ms,
+            rto_ms: (outcome == Outcome::Succeeded).then_some(duration_ms),
+        });
         Ok(RunReport {
             run_id: self.run_id,
             plan: self.plan.name.clone(),
@@ -650,8 +781,12 @@ impl<'a> Run<'a> {
             dry_run: self.request.dry_run,
             log: self.recorder.journal().path().to_owned(),
             duration_ms,
-            steps,
+            steps: whole.steps,
             message,
+            invocations: whole.invocations,
+            total_duration_ms: whole.total_ms,
+            rto_ms: whole.rto_ms,
+            next_command,
         })
     }
 }

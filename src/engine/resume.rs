@@ -14,6 +14,18 @@ pub struct ResumePoint {
     pub next_step: usize,
     /// The step that was running when the earlier process stopped (started, never finished).
     pub interrupted: Option<InterruptedStep>,
+    /// Hooks the log saw start and never saw end: an earlier process was killed while they ran,
+    /// and they may still be running.
+    pub unfinished_hooks: Vec<LoggedHook>,
+}
+
+/// A hook as its `hook_started` observation logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedHook {
+    pub step: Option<usize>,
+    /// The hook's pid, which is also its process group.
+    pub pid: i32,
+    pub command: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +52,11 @@ pub enum ResumeError {
     DryRun,
     #[error("the logged run already {0}: there is nothing to resume")]
     Finished(&'static str),
+    #[error(
+        "the hook of step {step} (`{command}`) that the earlier run started is still running as pid {pid}: running the step again beside it could do its work twice; let it end or stop it (`kill -TERM -- -{pid}`, its process group), then resume",
+        step = hook.step.map_or("?".to_owned(), |s| s.to_string()), command = hook.command, pid = hook.pid
+    )]
+    HookRunning { hook: LoggedHook },
 }
 
 pub fn resume_point(
@@ -103,8 +120,23 @@ pub fn resume_point(
     let steps = plan.steps(direction);
     let mut done = vec![false; steps.len()];
     let mut open: Option<usize> = None;
+    let mut hooks: Vec<LoggedHook> = Vec::new();
     for event in events {
         match &event.body {
+            EventBody::Observation {
+                step, name, data, ..
+            } => {
+                let pid = data["pid"].as_i64().and_then(|p| i32::try_from(p).ok());
+                match (name.as_str(), pid) {
+                    (crate::journal::HOOK_STARTED, Some(pid)) => hooks.push(LoggedHook {
+                        step: *step,
+                        pid,
+                        command: data["command"].as_str().unwrap_or_default().to_owned(),
+                    }),
+                    ("output", Some(pid)) => hooks.retain(|h| h.pid != pid),
+                    _ => {}
+                }
+            }
             EventBody::StepStarted { step, .. } => open = Some(*step),
             EventBody::StepFinished { step, status, .. } => {
                 if let Some(slot) = step.checked_sub(1).and_then(|i| done.get_mut(i)) {
@@ -137,6 +169,7 @@ pub fn resume_point(
         reason: reason.clone(),
         next_step,
         interrupted,
+        unfinished_hooks: hooks,
     })
 }
 
@@ -276,6 +309,36 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_hook_that_started_and_never_ended_is_reported_with_its_pid() {
+        let p = plan();
+        let hook = |name: &str, pid: i32| EventBody::Observation {
+            step: Some(2),
+            kind: Some("exec".into()),
+            name: name.into(),
+            detail: String::new(),
+            data: serde_json::json!({ "command": "two", "pid": pid }),
+        };
+        let events = log(vec![
+            started(&p, false),
+            step_started(1),
+            hook(crate::journal::HOOK_STARTED, 41),
+            hook("output", 41),
+            finished(1, StepStatus::Ok),
+            step_started(2),
+            hook(crate::journal::HOOK_STARTED, 42),
+        ]);
+        let point = resume_point(&events, &p, Direction::Failover).expect("point");
+        assert_eq!(
+            point.unfinished_hooks,
+            [LoggedHook {
+                step: Some(2),
+                pid: 42,
+                command: "two".into()
+            }]
+        );
     }
 
     #[test]

@@ -125,12 +125,15 @@ async fn exec_steps_run_in_order_and_every_logged_event_reaches_the_sinks() {
     let names: Vec<&str> = logged.iter().map(|e| e.body.name()).collect();
     assert_eq!(
         names,
+        // Each hook: its start (with its pid), then its output.
         [
             "run_started",
             "step_started",
             "observation",
+            "observation",
             "step_finished",
             "step_started",
+            "observation",
             "observation",
             "step_finished",
             "run_finished"
@@ -231,7 +234,11 @@ async fn a_cut_off_step_that_is_not_idempotent_runs_again_only_when_the_operator
     let (result, _) = run_with(&plan, &request, false).await;
     let report = result.expect("run");
     assert_eq!(report.outcome, Outcome::Succeeded);
-    assert_eq!(statuses(&report), vec![(2, StepStatus::Ok)]);
+    // The summary is the whole run's: the skipped step is in it too.
+    assert_eq!(
+        statuses(&report),
+        vec![(1, StepStatus::Skipped), (2, StepStatus::Ok)]
+    );
     assert!(!ran.exists(), "the skipped step did not run");
     let skipped = journal::read(&log)
         .expect("log")
@@ -304,7 +311,7 @@ async fn a_dry_run_takes_no_lock_and_changes_nothing() {
     assert_eq!(report.outcome, Outcome::DryRun);
     assert_eq!(
         report.message,
-        "dry run: 1 steps would run; nothing was changed"
+        "dry run: 1 step would run; nothing was changed"
     );
     assert!(!ran.exists());
 }
@@ -355,12 +362,11 @@ async fn a_failover_is_refused_where_dr_already_owns_writes_unless_forced() {
     let request = unattended();
     let mut run = open_with_clusters(&plan, &request).await;
     let refusal = run.check_authority().await.expect("checked");
-    assert_eq!(
-        refusal.as_deref(),
-        Some(
-            "refused: write authority is already on dr (epoch 1): a failover moves it away from primary; if that is really intended, run again with --force --reason TEXT"
-        )
+    let expected = format!(
+        "refused: already failed over (dr owns writes at epoch 1); fail back with kdr failback --plan {} (to run anyway: --force --reason TEXT)",
+        plan.path.display()
     );
+    assert_eq!(refusal.as_deref(), Some(expected.as_str()));
     drop(run);
 
     let mut forced = unattended();

@@ -123,6 +123,14 @@ impl StepStatus {
         }
     }
 
+    /// How a sentence or a table says it: `dry run` rather than `dry_run`.
+    pub fn words(self) -> &'static str {
+        match self {
+            StepStatus::DryRun => "dry run",
+            other => other.as_str(),
+        }
+    }
+
     /// Done for good: `--resume` does not run it again.
     pub fn is_done(self) -> bool {
         matches!(self, StepStatus::Ok | StepStatus::Skipped)
@@ -150,6 +158,14 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Aborted => "aborted",
             Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// How a sentence says it: `dry run passed` rather than `dry_run`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Outcome::DryRun => "dry run passed",
+            other => other.as_str(),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 pub use event::{Event, EventBody, Outcome, SCHEMA_VERSION, StepStatus};
 pub use recorder::{EventSink, Recorder};
-pub use summary::{RunReport, StepReport};
+pub use summary::{RunReport, StepReport, WholeRun, whole_run};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -41,6 +41,10 @@ pub enum JournalError {
         source: serde_json::Error,
     },
 }
+
+/// The observation a hook's start is logged as: its `pid` and `pgid` in the data. A hook's end
+/// is the `output` observation, with the same `pid`.
+pub const HOOK_STARTED: &str = "hook_started";
 
 /// Appends events to one incident-log file.
 pub struct Journal {
@@ -189,6 +193,77 @@ pub fn read(path: &Path) -> Result<LogContents, JournalError> {
         });
     }
     Ok(LogContents { events, torn_tail })
+}
+
+/// One incident log of a directory, as `kdr log show DIR` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    pub log: PathBuf,
+    pub run_id: String,
+    pub plan: String,
+    pub direction: String,
+    pub operator: String,
+    pub dry_run: bool,
+    /// When the run first started (RFC 3339, UTC).
+    pub started: String,
+    /// How its last invocation ended; `None` while unfinished (running, or cut short).
+    pub outcome: Option<Outcome>,
+    /// Why the log could not be read, when it could not.
+    pub error: Option<String>,
+}
+
+/// The incident logs (`*.jsonl`) in `dir`, oldest first.
+pub fn list(dir: &Path) -> Result<Vec<LogEntry>, JournalError> {
+    let read_dir = |source| JournalError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_dir)? {
+        let path = entry.map_err(read_dir)?.path();
+        if path.extension().is_none_or(|x| x != "jsonl") {
+            continue;
+        }
+        let mut listed = LogEntry {
+            log: path.clone(),
+            run_id: String::new(),
+            plan: String::new(),
+            direction: String::new(),
+            operator: String::new(),
+            dry_run: false,
+            started: String::new(),
+            outcome: None,
+            error: None,
+        };
+        match read(&path) {
+            Ok(contents) => {
+                let first = &contents.events[0];
+                listed.run_id = first.run_id.clone();
+                listed.started = first.ts.clone();
+                if let EventBody::RunStarted {
+                    plan,
+                    direction,
+                    operator,
+                    dry_run,
+                    ..
+                } = &first.body
+                {
+                    listed.plan = plan.clone();
+                    listed.direction = direction.to_string();
+                    listed.operator = operator.clone();
+                    listed.dry_run = *dry_run;
+                }
+                listed.outcome = match contents.events.last().map(|e| &e.body) {
+                    Some(EventBody::RunFinished { outcome, .. }) => Some(*outcome),
+                    _ => None,
+                };
+            }
+            Err(e) => listed.error = Some(e.to_string()),
+        }
+        entries.push(listed);
+    }
+    entries.sort_by(|a, b| (&a.started, &a.log).cmp(&(&b.started, &b.log)));
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -223,11 +223,13 @@ pub struct MemberInfo {
 
 impl fmt::Display for MemberInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (client {} on {})",
-            self.id, self.client_id, self.host
-        )
+        write!(f, "{}", self.id)?;
+        match (self.client_id.trim(), self.host.trim()) {
+            ("", "") => Ok(()),
+            (client, "") => write!(f, " (client {client})"),
+            ("", host) => write!(f, " (on {host})"),
+            (client, host) => write!(f, " (client {client} on {host})"),
+        }
     }
 }
 

@@ -250,11 +250,14 @@ pub fn render(report: &LagReport) -> String {
     let summary = match (&report.source_error, report.total_lag) {
         (Some(e), _) => format!("{} → {}: lag unknown: {e}", report.source, report.target),
         (None, Some(total)) => format!(
-            "{} → {}: {} records behind over {} partitions ({} lagging)",
+            "{} → {}: {} behind over {} ({} lagging)",
             report.source,
             report.target,
-            count(total),
-            report.partitions.len(),
+            match total {
+                1 => "1 record".to_owned(),
+                n => format!("{} records", count(n)),
+            },
+            crate::report::count(report.partitions.len(), "partition"),
             report
                 .partitions
                 .iter()

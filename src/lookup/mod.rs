@@ -19,8 +19,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{ContentArrangement, Table};
 use tokio::time::Instant;
 
 use crate::kafka::KafkaError;
@@ -190,17 +188,8 @@ pub fn age(ms: i64) -> String {
 }
 
 /// A table in the style of `report::tables`.
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().copied());
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(120);
-    t.set_width(width);
-    t
+fn table(header: &[&str]) -> crate::report::tables::Grid {
+    crate::report::tables::table(header)
 }
 
 /// An optional number for a table cell: `-` when unknown.

@@ -522,7 +522,11 @@ pub fn render(report: &StatusReport) -> String {
         t.add_row(vec![
             c.role.to_string(),
             match (&c.brokers, &c.error) {
-                (Some(n), _) => format!("reachable ({n} brokers) at {}", c.bootstrap_servers),
+                (Some(n), _) => format!(
+                    "reachable ({}) at {}",
+                    crate::report::count(*n, "broker"),
+                    c.bootstrap_servers
+                ),
                 (None, e) => format!(
                     "unreachable at {}: {}",
                     c.bootstrap_servers,

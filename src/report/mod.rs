@@ -13,3 +13,11 @@ mod sections;
 pub mod tables;
 
 pub use progress::{ColorChoice, Progress, format_ms};
+
+/// `1 step`, `2 steps`: a count and its noun, in the right number (the noun's plural adds `s`).
+pub fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}

@@ -88,7 +88,9 @@ impl Progress {
                 self.paint("36", ">"),
                 self.total_steps
             )),
-            EventBody::Observation { name, detail, .. } if name != "output" => {
+            EventBody::Observation { name, detail, .. }
+                if name != "output" && name != crate::journal::HOOK_STARTED =>
+            {
                 Some(format!("      {} {detail}", self.paint("2", "·")))
             }
             EventBody::Decision { who, what, why, .. } => Some(format!(
@@ -111,7 +113,7 @@ impl Progress {
                     StepStatus::Ok => ("ok", "32"),
                     StepStatus::Failed => ("FAILED", "31"),
                     StepStatus::Skipped => ("skipped", "33"),
-                    StepStatus::DryRun => ("would", "36"),
+                    StepStatus::DryRun => ("dry run", "36"),
                 };
                 Some(format!(
                     "{} [{step}/{}] {kind} {} in {}: {message}",
@@ -140,7 +142,7 @@ impl Progress {
                 Some(format!(
                     "{} {} after {}: {message}",
                     self.paint("1", "run"),
-                    self.paint(color, outcome.as_str()),
+                    self.paint(color, outcome.words()),
                     format_ms(*duration_ms)
                 ))
             }

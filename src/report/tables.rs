@@ -1,28 +1,88 @@
 //! Tables for stdout: the plan's steps, a run's summary, an incident log.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{ContentArrangement, Table};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table, Width};
 
 use crate::journal::{Event, EventBody, RunReport};
 use crate::plan::{Direction, Plan};
 use crate::report::progress::format_ms;
 use crate::steps;
 
-fn table(header: &[&str]) -> Table {
+/// A table for stdout that never splits a word: every column is at least as wide as its
+/// longest word (an identifier: a topic, a group, a path), and longer text wraps at spaces.
+/// Its width is the terminal's when stdout is one, else `COLUMNS` when set; a pipe or a file
+/// without `COLUMNS` gets whole lines, unwrapped.
+pub struct Grid {
+    table: Table,
+}
+
+impl Grid {
+    pub fn add_row<T: Into<comfy_table::Row>>(&mut self, row: T) -> &mut Self {
+        self.table.add_row(row);
+        self
+    }
+}
+
+impl Grid {
+    /// The table laid out in `width` columns; `None`: whole lines, unwrapped.
+    fn render(&self, width: Option<u16>) -> String {
+        let mut t = self.table.clone();
+        let mut longest = vec![0u16; t.column_count()];
+        let cells = t
+            .header()
+            .into_iter()
+            .chain(t.row_iter())
+            .flat_map(|row| row.cell_iter().enumerate());
+        for (i, cell) in cells {
+            let widest = cell
+                .content()
+                .split_whitespace()
+                .map(|w| u16::try_from(w.chars().count()).unwrap_or(u16::MAX))
+                .max()
+                .unwrap_or(0);
+            if let Some(l) = longest.get_mut(i) {
+                *l = (*l).max(widest);
+            }
+        }
+        for (column, width) in t.column_iter_mut().zip(longest) {
+            // The preset pads each cell with a space either side.
+            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+                width.saturating_add(2),
+            )));
+        }
+        match width {
+            Some(width) => t.set_width(width),
+            None => t.set_content_arrangement(ContentArrangement::Disabled),
+        };
+        t.to_string()
+    }
+}
+
+/// The terminal's width when stdout is a terminal, else `COLUMNS`, else none.
+fn output_width() -> Option<u16> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        // comfy-table asks the terminal when no width was set.
+        if let Some(width) = Table::new().width() {
+            return Some(width);
+        }
+    }
+    std::env::var("COLUMNS").ok()?.trim().parse().ok()
+}
+
+impl std::fmt::Display for Grid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(output_width()))
+    }
+}
+
+/// A [`Grid`] with the table style every kdr table shares.
+pub fn table(header: &[&str]) -> Grid {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().copied());
-    if let Some((w, _)) = terminal_width() {
-        t.set_width(w);
-    } else {
-        t.set_width(120);
-    }
-    t
-}
-
-fn terminal_width() -> Option<(u16, u16)> {
-    std::env::var("COLUMNS").ok()?.parse().ok().map(|w| (w, 0))
+    Grid { table: t }
 }
 
 /// `kdr plan show`: one table per direction.
@@ -68,27 +128,79 @@ pub fn run_table(report: &RunReport) -> String {
         t.add_row(vec![
             s.step.to_string(),
             s.kind.clone(),
-            s.status.as_str().to_owned(),
+            s.status.words().to_owned(),
             format_ms(s.duration_ms),
             s.message.clone(),
         ]);
     }
-    format!(
-        "{}\n{} {} of {}: {} in {} (run {}, log {})\n",
+    let mut whole = String::new();
+    if report.invocations > 1 {
+        whole.push_str(&format!(
+            "; whole run {} over {} invocations",
+            format_ms(report.total_duration_ms),
+            report.invocations
+        ));
+    }
+    if let Some(rto) = report.rto_ms {
+        whole.push_str(&format!(", RTO {} (declaration to end)", format_ms(rto)));
+    }
+    let mut out = format!(
+        "{}\n{} {} of {}: {} in {}{whole} (run {}, log {})\n",
         t,
         report.direction,
         if report.dry_run { "dry run" } else { "run" },
         report.plan,
-        report.outcome.as_str(),
+        report.outcome.words(),
         format_ms(report.duration_ms),
         report.run_id,
         report.log.display()
-    )
+    );
+    if let Some(next) = &report.next_command {
+        out.push_str(&format!("next: {next}\n"));
+    }
+    out
+}
+
+/// `2026-12-02 03:00:01.120` from `2026-12-02T03:00:01.120Z`.
+fn day_and_time(ts: &str) -> String {
+    ts.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+/// `kdr log show DIR`: the runs whose logs are in a directory, oldest first.
+pub fn logs_table(entries: &[crate::journal::LogEntry]) -> String {
+    let mut t = table(&[
+        "started (UTC)",
+        "plan",
+        "direction",
+        "operator",
+        "outcome",
+        "log",
+    ]);
+    for e in entries {
+        let outcome = match (&e.error, e.outcome) {
+            (Some(error), _) => format!("unreadable: {error}"),
+            (None, Some(outcome)) => outcome.words().to_owned(),
+            (None, None) => "unfinished".to_owned(),
+        };
+        t.add_row(vec![
+            day_and_time(&e.started),
+            e.plan.clone(),
+            format!(
+                "{}{}",
+                e.direction,
+                if e.dry_run { " (dry run)" } else { "" }
+            ),
+            e.operator.clone(),
+            outcome,
+            e.log.display().to_string(),
+        ]);
+    }
+    format!("{t}\n{}\n", crate::report::count(entries.len(), "run"))
 }
 
 /// `kdr log show`: every event of a run, one row each.
 pub fn log_table(events: &[Event]) -> String {
-    let mut t = table(&["time", "step", "event", "status", "detail"]);
+    let mut t = table(&["time (UTC)", "step", "event", "status", "detail"]);
     for e in events {
         let step = match &e.body {
             EventBody::StepStarted { step, kind, .. }
@@ -137,7 +249,7 @@ pub fn log_table(events: &[Event]) -> String {
                 message,
                 ..
             } => (
-                status.as_str().to_owned(),
+                status.words().to_owned(),
                 format!("{message} [{}]", format_ms(*duration_ms)),
             ),
             EventBody::RunFinished {
@@ -145,14 +257,38 @@ pub fn log_table(events: &[Event]) -> String {
                 duration_ms,
                 message,
             } => (
-                outcome.as_str().to_owned(),
+                outcome.words().to_owned(),
                 format!("{message} [{}]", format_ms(*duration_ms)),
             ),
         };
-        let time = e.ts.get(11..23).unwrap_or(&e.ts).to_owned();
+        let time = day_and_time(&e.ts);
         t.add_row(vec![time, step, e.body.name().to_owned(), status, detail]);
     }
     let mut out = t.to_string();
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_never_split_and_text_wraps_at_spaces() {
+        let mut t = table(&["group", "detail"]);
+        t.add_row(vec![
+            "order-processor-with-a-long-name".to_owned(),
+            "caught up, but no consumer attached to primary.orders-archive-2026".to_owned(),
+        ]);
+        let narrow = t.render(Some(60));
+        for word in [
+            "order-processor-with-a-long-name",
+            "primary.orders-archive-2026",
+        ] {
+            assert!(narrow.contains(word), "{word} was split:\n{narrow}");
+        }
+        assert!(narrow.lines().count() > 5, "the detail wraps:\n{narrow}");
+        let whole = t.render(None);
+        assert_eq!(whole.lines().count(), 5, "unwrapped:\n{whole}");
+    }
 }

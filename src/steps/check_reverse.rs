@@ -9,6 +9,7 @@ use super::{StepCtx, StepDone, StepError, StepResult, Waited};
 use crate::kafka::{KafkaError, Reachability};
 use crate::plan::{CheckReverseReplication, Selector};
 use crate::replication::{now_ms, total_lag};
+use crate::report::count;
 
 pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResult {
     let flow = ctx.flow()?;
@@ -122,10 +123,10 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
     ctx.recorder.observe(
         "reverse_replication",
         format!(
-            "{flow_name}: newest heartbeat {}, lag {} records over {} partitions",
-            heartbeat_age.map_or("none".to_owned(), |a| format!("{a} ms old")),
-            total_lag(&lags),
-            lags.len()
+            "{flow_name}: newest heartbeat {}, lag {} over {}",
+            heartbeat_age.map_or("none".to_owned(), |a| format!("{} old", age(a))),
+            count(total_lag(&lags).max(0) as usize, "record"),
+            count(lags.len(), "partition")
         ),
         serde_json::json!({
             "heartbeat_age_ms": heartbeat_age,
@@ -138,9 +139,9 @@ pub async fn run(ctx: &mut StepCtx<'_>, c: &CheckReverseReplication) -> StepResu
         return Err(StepError::Failed(problems.join("; ")));
     }
     let done = format!(
-        "{flow_name} is healthy: heartbeats {} ms old, lag {} records, checkpoints for every group",
-        heartbeat_age.unwrap_or(0),
-        total_lag(&lags)
+        "{flow_name} is healthy: heartbeats {} old, lag {}, checkpoints for every group",
+        age(heartbeat_age.unwrap_or(0)),
+        count(total_lag(&lags).max(0) as usize, "record")
     );
     Ok(if ctx.dry_run {
         StepDone::DryRun(done)
@@ -177,4 +178,9 @@ pub fn summary(
         target.role,
         humantime::format_duration(c.max_heartbeat_age)
     )
+}
+
+/// An age in milliseconds as people read it; a clock ahead of this host's reads as `0ms`.
+fn age(ms: i64) -> String {
+    crate::report::format_ms(u64::try_from(ms).unwrap_or(0))
 }

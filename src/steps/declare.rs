@@ -174,8 +174,8 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
             ctx.recorder.observe(
                 "source_probe",
                 format!(
-                    "{source_role} is reachable ({} brokers)",
-                    info.brokers.len()
+                    "{source_role} is reachable ({})",
+                    crate::report::count(info.brokers.len(), "broker")
                 ),
                 &source,
             )?;
@@ -264,9 +264,9 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
     let checkpoint_ages = checkpoint_ages(ctx, &flow).await;
     let summary = match &lags {
         Some(l) => format!(
-            "replication lag at declaration: {} records over {} partitions",
-            total_lag(l),
-            l.len()
+            "replication lag at declaration: {} over {}",
+            crate::report::count(total_lag(l).max(0) as usize, "record"),
+            crate::report::count(l.len(), "partition")
         ),
         None => format!("replication lag unknown: {source_role} is unreachable"),
     };
@@ -274,7 +274,10 @@ async fn take_snapshot(ctx: &mut StepCtx<'_>) -> Result<String, StepError> {
         "rpo_baseline",
         format!(
             "{summary}; newest heartbeat {}",
-            heartbeat_age.map_or("none seen".to_owned(), |a| format!("{a} ms old"))
+            heartbeat_age.map_or("none seen".to_owned(), |a| format!(
+                "{} old",
+                crate::report::format_ms(u64::try_from(a).unwrap_or(0))
+            ))
         ),
         RpoBaseline {
             source_reachable: source_up,

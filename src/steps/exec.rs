@@ -3,9 +3,13 @@
 //! The hook runs in its own process group so a timeout can stop everything it started
 //! (SIGTERM, then SIGKILL after the grace). Because it is not in kdr's group, a Ctrl-C at the
 //! terminal does not reach it by itself: kdr forwards SIGINT to the group, then waits for the
-//! hook to end cleanly within the grace.
+//! hook to end cleanly within the grace. A second Ctrl-C does not wait: the signal handler
+//! kills every running hook's group at once ([`kill_running_hooks`]), and the step records it.
+//! Each hook's pid is logged when it starts, so a resume can tell whether a hook of an earlier
+//! process (one killed with SIGKILL, which takes no hook with it) is still running.
 
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -13,10 +17,80 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use super::{StepCtx, StepDone, StepError, StepResult};
+use crate::journal::HOOK_STARTED;
 use crate::plan::{Command as PlanCommand, Exec};
 
 /// Each stream keeps this much for the incident log; the rest is counted, not kept.
 pub const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// The process groups of the hooks running in this process, and whether a second Ctrl-C killed
+/// each. A signal is process-wide, so this is too.
+static RUNNING: Mutex<Vec<(i32, bool)>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<(i32, bool)>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kill (SIGKILL) the process group of every hook running in this process: the second Ctrl-C
+/// exits at once and leaves nothing behind. Returns the groups killed.
+pub fn kill_running_hooks() -> Vec<i32> {
+    let mut hooks = running();
+    for (pgid, killed) in hooks.iter_mut() {
+        // SAFETY: signalling a process group this process created; a stale id yields ESRCH.
+        unsafe {
+            libc::kill(-*pgid, libc::SIGKILL);
+        }
+        *killed = true;
+    }
+    hooks.iter().map(|(pgid, _)| *pgid).collect()
+}
+
+/// A hook's process group in [`RUNNING`] while the hook runs.
+struct Registered(i32);
+
+impl Registered {
+    fn new(pgid: i32) -> Self {
+        running().push((pgid, false));
+        Registered(pgid)
+    }
+
+    fn killed(&self) -> bool {
+        running()
+            .iter()
+            .any(|(pgid, killed)| *pgid == self.0 && *killed)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        running().retain(|(pgid, _)| *pgid != self.0);
+    }
+}
+
+/// Whether any process of the process group `pgid` is alive (the group of a hook an earlier
+/// kdr started). Linux never reuses a pid while a group of that id has a member. A zombie (dead,
+/// not yet reaped) is not alive; without `/proc` to tell, a group that answers is.
+pub fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the group exists and may be signalled.
+    let rc = unsafe { libc::kill(-pgid, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return false;
+    }
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    processes.filter_map(Result::ok).any(|p| {
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid pgrp ...: the command may hold spaces and parentheses.
+        let fields: Vec<&str> = stat
+            .rfind(')')
+            .map(|i| stat[i + 1..].split_whitespace().collect())
+            .unwrap_or_default();
+        fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z")
+    })
+}
 
 pub async fn run(ctx: &mut StepCtx<'_>, exec: &Exec) -> StepResult {
     if ctx.dry_run {
@@ -102,6 +176,16 @@ pub async fn run_hook(
         StepError::Failed(format!("failed to start `sh -c {}`: {e}", command.shown))
     })?;
     let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+    let registered = pgid.map(Registered::new);
+    ctx.recorder.observe(
+        HOOK_STARTED,
+        format!(
+            "`{}` started as pid {}",
+            command.shown,
+            pgid.map_or("unknown".to_owned(), |p| p.to_string())
+        ),
+        serde_json::json!({ "command": command.shown, "pid": pgid, "pgid": pgid }),
+    )?;
 
     let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
     let out_reader = child
@@ -129,12 +213,11 @@ pub async fn run_hook(
                 stop(&mut child, pgid, libc::SIGTERM, grace).await;
                 end = Some(HookEnd::TimedOut);
             }
-            changed = cancel.changed(), if !*cancel.borrow() => {
-                if changed.is_ok() && *cancel.borrow() {
-                    ctx.recorder.say("      interrupt: asking the command to stop (SIGINT)");
-                    stop(&mut child, pgid, libc::SIGINT, grace).await;
-                    end = Some(HookEnd::Interrupted);
-                }
+            // Also when the Ctrl-C came before this loop began (while the start was logged).
+            () = super::until_cancelled(&mut cancel) => {
+                ctx.recorder.say("      interrupt: asking the command to stop (SIGINT)");
+                stop(&mut child, pgid, libc::SIGINT, grace).await;
+                end = Some(HookEnd::Interrupted);
             }
         }
     }
@@ -149,6 +232,14 @@ pub async fn run_hook(
     }
     let elapsed = started.elapsed();
     let end = end.unwrap_or(HookEnd::Interrupted);
+    if let Some(registered) = registered.filter(Registered::killed) {
+        ctx.recorder.decide(
+            "kdr",
+            format!("kill the hook's process group {} (SIGKILL)", registered.0),
+            "a second Ctrl-C: exit at once, leaving no hook running",
+            serde_json::json!({ "pgid": registered.0 }),
+        )?;
+    }
     let (exit_code, signal) = match &end {
         HookEnd::Exited(status) => {
             use std::os::unix::process::ExitStatusExt;
@@ -158,9 +249,14 @@ pub async fn run_hook(
     };
     ctx.recorder.observe(
         "output",
-        format!("`{}` ran for {} ms", command.shown, elapsed.as_millis()),
+        format!(
+            "`{}` ran for {}",
+            command.shown,
+            crate::report::format_ms(elapsed.as_millis() as u64)
+        ),
         serde_json::json!({
             "command": command.shown,
+            "pid": pgid,
             "exit_code": exit_code,
             "signal": signal,
             "timed_out": matches!(end, HookEnd::TimedOut),

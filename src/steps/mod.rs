@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::journal::{JournalError, Recorder};
 use crate::plan::{Direction, Plan, Step, StepKind};
+pub use exec::{group_alive, kill_running_hooks};
 use gate::Gate;
 
 /// What a step works with. The cancellation receiver turns true on the first Ctrl-C.

@@ -93,8 +93,8 @@ pub async fn run(ctx: &mut StepCtx<'_>, v: &Validate) -> StepResult {
         }
         if watch.progressed.len() == groups.len() && producers_ok {
             return Ok(StepDone::Ok(format!(
-                "{} groups consuming on {target_role}, none reset{}",
-                groups.len(),
+                "{} consuming on {target_role}, none reset{}",
+                crate::report::count(groups.len(), "group"),
                 if v.require_producers {
                     ", producers writing there"
                 } else {

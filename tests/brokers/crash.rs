@@ -10,7 +10,9 @@ use kdr::kafka::{ClusterRole, TopicPartition};
 use kdr::rehearsal::Pause;
 
 use crate::failover::failover_args;
-use crate::harness::{Run, Running, block_on, events, kdr, logs, wait_for_event, wait_until};
+use crate::harness::{
+    Run, Running, block_on, end_orphaned_hooks, events, kdr, logs, wait_for_event, wait_until,
+};
 use crate::mm2::{Mm2, PARTITIONS, REMOTE_TOPIC, TOPIC, produce, write_plan};
 
 const NO_FAILBACK: &str = "  - exec: { run: \"true\" }\n";
@@ -64,6 +66,8 @@ fn hooks(dir: &Path) -> String {
 
 fn resume(dir: &Path, extra: &[&str]) -> Run {
     let log = logs(dir).pop().expect("log");
+    // A hook of the killed run that the test let go is ending: a resume refuses while it runs.
+    end_orphaned_hooks(&log, false);
     let log = log.to_str().expect("utf-8 path").to_owned();
     let mut args = vec!["--resume", log.as_str()];
     args.extend_from_slice(extra);

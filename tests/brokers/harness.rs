@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kdr::kafka::{ClientProperty, Cluster, ClusterRole, ClusterSpec, KafkaError, Reachability};
 
-pub use crate::common::{Run, events, wait_until};
+pub use crate::common::{Run, end_orphaned_hooks, events, wait_until};
 
 /// The Nisshi release the suite is written against; `scripts/test-brokers` installs it.
 pub const NISSHI_VERSION: &str = "0.8.1";

@@ -74,3 +74,36 @@ pub fn events(log: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect()
 }
+
+/// The process groups (each a hook's pid) of the hooks a log saw start and never end: a kdr
+/// killed with SIGKILL leaves them running.
+pub fn orphaned_hooks(log: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in events(log) {
+        let pid = e["data"]["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok());
+        match (e["name"].as_str(), pid) {
+            (Some("hook_started"), Some(pid)) => pids.push(pid),
+            (Some("output"), Some(pid)) => pids.retain(|p| *p != pid),
+            _ => {}
+        }
+    }
+    pids
+}
+
+/// Waits until no orphaned hook of the log is running, after killing them (SIGKILL to each
+/// process group) when `kill` is set.
+pub fn end_orphaned_hooks(log: &Path, kill: bool) {
+    for pgid in orphaned_hooks(log) {
+        if kill {
+            // SAFETY: signalling the process group of a hook the test's kdr started.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        wait_until(Duration::from_secs(20), "the orphaned hook to end", || {
+            !kdr::steps::group_alive(pgid)
+        });
+    }
+}

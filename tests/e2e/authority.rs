@@ -62,10 +62,29 @@ fn failover_moves_authority_to_dr_and_a_second_failover_is_refused_unless_forced
 
     let again = w.kdr(&args(&["failover", "--plan", "drill.yaml"]));
     assert_eq!(again.code, 1, "{again:?}");
-    assert!(
-        again.stderr.contains("refused: write authority is already on dr (epoch 1): a failover moves it away from primary; if that is really intended, run again with --force --reason TEXT"),
+    // What `kdr status` says, at once: no run, no log, no empty table.
+    assert_eq!(
+        again.stderr,
+        "refused: already failed over (dr owns writes at epoch 1); fail back with kdr failback --plan drill.yaml (to run anyway: --force --reason TEXT)\n",
         "{again:?}"
     );
+    assert_eq!(again.stdout, "", "{again:?}");
+    assert_eq!(w.scratch.logs().len(), 1, "the refused run left a log");
+
+    // At a terminal, nothing is asked first: not the operator, not the reason.
+    let asked = crate::operator::at_a_terminal(
+        &w.scratch,
+        &["failover", "--plan", "drill.yaml"],
+        "alice\nagain\n",
+    );
+    assert_eq!(asked.code, 1, "{asked:?}");
+    assert!(
+        asked
+            .stderr
+            .starts_with("refused: already failed over (dr owns writes at epoch 1)"),
+        "{asked:?}"
+    );
+    assert!(!asked.stderr.contains("Operator"), "{asked:?}");
     let forced = w.kdr(&args(&["failover", "--plan", "drill.yaml", "--force"]));
     assert_eq!(forced.code, 0, "{forced:?}");
     assert!(events(&w.log()).iter().any(|e| {
@@ -89,10 +108,9 @@ fn failback_is_refused_while_the_primary_owns_writes_and_moves_authority_back_wh
     w.plan_both(DECLARE, DECLARE, "");
     let refused = w.kdr(&args(&["failback", "--plan", "drill.yaml"]));
     assert_eq!(refused.code, 1, "{refused:?}");
-    assert!(
-        refused
-            .stderr
-            .contains("refused: write authority is already on primary (epoch 0)"),
+    assert_eq!(
+        refused.stderr,
+        "refused: already on the primary: it owns writes, and no failover of plan drill was ever recorded (no epoch); there is nothing to fail back (to run anyway: --force --reason TEXT)\n",
         "{refused:?}"
     );
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-pub use crate::common::{KDR, Run, events, wait_until};
+pub use crate::common::{KDR, Run, end_orphaned_hooks, events, orphaned_hooks, wait_until};
 
 /// How long any single kdr invocation may take before the test calls it hung.
 pub const RUN_BOUND: Duration = Duration::from_secs(60);

@@ -13,6 +13,7 @@ mod metrics;
 mod notify;
 mod operator;
 mod plan_commands;
+mod prompts;
 mod rehearse;
 mod report;
 mod runs;

@@ -9,7 +9,7 @@ use crate::harness::{RUN_BOUND, Run, Scratch, events, wait};
 const OPERATOR_PROMPT: &str = "Operator (recorded in the incident log) [";
 
 /// Runs kdr with a pseudo-terminal as stdin, `$USER` unset, and `typed` already typed at it.
-fn at_a_terminal(s: &Scratch, args: &[&str], typed: &str) -> Run {
+pub(crate) fn at_a_terminal(s: &Scratch, args: &[&str], typed: &str) -> Run {
     let (mut master, slave) = pty();
     master.write_all(typed.as_bytes()).expect("type");
     let child = s
@@ -24,7 +24,7 @@ fn at_a_terminal(s: &Scratch, args: &[&str], typed: &str) -> Run {
     run
 }
 
-fn pty() -> (std::fs::File, OwnedFd) {
+pub(crate) fn pty() -> (std::fs::File, OwnedFd) {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two new descriptors into the two ints; the rest may be null.
     let rc = unsafe {

@@ -2,12 +2,43 @@
 
 use std::time::Duration;
 
-use crate::harness::{Scratch, events, redact, shape, wait, wait_until};
+use crate::harness::{
+    Scratch, end_orphaned_hooks, events, orphaned_hooks, redact, shape, wait, wait_until,
+};
 
 const YES: &[&str] = &["--yes", "--operator", "alice", "--reason", "game day"];
 
 fn args<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
     base.iter().chain(extra).copied().collect()
+}
+
+/// `--resume` of the crash test's log under `--yes`, with `extra` arguments.
+fn resume_crash(s: &Scratch, log: &str, extra: &[&str]) -> crate::harness::Run {
+    let base = [
+        "failover",
+        "--plan",
+        "crash.yaml",
+        "--resume",
+        log,
+        "--yes",
+        "--operator",
+        "a",
+        "--reason",
+        "r",
+    ];
+    s.kdr(&args(&base, extra))
+}
+
+/// Starts a failover of `plan` under `--yes` and waits until its hook touched `started`.
+fn start_until_started(s: &Scratch, plan: &str) -> std::process::Child {
+    let child = s
+        .command(&args(&["failover", "--plan", plan], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(20), "the hook to start", || {
+        s.file("started").exists()
+    });
+    child
 }
 
 #[test]
@@ -100,6 +131,13 @@ fn a_failed_step_stops_the_run_and_says_how_to_resume() {
         stderr.contains("run failed after <dur>: step 2 (exec) failed: the command exited with status 7; fix the cause, then continue with `kdr failover --plan stops.yaml --resume incidents/stops-failover-<run>.jsonl`"),
         "{stderr}"
     );
+    // What to run next is the last thing the run prints.
+    assert!(
+        redact(&run.stdout, s.path()).ends_with(
+            "\nnext: kdr failover --plan stops.yaml --resume incidents/stops-failover-<run>.jsonl\n"
+        ),
+        "{run:?}"
+    );
     let output = events(log)
         .into_iter()
         .filter(|e| e["name"] == "output")
@@ -187,6 +225,61 @@ fn a_dry_run_runs_nothing_and_records_what_it_would_do() {
         ]
     );
     assert_eq!(events(log)[0]["dry_run"], true);
+    // In words, never the enum's name.
+    let stderr = redact(&run.stderr, s.path());
+    assert!(
+        stderr.contains("+ [1/2] exec dry run in <dur>: would run `touch touched`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(
+            "run dry run passed after <dur>: dry run: 2 steps would run; nothing was changed\n"
+        ),
+        "{stderr}"
+    );
+    assert!(!run.stdout.contains("dry_run"), "{run:?}");
+}
+
+/// A dry run's log cannot be resumed: a failed dry run says to run the dry run again.
+#[test]
+fn a_failed_dry_run_says_to_check_again_not_to_resume() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "dryfail",
+        "  - declare: { timeout: 3s }\n  - exec: { run: \"touch touched\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&["failover", "--plan", "dryfail.yaml", "--dry-run"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let stderr = redact(&run.stderr, s.path());
+    assert!(
+        stderr.contains(
+            "; fix the cause, then check again with `kdr failover --plan dryfail.yaml --dry-run`"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--resume"), "{stderr}");
+    assert!(
+        run.stdout
+            .ends_with("\nnext: kdr failover --plan dryfail.yaml --dry-run\n"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn one_step_is_one_step() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "single",
+        "  - exec: { run: \"true\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let run = s.kdr(&args(&["failover", "--plan", "single.yaml"], YES));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        redact(&run.stderr, s.path()).ends_with("run succeeded after <dur>: 1 step done\n"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -216,6 +309,24 @@ fn resume_skips_finished_steps_and_reruns_the_failed_one() {
     ]);
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(s.read("trail"), "one\ntry\ntry\nthree\n");
+    // The summary is the whole run's, not only the resumed invocation's.
+    let stderr = redact(&second.stderr, s.path());
+    assert!(
+        stderr.ends_with(
+            "run succeeded after <dur>: 3 steps done, 2 of them after the resume (2 invocations)\n"
+        ),
+        "{stderr}"
+    );
+    let stdout = redact(&second.stdout, s.path());
+    for row in ["│ 1 ", "│ 2 ", "│ 3 "] {
+        assert!(stdout.contains(row), "step row {row} missing:\n{stdout}");
+    }
+    assert!(
+        stdout.contains(
+            "failover run of resume: succeeded in <dur>; whole run <dur> over 2 invocations, RTO <dur> (declaration to end)"
+        ),
+        "{stdout}"
+    );
     assert_eq!(s.logs().len(), 1, "a resumed run appends to its own log");
     assert_eq!(
         shape(&log),
@@ -312,31 +423,29 @@ fn an_interrupted_non_idempotent_step_needs_the_operators_word() {
         "  - exec: { run: \"true\" }\n",
     );
     // Kill kdr (SIGKILL, no chance to clean up) while the hook runs.
-    let mut child = s
-        .command(&args(&["failover", "--plan", "crash.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the hook to start", || {
-        s.file("started").exists()
-    });
+    let mut child = start_until_started(&s, "crash.yaml");
     child.kill().expect("kill");
     let _ = child.wait();
     let log = s.logs()[0].display().to_string();
     assert_eq!(shape(&s.logs()[0]), ["run_started", "step_started 1"]);
 
+    // The hook outlived kdr: while it runs, a resume refuses and names its pid.
+    let orphans = orphaned_hooks(&s.logs()[0]);
+    assert_eq!(orphans.len(), 1, "the hook's pid is logged when it starts");
+    let beside = resume_crash(&s, &log, &["--interrupted-step", "rerun"]);
+    assert_eq!(beside.code, 2, "{beside:?}");
+    assert!(
+        beside.stderr.contains(&format!(
+            "the hook of step 1 (`echo charge >> trail; touch started; sleep 30`) that the earlier run started is still running as pid {}",
+            orphans[0]
+        )),
+        "{beside:?}"
+    );
+    assert_eq!(s.read("trail"), "charge\n", "nothing ran beside the orphan");
+    end_orphaned_hooks(&s.logs()[0], true);
+
     // --yes alone does not answer "run it again?".
-    let refused = s.kdr(&[
-        "failover",
-        "--plan",
-        "crash.yaml",
-        "--resume",
-        &log,
-        "--yes",
-        "--operator",
-        "a",
-        "--reason",
-        "r",
-    ]);
+    let refused = resume_crash(&s, &log, &[]);
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(
         refused
@@ -345,20 +454,7 @@ fn an_interrupted_non_idempotent_step_needs_the_operators_word() {
         "{refused:?}"
     );
 
-    let skipped = s.kdr(&[
-        "failover",
-        "--plan",
-        "crash.yaml",
-        "--resume",
-        &log,
-        "--yes",
-        "--operator",
-        "a",
-        "--reason",
-        "r",
-        "--interrupted-step",
-        "skip",
-    ]);
+    let skipped = resume_crash(&s, &log, &["--interrupted-step", "skip"]);
     assert_eq!(skipped.code, 0, "{skipped:?}");
     assert_eq!(
         s.read("trail"),
@@ -384,16 +480,12 @@ fn an_interrupted_idempotent_step_is_rerun() {
         "  - exec: { run: \"echo run >> trail; test -f again || { touch started; sleep 30; }\", idempotent: true }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let mut child = s
-        .command(&args(&["failover", "--plan", "idem.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the hook to start", || {
-        s.file("started").exists()
-    });
+    let mut child = start_until_started(&s, "idem.yaml");
     child.kill().expect("kill");
     let _ = child.wait();
     s.write("again", "");
+    // The operator stops the hook that outlived kdr; a resume would refuse while it runs.
+    end_orphaned_hooks(&s.logs()[0], true);
     let log = s.logs()[0].display().to_string();
     let run = s.kdr(&[
         "failover",
@@ -419,13 +511,7 @@ fn a_second_run_of_the_same_plan_is_refused_while_the_first_holds_the_lock() {
         "  - exec: { run: \"touch started; while [ ! -f release ]; do sleep 0.05; done\" }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let first = s
-        .command(&args(&["failover", "--plan", "locked.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the first run to start", || {
-        s.file("started").exists()
-    });
+    let first = start_until_started(&s, "locked.yaml");
     let second = s.kdr(&[
         "failback",
         "--plan",
@@ -463,13 +549,7 @@ fn a_stale_lock_from_a_dead_process_is_taken_over_and_recorded() {
         "  - exec: { run: \"touch started; sleep 30\" }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let mut child = s
-        .command(&args(&["failover", "--plan", "stale.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the run to start", || {
-        s.file("started").exists()
-    });
+    let mut child = start_until_started(&s, "stale.yaml");
     child.kill().expect("kill");
     let _ = child.wait();
     assert!(
@@ -536,13 +616,7 @@ fn ctrl_c_ends_the_current_step_cleanly_and_exits_130() {
         "  - exec: { run: \"trap 'echo got-int >> trail; exit 9' INT; touch started; while true; do sleep 0.05; done\", kill_grace: 5s }\n  - exec: { run: \"echo never >> trail\" }\n",
         "  - exec: { run: \"true\" }\n",
     );
-    let child = s
-        .command(&args(&["failover", "--plan", "sigint.yaml"], YES))
-        .spawn()
-        .expect("spawn");
-    wait_until(Duration::from_secs(20), "the hook to start", || {
-        s.file("started").exists()
-    });
+    let child = start_until_started(&s, "sigint.yaml");
     // SAFETY: sending SIGINT to the kdr child we spawned.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -567,6 +641,92 @@ fn ctrl_c_ends_the_current_step_cleanly_and_exits_130() {
         !s.file("incidents/.sigint.lock").exists(),
         "the lock is released"
     );
+    // The run says how to go on, in the log's words and last on the screen.
+    let stderr = redact(&run.stderr, s.path());
+    let resume = "kdr failover --plan sigint.yaml --resume incidents/sigint-failover-<run>.jsonl";
+    assert!(
+        stderr.contains(&format!(
+            "run interrupted after <dur>: interrupted during step 1 (exec); continue with `{resume}`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        redact(&run.stdout, s.path()).ends_with(&format!("\nnext: {resume}\n")),
+        "{run:?}"
+    );
+}
+
+/// Kills a hook's process group when dropped, so a failing test leaves no loop behind.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group of a hook this test's kdr started.
+        unsafe {
+            libc::kill(-self.0, libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_kills_a_hook_that_ignores_the_first_and_the_log_says_so() {
+    let s = Scratch::new();
+    s.exec_plan(
+        "stubborn",
+        "  - exec: { run: \"trap 'echo got-int >> trail' INT TERM; touch started; while true; do sleep 0.05; done\", kill_grace: 60s }\n  - exec: { run: \"echo never >> trail\" }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+    let child = start_until_started(&s, "stubborn.yaml");
+    let log = s.logs()[0].clone();
+    let pid = events(&log)
+        .iter()
+        .find(|e| e["name"] == "hook_started")
+        .and_then(|e| e["data"]["pid"].as_i64())
+        .expect("the hook's pid is logged when it starts") as i32;
+    let _cleanup = KillGroup(pid);
+    let interrupt = || {
+        // SAFETY: sending SIGINT to the kdr child we spawned.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+    };
+    interrupt();
+    wait_until(
+        Duration::from_secs(20),
+        "the hook to shrug off SIGINT",
+        || s.read("trail").contains("got-int"),
+    );
+    interrupt();
+    let run = wait(child, Duration::from_secs(30));
+    assert_eq!(run.code, 130, "{run:?}");
+    wait_until(
+        Duration::from_secs(5),
+        "the hook's process group to be gone",
+        || !kdr::steps::group_alive(pid),
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "interrupt: killed the hook's process group {pid} (SIGKILL); exiting"
+        )),
+        "{run:?}"
+    );
+    assert!(
+        events(&log).iter().any(|e| e["event"] == "decision"
+            && e["what"] == format!("kill the hook's process group {pid} (SIGKILL)")),
+        "the log records the kill"
+    );
+    assert_eq!(
+        shape(&log),
+        [
+            "run_started",
+            "step_started 1",
+            "step_finished 1 failed",
+            "run_finished interrupted"
+        ]
+    );
+    assert!(!s.read("trail").contains("never"));
+    // Nothing is left running, so the run resumes.
+    assert!(orphaned_hooks(&log).is_empty());
 }
 
 #[test]
@@ -626,6 +786,27 @@ fn log_show_prints_the_run_as_a_table_and_json() {
         "exit status 0",
         "run_finished",
         "succeeded",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // Times carry the date.
+    assert!(
+        regex::Regex::new(r"│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} +┆ +┆ run_started")
+            .expect("regex")
+            .is_match(&table.stdout),
+        "{table:?}"
+    );
+    // A directory lists the runs in it.
+    let listed = s.kdr(&["log", "show", "incidents"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let text = redact(&listed.stdout, s.path());
+    for needle in [
+        "┆ show ",
+        "┆ failover ",
+        "┆ alice ",
+        "┆ succeeded ",
+        "incidents/show-failover-<run>.jsonl",
+        "\n1 run\n",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }

@@ -88,9 +88,17 @@ impl<'a> Stage<'a> {
             return Ok(());
         }
         Err(DrillError::World(format!(
-            "the embedded world did not warm up within 30s: {:?} / {:?}",
-            self.workload.stats().last_error,
-            replicator.stats().last_error
+            "the embedded world did not warm up within 30s: workload: {}; replicator: {}",
+            self.workload
+                .stats()
+                .last_error
+                .as_deref()
+                .unwrap_or("no error"),
+            replicator
+                .stats()
+                .last_error
+                .as_deref()
+                .unwrap_or("no error")
         )))
     }
 
@@ -143,8 +151,12 @@ impl<'a> Stage<'a> {
             return Ok(flow_back);
         }
         Err(DrillError::World(format!(
-            "the dr -> primary flow did not start within 30s: {:?}",
-            flow_back.stats().last_error
+            "the dr -> primary flow did not start within 30s: {}",
+            flow_back
+                .stats()
+                .last_error
+                .as_deref()
+                .unwrap_or("no error")
         )))
     }
 

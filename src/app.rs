@@ -384,6 +384,12 @@ fn spawn_signal_handler(cancel: watch::Sender<bool>) {
                     tokio::time::sleep(AFTER_KILL).await;
                 }
                 eprintln!("\ninterrupt: exiting now");
+                if killed.is_empty()
+                    && let Some(next) = crate::engine::interrupted_next_command()
+                {
+                    // The run had no time to say it: the process ends here.
+                    eprintln!("next: {next}");
+                }
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
         }

@@ -32,6 +32,19 @@ use resume::{InterruptedStep, ResumeError, ResumePoint};
 /// before the engine stops waiting for it.
 const STEP_OVERRUN_GRACE: Duration = Duration::from_secs(15);
 
+/// The command that goes on from the run in progress if it is cut short now, for the second
+/// Ctrl-C: that one ends the process at once, before the run can say it itself. Process-wide,
+/// as the signal handler is.
+static INTERRUPTED_NEXT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// What to run after an interruption of the run in progress (none before its log exists).
+pub fn interrupted_next_command() -> Option<String> {
+    INTERRUPTED_NEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// What the operator asked for.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -375,6 +388,10 @@ impl<'a> Run<'a> {
             lock,
         };
         run.record_start(point.is_some())?;
+        *INTERRUPTED_NEXT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            run.next_command(Outcome::Interrupted);
         Ok(run)
     }
 

@@ -836,3 +836,60 @@ fn the_run_summary_is_available_as_json() {
     assert_eq!(value["direction"], "failback");
     assert_eq!(value["steps"][0]["status"], "ok");
 }
+
+/// Regression (issue 13 #5): a second Ctrl-C while kdr waits on clusters that never answer (no
+/// hook running, so nothing else says it) ends the process at once, and still prints the exact
+/// command that goes on from the run's log.
+#[test]
+fn a_second_ctrl_c_with_no_hook_running_still_says_how_to_resume() {
+    // Two "clusters" that accept connections and never answer a byte.
+    let mut silent = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..2 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        addrs.push(listener.local_addr().expect("addr").to_string());
+        silent.push(std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().take(64) {
+                match stream {
+                    Ok(s) => held.push(s),
+                    Err(_) => break,
+                }
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        }));
+    }
+    let s = Scratch::new();
+    s.write(
+        "silent.yaml",
+        &format!(
+            "version: 1\nname: silent\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ topics: [orders] }}\nfailover:\n  - declare: {{ confirm: yes }}\nfailback:\n  - exec: {{ run: \"true\" }}\n",
+            addrs[0], addrs[1]
+        ),
+    );
+    let child = s
+        .command(&args(&["failover", "--plan", "silent.yaml"], YES))
+        .spawn()
+        .expect("spawn");
+    wait_until(
+        Duration::from_secs(30),
+        "the run's log to be opened",
+        || !s.logs().is_empty(),
+    );
+    for _ in 0..2 {
+        // SAFETY: sending SIGINT to the kdr child we spawned.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = wait(child, Duration::from_secs(30));
+    assert_eq!(run.code, 130, "{run:?}");
+    let stderr = redact(&run.stderr, s.path());
+    assert!(
+        stderr.contains(
+            "next: kdr failover --plan silent.yaml --resume incidents/silent-failover-<run>.jsonl"
+        ),
+        "{stderr}"
+    );
+}

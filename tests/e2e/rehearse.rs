@@ -143,7 +143,10 @@ fn disaster_canary_sees_the_gap_kdr_accepted_and_the_report_shows_it() {
         );
         for window in ["before", "during", "after"] {
             let l = &canary[&format!("canary_publish_{window}")];
-            assert!(l["count"].as_u64() > Some(0), "{at} {window}: {l}");
+            // The drill winds down right after the failback: nothing may come after it.
+            if (at, window) != ("failback", "after") {
+                assert!(l["count"].as_u64() > Some(0), "{at} {window}: {l}");
+            }
             assert!(
                 l["p99_ms"].as_f64() >= l["p50_ms"].as_f64(),
                 "{at} {window}: {l}"

@@ -267,10 +267,16 @@ fn report_json_reads_back_into_the_documented_shape() {
         assert_eq!(moments.first(), Some(&"declared"));
         assert_eq!(moments.last(), Some(&"validated"));
         assert!(moments.contains(&"repointed"));
-        assert_eq!(r.translations.len(), 2, "{r:?}");
-        assert_eq!(r.reprocessing.len(), 2, "{r:?}");
+        // The plan's two groups and the canary's.
+        assert_eq!(r.translations.len(), 3, "{r:?}");
+        assert_eq!(r.reprocessing.len(), 3, "{r:?}");
         assert!(!r.rpo.is_empty() && !r.lag.is_empty());
-        assert!(r.canary.is_empty() && r.canary_latency.is_empty());
+        // The drill's canary figures, three of them on the publish-latency line.
+        assert!(
+            r.canary.iter().any(|c| c["name"] == "canary_data_gap"),
+            "{r:?}"
+        );
+        assert_eq!(r.canary_latency.len(), 3, "{r:?}");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
     let accepted: i64 = out.runs[0]

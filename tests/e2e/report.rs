@@ -271,12 +271,17 @@ fn report_json_reads_back_into_the_documented_shape() {
         assert_eq!(r.translations.len(), 3, "{r:?}");
         assert_eq!(r.reprocessing.len(), 3, "{r:?}");
         assert!(!r.rpo.is_empty() && !r.lag.is_empty());
-        // The drill's canary figures, three of them on the publish-latency line.
+        // The drill's canary figures; publish latency before and during the switch (and after
+        // it, when the drill still published then) on the publish-latency line.
         assert!(
             r.canary.iter().any(|c| c["name"] == "canary_data_gap"),
             "{r:?}"
         );
-        assert_eq!(r.canary_latency.len(), 3, "{r:?}");
+        assert!(
+            (2..=3).contains(&r.canary_latency.len()),
+            "{:?}",
+            r.canary_latency
+        );
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
     let accepted: i64 = out.runs[0]

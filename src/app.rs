@@ -252,12 +252,18 @@ fn rehearse(args: crate::cli::RehearseArgs, color: bool, out: &mut Stdout) -> Re
         plan: args.plan,
         scenario: args.scenario,
         log: args.log,
+        log_dir: args.log_dir,
         color,
     };
     let report = Async::start()?.run_cancellable(|cancel| drill::run(options, cancel))?;
     match args.output {
         Output::Table => out.print(&drill::summary(&report)),
         Output::Json => out.json(&versioned(&report)),
+    }
+    if let Some(format) = args.report {
+        let mut logs = vec![report.run.log.clone()];
+        logs.extend(report.failback.as_ref().map(|b| b.log.clone()));
+        incident_report(&logs, format, args.report_file.as_deref(), out)?;
     }
     let code = match report.run.outcome {
         Outcome::Succeeded if report.passed() => exit::OK,
@@ -684,24 +690,36 @@ fn status(args: StatusArgs, out: &mut Stdout) -> Result<u8, Failure> {
 }
 
 fn report(args: &crate::cli::ReportArgs, out: &mut Stdout) -> Result<u8, Failure> {
+    incident_report(&args.logs, args.format, args.output_file.as_deref(), out)?;
+    Ok(exit::OK)
+}
+
+/// The incident report of `logs` in `format`, to `file` or stdout (`kdr report`, and
+/// `kdr rehearse --report`).
+fn incident_report(
+    logs: &[std::path::PathBuf],
+    format: crate::cli::ReportFormat,
+    file: Option<&std::path::Path>,
+    out: &mut Stdout,
+) -> Result<(), Failure> {
     use crate::cli::ReportFormat;
     use crate::report::{html, incident, json, markdown};
-    let report = incident::load(&args.logs)?;
-    let text = match args.format {
+    let report = incident::load(logs)?;
+    let text = match format {
         ReportFormat::Md => markdown::render(&report),
         ReportFormat::Html => html::render(&report),
         ReportFormat::Json => json::render(&report),
     };
-    match &args.output_file {
+    match file {
         Some(path) => {
             std::fs::write(path, &text).map_err(|source| incident::ReportError::Write {
-                path: path.clone(),
+                path: path.to_owned(),
                 source,
             })?;
         }
         None => out.print(&text),
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -113,8 +113,11 @@ pub struct RehearseArgs {
     #[arg(long, value_enum, default_value_t = crate::rehearsal::drill::Scenario::Controlled)]
     pub scenario: crate::rehearsal::drill::Scenario,
     /// Write the failover's incident log here (the failback's goes to the default place).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "log_dir")]
     pub log: Option<PathBuf>,
+    /// Write every incident log of the drill (failover and failback) under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
     /// Print the drill's report as JSON on stdout.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -122,6 +125,13 @@ pub struct RehearseArgs {
     /// collector), replacing the file whole: outcome, durations, step statuses, RTO, RPO.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// Also write the incident report of the drill's logs (as `kdr report` would) in this
+    /// format: to --report-file, or to stdout after the summary.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub report: Option<ReportFormat>,
+    /// Where --report writes.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub report_file: Option<PathBuf>,
 }
 
 /// Which replication flow a look-up reads.

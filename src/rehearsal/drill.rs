@@ -12,6 +12,7 @@
 //! (here and in `stage`); the measurement (`measure`, reading kdr's own figures back from
 //! the incident logs through `evidence`); and the checks (`checks`).
 
+mod canary;
 mod checks;
 mod disaster;
 mod evidence;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use canary::{CanaryFigures, GapRow, Latency};
 pub use evidence::EvidenceError;
 pub use summary::summary;
 
@@ -38,6 +40,7 @@ use crate::engine::{self, EngineError, RunReport, RunRequest, gate::Gate};
 use crate::journal::{Event, EventSink, Outcome};
 use crate::plan::{self, Direction, Plan, PlanError, Selector};
 use crate::report::Progress;
+use crate::report::incident::{self, Rto};
 
 /// The plan `kdr rehearse` runs when none is given; also `runbooks/rehearsal.yaml`.
 pub const BUNDLED_PLAN: &str = include_str!("../../runbooks/rehearsal.yaml");
@@ -69,6 +72,8 @@ pub struct DrillOptions {
     pub plan: Option<PathBuf>,
     pub scenario: Scenario,
     pub log: Option<PathBuf>,
+    /// Where every log of the drill goes (the plan's incident-log directory for this run).
+    pub log_dir: Option<PathBuf>,
     pub color: bool,
 }
 
@@ -134,7 +139,10 @@ pub struct DrillReport {
     pub run: RunReport,
     /// The failback half: traffic on DR, then back to the primary. None when the failover failed.
     pub failback: Option<RunReport>,
-    /// Declaration to validated failover.
+    /// The failover's RTO as `kdr report` computes it from the log: its span, label and phases.
+    /// None when the log holds no finished step.
+    pub rto: Option<Rto>,
+    /// `rto.total_ms`, 0 when unknown.
     pub rto_ms: u64,
     /// Records written on DR that never reached the primary by the end of the failback.
     pub records_lost_at_failback: Option<usize>,
@@ -145,6 +153,9 @@ pub struct DrillReport {
     pub records_really_lost: usize,
     pub loss_per_partition: Vec<PartitionLoss>,
     pub rereads: Vec<GroupRereads>,
+    /// What the canary's clients saw across the failover, and across the failback.
+    pub canary: Option<CanaryFigures>,
+    pub canary_failback: Option<CanaryFigures>,
     pub checks: Vec<Check>,
 }
 
@@ -204,6 +215,16 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Result<DrillReport, DrillError> {
     let mut plan = load_plan(options.plan.as_deref())?;
+    if let Some(dir) = &options.log_dir {
+        plan.incident_log_dir.clone_from(dir);
+    }
+    // The canary's topic and group are replicated, failed over and translated like the plan's.
+    plan.replication
+        .topics
+        .push(Selector::Name(canary::TOPIC.to_owned()));
+    plan.replication
+        .groups
+        .push(Selector::Name(canary::GROUP.to_owned()));
     let spec = world_spec(&plan)?;
     if options.scenario == Scenario::Disaster {
         // Refuse before anything starts: the disaster has no moment to strike at.
@@ -262,16 +283,48 @@ async fn drill(
         back = Some((failback, flow_back));
     }
 
-    let ledger = stage.wind_down().await?;
+    let (ledger, canary_ledger) = stage.wind_down().await?;
     let failback = back.map(|(failback, flow_back)| {
         flow_back.stop();
         failback
     });
     let measured = Measurement::take(plan, world, groups, &ledger, &run, failback.as_ref()).await?;
-    let checks = checks::all(options.scenario, &run, failback.as_ref(), &measured);
+    let mut logs = vec![run.log.clone()];
+    logs.extend(failback.as_ref().map(|b| b.log.clone()));
+    let mut rtos = incident::load(&logs)
+        .map_err(EvidenceError::from)?
+        .runs
+        .into_iter()
+        .map(|r| r.rto);
+    let rto = rtos.next().flatten();
+    let rto_back = rtos.next().flatten();
+    let (canary, canary_failback) = canary_figures(
+        plan,
+        &canary_ledger,
+        &measured,
+        rto.as_ref(),
+        rto_back.as_ref(),
+    );
+    for (figures, log) in [(&canary, &run.log)]
+        .into_iter()
+        .chain(failback.as_ref().map(|b| (&canary_failback, &b.log)))
+    {
+        if let Some(figures) = figures {
+            figures.append_to(log).map_err(EvidenceError::from)?;
+        }
+    }
+    let mut checks = checks::all(options.scenario, &run, failback.as_ref(), &measured);
+    checks.extend(checks::canary(
+        options.scenario,
+        canary.as_ref(),
+        canary_failback.as_ref(),
+    ));
     Ok(DrillReport {
+        canary,
+        canary_failback,
         scenario: options.scenario,
-        rto_ms: run.duration_ms,
+        rto_ms: rto.as_ref().map_or(0, |r| r.total_ms),
+        rto,
         records_lost_at_failback: measured.records_lost_at_failback,
         lag_at_declaration: measured.lag_at_declaration,
         records_written: measured.records_written,
@@ -283,6 +336,60 @@ async fn drill(
         failback,
         run,
     })
+}
+
+/// The canary's figures around the failover and, when it ran, the failback (None where a run's
+/// RTO span is unknown).
+fn canary_figures(
+    plan: &Plan,
+    ledger: &super::Ledger,
+    measured: &Measurement,
+    rto: Option<&Rto>,
+    rto_back: Option<&Rto>,
+) -> (Option<CanaryFigures>, Option<CanaryFigures>) {
+    let span = rto.and_then(canary::Switch::span);
+    let span_back = rto_back.and_then(canary::Switch::span);
+    let rereads = measured.rereads.iter().find(|g| g.group == canary::GROUP);
+    let failover = span.map(|(start_us, end_us)| {
+        let switch = canary::Switch {
+            from: &plan.primary.mm2_alias,
+            to: &plan.dr.mm2_alias,
+            start_us,
+            end_us,
+            lo_us: 0,
+            hi_us: span_back.map_or(u64::MAX, |(s, _)| s),
+        };
+        CanaryFigures::measure(
+            ledger,
+            &switch,
+            &measured.on_dr,
+            measured.at_failover.accepted_loss_on(canary::TOPIC),
+            rereads.map_or(0, |g| g.reread_at_failover),
+            measured.at_failover.may_reread(canary::GROUP),
+        )
+    });
+    let failback = span.zip(span_back).zip(measured.on_primary.as_ref()).map(
+        |(((_, failover_end), (start_us, end_us)), on_primary)| {
+            let switch = canary::Switch {
+                from: &plan.dr.mm2_alias,
+                to: &plan.primary.mm2_alias,
+                start_us,
+                end_us,
+                lo_us: failover_end,
+                hi_us: u64::MAX,
+            };
+            let evidence = measured.at_failback.clone().unwrap_or_default();
+            CanaryFigures::measure(
+                ledger,
+                &switch,
+                on_primary,
+                evidence.accepted_loss_on(canary::TOPIC),
+                rereads.map_or(0, |g| g.reread_at_failback),
+                evidence.may_reread(canary::GROUP),
+            )
+        },
+    );
+    (failover, failback)
 }
 
 /// The failover's progress on the terminal; in the disaster scenario, the primary goes down as

@@ -29,7 +29,8 @@ use rdkafka::error::KafkaError;
 
 use group::GroupLoop;
 pub use ledger::{
-    Attachment, ConsumedRecord, GroupReport, Ledger, LedgerReport, ProducedRecord, StartPoint,
+    Attachment, ConsumedRecord, FailedSend, GroupReport, Ledger, LedgerReport, ProducedRecord,
+    StartPoint,
 };
 use producer::ProducerLoop;
 
@@ -78,6 +79,8 @@ pub struct WorkloadConfig {
     pub reattach_wait_for_offsets: Duration,
     /// How long a produced record may wait for its acknowledgement.
     pub delivery_timeout: Duration,
+    /// The first sequence number: two workloads on one world number their records apart.
+    pub first_seq: u64,
 }
 
 impl WorkloadConfig {
@@ -108,6 +111,7 @@ impl WorkloadConfig {
             check_interval: Duration::from_millis(20),
             reattach_wait_for_offsets: Duration::from_secs(5),
             delivery_timeout: Duration::from_secs(5),
+            first_seq: 0,
         }
     }
 
@@ -205,6 +209,14 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// A record the producers gave up on, in the ledger with when it was sent.
+    fn failed(&self, sent_at_us: u64) {
+        lock(&self.ledger).failed.push(ledger::FailedSend {
+            sent_at_us,
+            failed_at_us: now_us(),
+        });
+    }
+
     fn error(&self, context: &str, error: impl fmt::Display) {
         let mut stats = lock(&self.stats);
         stats.errors += 1;
@@ -224,6 +236,13 @@ impl Shared {
             None => self.active_cluster(),
         }
     }
+}
+
+/// Microseconds since the Unix epoch: the ledger's clock, comparable with the incident log's.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn read_indirection(path: &Path) -> Option<String> {
@@ -263,6 +282,7 @@ impl Workload {
     pub fn start(config: WorkloadConfig) -> Result<Self, WorkloadError> {
         let producers = config.producers.max(1);
         let groups = config.groups.clone();
+        let first_seq = config.first_seq;
         let shared = Arc::new(Shared {
             stats: Mutex::new(WorkloadStats {
                 producer_clusters: vec![None; producers as usize],
@@ -271,7 +291,7 @@ impl Workload {
             }),
             config,
             stop: AtomicBool::new(false),
-            seq: AtomicU64::new(0),
+            seq: AtomicU64::new(first_seq),
             ledger: Mutex::new(Ledger::default()),
         });
         let mut workload = Self {

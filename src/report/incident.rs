@@ -6,7 +6,8 @@
 //! are read through small typed mirrors of what the steps write today; a payload that does not
 //! fit is not guessed at, it becomes a warning in the report.
 //!
-//! Canary figures: no step writes them yet. Any observation whose name starts with `canary_` is
+//! Canary figures: `kdr rehearse` appends them to its runs' logs (src/rehearsal/drill/canary.rs).
+//! Any observation whose name starts with `canary_` is
 //! listed with its scalar data fields; one whose data has a numeric `p99_ms` is also a point on
 //! the publish-latency line, and `canary_data_gap` with
 //! `partitions: [{topic, partition, missing}]` is the RPO observed per partition.

@@ -81,6 +81,28 @@ impl Scratch {
 /// Wait for a child with a bound; a child still running at the bound is killed and the test fails.
 pub fn wait(mut child: Child, bound: Duration) -> Run {
     let start = Instant::now();
+    // Drain both pipes while waiting: output larger than a pipe's buffer would block the child.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                p.read_to_string(&mut text).expect("output");
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let status: ExitStatus = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
@@ -91,14 +113,8 @@ pub fn wait(mut child: Child, bound: Duration) -> Run {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        s.read_to_string(&mut stdout).expect("stdout");
-    }
-    if let Some(mut s) = child.stderr.take() {
-        s.read_to_string(&mut stderr).expect("stderr");
-    }
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
     Run::new(status, stdout, stderr)
 }
 

@@ -267,10 +267,21 @@ fn report_json_reads_back_into_the_documented_shape() {
         assert_eq!(moments.first(), Some(&"declared"));
         assert_eq!(moments.last(), Some(&"validated"));
         assert!(moments.contains(&"repointed"));
-        assert_eq!(r.translations.len(), 2, "{r:?}");
-        assert_eq!(r.reprocessing.len(), 2, "{r:?}");
+        // The plan's two groups and the canary's.
+        assert_eq!(r.translations.len(), 3, "{r:?}");
+        assert_eq!(r.reprocessing.len(), 3, "{r:?}");
         assert!(!r.rpo.is_empty() && !r.lag.is_empty());
-        assert!(r.canary.is_empty() && r.canary_latency.is_empty());
+        // The drill's canary figures; publish latency before and during the switch (and after
+        // it, when the drill still published then) on the publish-latency line.
+        assert!(
+            r.canary.iter().any(|c| c["name"] == "canary_data_gap"),
+            "{r:?}"
+        );
+        assert!(
+            (2..=3).contains(&r.canary_latency.len()),
+            "{:?}",
+            r.canary_latency
+        );
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
     let accepted: i64 = out.runs[0]

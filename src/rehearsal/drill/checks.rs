@@ -3,7 +3,7 @@
 
 use super::measure::Measurement;
 use super::summary::figure;
-use super::{Check, GroupRereads, Scenario};
+use super::{CanaryFigures, Check, GroupRereads, Scenario};
 use crate::engine::RunReport;
 use crate::journal::Outcome;
 
@@ -37,6 +37,48 @@ pub(super) fn all(
                 "{} records written on DR never reached the primary",
                 figure(measured.records_lost_at_failback)
             ),
+        });
+    }
+    checks
+}
+
+/// The canary's checks: what its clients lost and read twice matches what kdr said, at each
+/// switch it saw. Duplicates are held to kdr's estimate where the workload's are (the
+/// controlled scenario).
+pub(super) fn canary(
+    scenario: Scenario,
+    failover: Option<&CanaryFigures>,
+    failback: Option<&CanaryFigures>,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (at, figures) in [("failover", failover), ("failback", failback)] {
+        let Some(c) = figures else { continue };
+        checks.push(Check {
+            name: format!("canary: the data gap at the {at} matches kdr's accepted RPO"),
+            ok: c.gap_matches(),
+            detail: format!(
+                "{} canary records never seen on the new cluster, kdr accepted {}",
+                c.gap_total(),
+                c.accepted_total()
+            ),
+        });
+        if scenario == Scenario::Controlled {
+            checks.push(Check {
+                name: format!("canary: duplicates at the {at} match kdr's re-read estimate"),
+                ok: c.kdr_may_reread == Some(c.duplicates as i64),
+                detail: format!(
+                    "{} canary records read twice, kdr said {}",
+                    c.duplicates,
+                    figure(c.kdr_may_reread)
+                ),
+            });
+        }
+    }
+    if failover.is_none() {
+        checks.push(Check {
+            name: "canary: measured at the failover".to_owned(),
+            ok: false,
+            detail: "the failover's RTO span is unknown".to_owned(),
         });
     }
     checks

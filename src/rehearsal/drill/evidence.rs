@@ -12,12 +12,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::journal::{self, Event, EventBody, JournalError};
+use crate::report::incident::ReportError;
 
 /// Why kdr's figures could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
     #[error(transparent)]
     Unreadable(#[from] JournalError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
     #[error("{}: event {seq} ({what}) does not hold what kdr writes there: {source}", log.display())]
     Payload {
         log: PathBuf,
@@ -54,7 +57,7 @@ struct Reprocessing {
 }
 
 /// What one run's log says.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Evidence {
     /// The replication lag the declaration measured, in records (None: not measured).
     pub lag_at_declaration: Option<i64>,
@@ -100,6 +103,15 @@ impl Evidence {
             }
         }
         Ok(evidence)
+    }
+
+    /// What kdr accepted as lost on `topic`'s partitions.
+    pub(super) fn accepted_loss_on(&self, topic: &str) -> BTreeMap<(String, i32), i64> {
+        self.accepted_loss
+            .iter()
+            .filter(|((t, _), _)| t == topic)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// What kdr said `group` may read again; None when it did not say or did not know.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::canary;
 use super::evidence::Evidence;
 use super::{DrillError, GroupRereads, PartitionLoss};
 use crate::engine::RunReport;
@@ -22,6 +23,13 @@ pub(super) struct Measurement {
     pub rereads: Vec<GroupRereads>,
     /// Surviving records (on DR, or never written to the primary) that a group never read.
     pub unseen: usize,
+    /// Sequence numbers found on DR (the primary's topics) and, after a failback, on the
+    /// primary (DR's topics).
+    pub on_dr: BTreeSet<u64>,
+    pub on_primary: Option<BTreeSet<u64>>,
+    /// kdr's figures, from the failover's and the failback's logs.
+    pub at_failover: Evidence,
+    pub at_failback: Option<Evidence>,
 }
 
 impl Measurement {
@@ -43,10 +51,19 @@ impl Measurement {
         let at_failover = Evidence::read(&run.log)?;
         let at_failback = failback.map(|b| Evidence::read(&b.log)).transpose()?;
         let missing = missing_on_dr(plan, ledger, &on_dr);
-        let records_lost_at_failback = match failback {
-            Some(_) => Some(lost_on_the_way_back(plan, world, ledger).await?),
+        let on_primary = match failback {
+            Some(_) => Some(
+                seqs_on_cluster(
+                    &plan.primary.bootstrap_servers,
+                    remote_topics(world, Role::Dr),
+                )
+                .await?,
+            ),
             None => None,
         };
+        let records_lost_at_failback = on_primary
+            .as_ref()
+            .map(|on_primary| lost_on_the_way_back(plan, ledger, on_primary));
         let report = ledger.report(groups, Some(&on_dr));
         Ok(Measurement {
             records_written: report.acknowledged,
@@ -57,6 +74,10 @@ impl Measurement {
             records_lost_at_failback,
             rereads: rereads(groups, ledger, &report, &at_failover, at_failback.as_ref()),
             unseen: unseen(groups, ledger, &report, &on_dr, &plan.primary.mm2_alias),
+            on_dr,
+            on_primary,
+            at_failover,
+            at_failback,
         })
     }
 }
@@ -125,21 +146,12 @@ fn losses(
 }
 
 /// Records written on DR (to its own topics) that never reached the primary.
-async fn lost_on_the_way_back(
-    plan: &Plan,
-    world: &EmbeddedWorld,
-    ledger: &Ledger,
-) -> Result<usize, DrillError> {
-    let on_primary = seqs_on_cluster(
-        &plan.primary.bootstrap_servers,
-        remote_topics(world, Role::Dr),
-    )
-    .await?;
-    Ok(ledger
+fn lost_on_the_way_back(plan: &Plan, ledger: &Ledger, on_primary: &BTreeSet<u64>) -> usize {
+    ledger
         .produced
         .iter()
         .filter(|r| r.cluster == plan.dr.mm2_alias && !on_primary.contains(&r.seq))
-        .count())
+        .count()
 }
 
 /// Per group of the plan: what it read again at each move, and what kdr said it would.
@@ -219,8 +231,11 @@ fn unseen(
         .iter()
         .filter(|g| groups.contains(&g.group))
         .map(|g| {
+            // A group owes the records of its own workload: the canary's group the canary's.
+            let canary_group = g.group == canary::GROUP;
             g.unseen
                 .iter()
+                .filter(|s| canary::is_canary_seq(**s) == canary_group)
                 .filter(|s| on_dr.contains(s) || !written_to_primary(**s))
                 .count()
         })

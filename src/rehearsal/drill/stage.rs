@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::DrillError;
+use super::{DrillError, canary};
 use crate::plan::Plan;
 use crate::rehearsal::{
     EmbeddedWorld, Ledger, Pause, Replicator, ReplicatorStats, Role, StartFrom, Workload,
@@ -38,6 +38,8 @@ pub(super) struct Stage<'a> {
     groups: &'a [String],
     pause_file: PathBuf,
     workload: Workload,
+    /// The canary: its own topic and group, through the same files as the workload.
+    canary: Workload,
 }
 
 impl<'a> Stage<'a> {
@@ -59,14 +61,23 @@ impl<'a> Stage<'a> {
         let replicator =
             Replicator::start(world.replicator_config(Role::Primary)).map_err(DrillError::world)?;
         let mut config = world.workload_config(&bootstrap_file, &pause_file);
-        config.rate_per_sec = RATE;
         config.consumer_indirection_file = Some(consumers_file);
+        let mut canary_config = config.clone();
+        config.rate_per_sec = RATE;
+        config.topics.retain(|t| t != canary::TOPIC);
+        config.groups.retain(|g| g != canary::GROUP);
+        canary_config.topics = vec![canary::TOPIC.to_owned()];
+        canary_config.groups = vec![canary::GROUP.to_owned()];
+        canary_config.rate_per_sec = canary::RATE_PER_SEC;
+        canary_config.first_seq = canary::FIRST_SEQ;
         let workload = Workload::start(config).map_err(DrillError::world)?;
+        let canary = Workload::start(canary_config).map_err(DrillError::world)?;
         let stage = Stage {
             world,
             groups,
             pause_file,
             workload,
+            canary,
         };
         Ok((stage, replicator))
     }
@@ -75,12 +86,15 @@ impl<'a> Stage<'a> {
     pub(super) async fn warm_up(&self, replicator: &Replicator) -> Result<(), DrillError> {
         let warm = wait_for(Duration::from_secs(30), || {
             let w = self.workload.stats();
+            let c = self.canary.stats();
             let r = replicator.stats();
             w.acknowledged >= 200
-                && self
-                    .groups
-                    .iter()
-                    .all(|g| w.groups.get(g).is_some_and(|s| s.commits > 0))
+                && self.groups.iter().all(|g| {
+                    w.groups
+                        .get(g)
+                        .or_else(|| c.groups.get(g))
+                        .is_some_and(|s| s.commits > 0)
+                })
                 && r.checkpoints_written >= self.groups.len() as u64
         })
         .await;
@@ -140,9 +154,13 @@ impl<'a> Stage<'a> {
         }
         let flow_back = Replicator::start(config).map_err(DrillError::world)?;
         let traffic = self.workload.stats().acknowledged;
+        // Long enough on DR for the canary to show whether publishing stabilized.
+        let canary_for = canary::STABLE_FOR + Duration::from_millis(500);
+        let canary_since = Instant::now();
         let ready = wait_for(Duration::from_secs(30), || {
             let r = flow_back.stats();
-            self.workload.stats().acknowledged >= traffic + 200
+            canary_since.elapsed() >= canary_for
+                && self.workload.stats().acknowledged >= traffic + 200
                 && r.records_copied > 0
                 && r.checkpoints_written >= self.groups.len() as u64
         })
@@ -161,14 +179,16 @@ impl<'a> Stage<'a> {
     }
 
     /// Producers stop, consumers finish what was written (until nothing new arrives for 600 ms,
-    /// at most 10 s), and the workload hands over its ledger.
-    pub(super) async fn wind_down(self) -> Result<Ledger, DrillError> {
+    /// at most 10 s), and the workloads hand over their ledgers: everything (the canary's
+    /// records among the workload's, in time order), and the canary's alone.
+    pub(super) async fn wind_down(self) -> Result<(Ledger, Ledger), DrillError> {
         std::fs::write(&self.pause_file, "").map_err(DrillError::world)?;
         self.producers_paused().await;
-        let mut last = self.workload.stats().consumed;
+        let consumed = || self.workload.stats().consumed + self.canary.stats().consumed;
+        let mut last = consumed();
         let mut still_since = Instant::now();
         wait_for(Duration::from_secs(10), || {
-            let now = self.workload.stats().consumed;
+            let now = consumed();
             if now != last {
                 last = now;
                 still_since = Instant::now();
@@ -176,14 +196,22 @@ impl<'a> Stage<'a> {
             still_since.elapsed() > Duration::from_millis(600)
         })
         .await;
-        Ok(self.workload.stop())
+        let canary = self.canary.stop();
+        let mut all = self.workload.stop();
+        all.produced.extend(canary.produced.iter().cloned());
+        all.produced.sort_by_key(|r| r.acked_at_us);
+        all.consumed.extend(canary.consumed.iter().cloned());
+        all.consumed.sort_by_key(|r| r.read_at_us);
+        all.attachments.extend(canary.attachments.iter().cloned());
+        all.failed.extend(canary.failed.iter().cloned());
+        Ok((all, canary))
     }
 
     /// Waits (at most 10 s) until every producer has seen the pause file and has nothing in
     /// flight.
     async fn producers_paused(&self) {
         wait_for(Duration::from_secs(10), || {
-            self.workload.stats().producers_paused()
+            self.workload.stats().producers_paused() && self.canary.stats().producers_paused()
         })
         .await;
     }

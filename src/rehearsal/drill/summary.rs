@@ -3,7 +3,8 @@
 
 use std::fmt::Display;
 
-use super::DrillReport;
+use super::{CanaryFigures, DrillReport, Latency};
+use crate::report::incident::Rto;
 use crate::report::{format_ms, tables::run_table};
 
 /// A figure for people: the number, or "unknown" when there is none (never Rust's `None`).
@@ -24,6 +25,14 @@ pub fn summary(report: &DrillReport) -> String {
         ));
     }
     rereads(&mut out, report);
+    for (at, figures) in [
+        ("failover", &report.canary),
+        ("failback", &report.canary_failback),
+    ] {
+        if let Some(c) = figures {
+            canary(&mut out, at, c);
+        }
+    }
     out.push('\n');
     for c in &report.checks {
         let mark = if c.ok { "ok" } else { "FAILED" };
@@ -38,10 +47,7 @@ fn figures(out: &mut String, report: &DrillReport) {
         "\nrehearsal ({} scenario)\n",
         report.scenario.name()
     ));
-    out.push_str(&format!(
-        "  RTO (declaration to validated failover): {}\n",
-        format_ms(report.rto_ms)
-    ));
+    rto(out, report.rto.as_ref());
     out.push_str(&format!(
         "  replication lag at declaration:          {}\n",
         figure(report.lag_at_declaration.map(|l| format!("{l} records")))
@@ -78,4 +84,81 @@ fn rereads(out: &mut String, report: &DrillReport) {
             figure(g.kdr_estimate_at_failback)
         ));
     }
+}
+
+/// What the canary's clients saw across one switch.
+fn canary(out: &mut String, at: &str, c: &CanaryFigures) {
+    let ms = |v: Option<f64>| figure(v.map(|v| format!("{v:.1} ms")));
+    let latency = |l: &Latency| {
+        format!(
+            "p50 {}, p99 {}, max {}, {} errors",
+            ms(l.p50_ms),
+            ms(l.p99_ms),
+            ms(l.max_ms),
+            l.errors
+        )
+    };
+    out.push_str(&format!("  canary at the {at}:\n"));
+    out.push_str(&format!(
+        "    client-visible outage:    {}\n",
+        ms(c.outage_ms)
+    ));
+    for (when, l) in [
+        ("before", &c.before),
+        ("during", &c.during),
+        ("after", &c.after),
+    ] {
+        out.push_str(&format!("    publish {when:<6}           {}\n", latency(l)));
+    }
+    out.push_str(&format!(
+        "    stabilized:               {}\n",
+        match &c.stabilized_at {
+            Some(_) => format!(
+                "{} after the first publish on the new cluster",
+                ms(c.stabilized_after_first_ack_ms)
+            ),
+            None => "not within the drill".to_owned(),
+        }
+    ));
+    for (when, l) in [("before", &c.e2e_before), ("after", &c.e2e_after)] {
+        out.push_str(&format!(
+            "    end-to-end {when:<6}        p50 {}, p99 {}\n",
+            ms(l.p50_ms),
+            ms(l.p99_ms)
+        ));
+    }
+    out.push_str(&format!(
+        "    data gap:                 {} (kdr accepted {})\n    duplicates:               {} (kdr said {})\n",
+        c.gap_total(),
+        c.accepted_total(),
+        c.duplicates,
+        figure(c.kdr_may_reread)
+    ));
+}
+
+/// The RTO with exactly what it spans, and its phases.
+fn rto(out: &mut String, rto: Option<&Rto>) {
+    let Some(rto) = rto else {
+        out.push_str("  RTO:                                     unknown (no step finished)\n");
+        return;
+    };
+    out.push_str(&format!(
+        "  RTO:                                     {} ({})\n",
+        format_ms(rto.total_ms),
+        rto.label
+    ));
+    for p in &rto.phases {
+        out.push_str(&format!(
+            "    {:<12} {:>10}\n",
+            p.name,
+            format_ms(p.duration_ms)
+        ));
+    }
+    out.push_str(&format!(
+        "    {:<12} {:>10}\n    {:<12} {:>10}\n",
+        "other steps",
+        format_ms(rto.other_steps_ms),
+        "between steps",
+        format_ms(rto.between_steps_ms)
+    ));
 }

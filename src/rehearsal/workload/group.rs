@@ -291,6 +291,7 @@ impl GroupLoop {
                         offset: message.offset(),
                         seq,
                         session: attached.session,
+                        read_at_us: super::now_us(),
                     });
                 }
                 // Keep draining: a cluster that was down leaves many error events queued.

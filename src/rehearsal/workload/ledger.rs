@@ -23,6 +23,19 @@ pub struct ProducedRecord {
     pub seq: u64,
     /// The producer's number (`kdr-producer`).
     pub producer: u32,
+    /// When it was handed to the producer, in microseconds since the Unix epoch.
+    pub sent_at_us: u64,
+    /// When its acknowledgement arrived, in microseconds since the Unix epoch.
+    pub acked_at_us: u64,
+}
+
+/// A record a producer gave up on: what a client sees as a publish error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedSend {
+    /// When it was handed to the producer, in microseconds since the Unix epoch.
+    pub sent_at_us: u64,
+    /// When the failure was reported.
+    pub failed_at_us: u64,
 }
 
 /// A record a group read.
@@ -42,6 +55,8 @@ pub struct ConsumedRecord {
     pub seq: Option<u64>,
     /// Which attachment of the group read it (1 for the first cluster attached to).
     pub session: u32,
+    /// When it was read, in microseconds since the Unix epoch.
+    pub read_at_us: u64,
 }
 
 /// Where a group started reading a partition.
@@ -75,6 +90,8 @@ pub struct Ledger {
     pub consumed: Vec<ConsumedRecord>,
     /// Partition assignments, in order.
     pub attachments: Vec<Attachment>,
+    /// Records the producers gave up on, in the order they failed.
+    pub failed: Vec<FailedSend>,
 }
 
 /// What one group's reading adds up to.
@@ -238,6 +255,8 @@ mod tests {
             offset: i64::try_from(seq).unwrap_or(0),
             seq,
             producer: 0,
+            sent_at_us: seq,
+            acked_at_us: seq,
         }
     }
 
@@ -250,6 +269,7 @@ mod tests {
             offset: 0,
             seq: Some(seq),
             session,
+            read_at_us: seq,
         }
     }
 
@@ -283,6 +303,7 @@ mod tests {
                 attach("g", "primary", "orders", 1, StartPoint::Earliest),
                 attach("g", "dr", "primary.orders", 2, StartPoint::Earliest),
             ],
+            failed: Vec::new(),
         };
         let report = ledger.report(&["g".to_owned()], None);
         assert_eq!(report.acknowledged, 5);
@@ -319,6 +340,7 @@ mod tests {
                 attach("g", "dr", "orders", 2, StartPoint::Earliest),
                 attach("g", "dr", "primary.orders", 2, StartPoint::Committed(1)),
             ],
+            failed: Vec::new(),
         };
         let report = ledger.report(&["g".to_owned()], None);
         assert!(report.lost.is_empty());

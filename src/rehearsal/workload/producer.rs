@@ -9,7 +9,7 @@ use rdkafka::ClientContext;
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
-use super::{PRODUCER_HEADER, ProducedRecord, SEQ_HEADER, Shared, lock};
+use super::{PRODUCER_HEADER, ProducedRecord, SEQ_HEADER, Shared, lock, now_us};
 use crate::rehearsal::client::{self, sleep_unless};
 
 /// Producer context: acknowledged records go straight into the ledger.
@@ -22,9 +22,10 @@ struct LedgerContext {
 impl ClientContext for LedgerContext {}
 
 impl ProducerContext for LedgerContext {
-    type DeliveryOpaque = Box<u64>;
+    type DeliveryOpaque = Box<(u64, u64)>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<(u64, u64)>) {
+        let (seq, sent_at_us) = *sent;
         match result {
             Ok(message) => {
                 lock(&self.shared.ledger).produced.push(ProducedRecord {
@@ -32,12 +33,15 @@ impl ProducerContext for LedgerContext {
                     topic: message.topic().to_owned(),
                     partition: message.partition(),
                     offset: message.offset(),
-                    seq: *seq,
+                    seq,
                     producer: self.producer,
+                    sent_at_us,
+                    acked_at_us: now_us(),
                 });
                 lock(&self.shared.stats).acknowledged += 1;
             }
             Err((error, _)) => {
+                self.shared.failed(sent_at_us);
                 let mut stats = lock(&self.shared.stats);
                 stats.produce_failed += 1;
                 stats.errors += 1;
@@ -193,11 +197,13 @@ impl ProducerLoop {
                 key: PRODUCER_HEADER,
                 value: Some(producer_text.as_bytes()),
             });
-        let record = BaseRecord::with_opaque_to(topic, Box::new(seq))
+        let sent_at_us = now_us();
+        let record = BaseRecord::with_opaque_to(topic, Box::new((seq, sent_at_us)))
             .key(&key)
             .payload(&value)
             .headers(headers);
         if let Err((error, _)) = producer.send(record) {
+            self.shared.failed(sent_at_us);
             let mut stats = lock(&self.shared.stats);
             stats.produce_failed += 1;
             stats.errors += 1;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::journal::{self, EventBody, Journal, JournalError};
-use crate::rehearsal::Ledger;
+use crate::rehearsal::{Ledger, WorkloadConfig};
 use crate::report::incident::Rto;
 
 /// The canary's topic and group, added to the rehearsed plan's replication.
@@ -34,6 +34,17 @@ pub(super) fn is_canary_seq(seq: u64) -> bool {
 /// stabilized. The issue asks for 10 s; the embedded drill keeps DR's traffic for a few seconds
 /// only, so it uses 1 s.
 pub(super) const STABLE_FOR: Duration = Duration::from_secs(1);
+
+/// The canary's workload: its own topic and group, one record every 20 ms numbered from
+/// `first_seq`, through `base`'s indirection and pause files.
+pub(super) fn workload(base: &WorkloadConfig, first_seq: u64) -> WorkloadConfig {
+    let mut config = base.clone();
+    config.topics = vec![TOPIC.to_owned()];
+    config.groups = vec![GROUP.to_owned()];
+    config.rate_per_sec = RATE_PER_SEC;
+    config.first_seq = first_seq;
+    config
+}
 
 /// The `p`-th percentile (0 < p <= 100) of `values` by nearest rank; None when empty.
 pub(super) fn percentile(values: &[f64], p: f64) -> Option<f64> {

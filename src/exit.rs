@@ -88,6 +88,7 @@ impl ExitStatus for DrillError {
             // The embedded world failed, the disaster could not be staged, or kdr's own log
             // could not be read back: the drill failed, nothing was wrong with the plan.
             DrillError::World(_) | DrillError::Disaster(_) | DrillError::Evidence(_) => FAILED,
+            DrillError::Interrupted(_) => INTERRUPTED,
         }
     }
 

@@ -102,6 +102,9 @@ pub enum DrillError {
     Evidence(#[from] EvidenceError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Ctrl-C before any run started.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl DrillError {

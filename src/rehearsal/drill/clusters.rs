@@ -149,12 +149,13 @@ async fn drill(
     cancel: watch::Receiver<bool>,
 ) -> Result<ClusterDrillReport, DrillError> {
     let canary = start_canary(plan, dir)?;
-    warm_up(&canary).await?;
+    warm_up(&canary, &cancel).await?;
+    checkpointed(plan, &canary, &cancel).await?;
 
     let run = run_direction(plan, options, Direction::Failover, dir, cancel.clone()).await?;
     let mut failback = None;
     if options.failback && run.outcome == Outcome::Succeeded {
-        settle_on_dr(plan, &canary, options.stable_for).await;
+        settle_on_dr(plan, &canary, options.stable_for, &cancel).await;
         failback = Some(run_direction(plan, options, Direction::Failback, dir, cancel).await?);
     }
 
@@ -254,12 +255,14 @@ fn start_canary(plan: &Plan, dir: &Path) -> Result<Workload, DrillError> {
 
 /// The canary publishes on the primary and its group has committed there (what MirrorMaker 2
 /// checkpoints and the failover translates).
-async fn warm_up(canary: &Workload) -> Result<(), DrillError> {
+async fn warm_up(canary: &Workload, cancel: &watch::Receiver<bool>) -> Result<(), DrillError> {
     let warm = wait_for(WARM_UP, || {
         let s = canary.stats();
-        s.acknowledged >= 10 && s.groups.get(canary::GROUP).is_some_and(|g| g.commits > 0)
+        *cancel.borrow()
+            || s.acknowledged >= 10 && s.groups.get(canary::GROUP).is_some_and(|g| g.commits > 0)
     })
     .await;
+    interrupted(cancel)?;
     if warm {
         return Ok(());
     }
@@ -272,21 +275,100 @@ async fn warm_up(canary: &Workload) -> Result<(), DrillError> {
     )))
 }
 
+/// How long MirrorMaker 2 may take to checkpoint the canary group's commits (its
+/// `emit.checkpoints.interval.seconds` is 60 by default).
+const CHECKPOINTED_WITHIN: Duration = Duration::from_secs(120);
+
+/// Waits until MirrorMaker 2 has checkpointed every partition the canary group committed on the
+/// primary, read as `kdr offsets translate` reads it: without a checkpoint the failover has no
+/// translated offset for a partition, and the canary would read it from the beginning on DR.
+async fn checkpointed(
+    plan: &Plan,
+    canary: &Workload,
+    cancel: &watch::Receiver<bool>,
+) -> Result<(), DrillError> {
+    use crate::lookup::{LookupCtx, translate};
+    let clusters = crate::replication::Clusters::from_plan(plan).map_err(DrillError::world)?;
+    let request = translate::TranslateRequest {
+        direction: Direction::Failover,
+        apply: false,
+        batching: crate::replication::Batching::default(),
+    };
+    let selectors = [plan::Selector::Name(canary::GROUP.to_owned())];
+    let deadline = Instant::now() + CHECKPOINTED_WITHIN;
+    let mut missing = String::from("nothing read yet");
+    while Instant::now() < deadline {
+        interrupted(cancel)?;
+        let committed = canary
+            .stats()
+            .groups
+            .get(canary::GROUP)
+            .map(|g| g.committed.clone())
+            .unwrap_or_default();
+        let ctx = LookupCtx::quiet(tokio::time::Instant::now() + Duration::from_secs(10));
+        match translate::run(plan, &clusters, &request, &selectors, ctx).await {
+            Ok(report) => {
+                let rows: BTreeSet<(String, i32)> = report
+                    .groups
+                    .iter()
+                    .flat_map(|g| &g.partitions)
+                    .map(|p| (p.source_topic.clone(), p.partition))
+                    .collect();
+                let left: Vec<String> = committed
+                    .iter()
+                    .filter(|tp| !rows.contains(tp))
+                    .map(|(t, p)| format!("{t}-{p}"))
+                    .collect();
+                if !committed.is_empty() && left.is_empty() {
+                    return Ok(());
+                }
+                missing = format!("no checkpoint yet for {}", left.join(", "));
+            }
+            Err(e) => missing = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(DrillError::World(format!(
+        "MirrorMaker 2 did not checkpoint the canary group {} on {} within {} ({missing}): does the primary -> dr flow replicate and checkpoint it?",
+        canary::GROUP,
+        plan.dr.role,
+        humantime::format_duration(CHECKPOINTED_WITHIN)
+    )))
+}
+
 /// After the failover: the canary publishes and reads on DR, long enough to show whether
 /// publishing stabilized (at most [`ON_DR_AT_MOST`]; the failback runs either way, and the
 /// figures say what was seen).
-async fn settle_on_dr(plan: &Plan, canary: &Workload, stable_for: Duration) {
+async fn settle_on_dr(
+    plan: &Plan,
+    canary: &Workload,
+    stable_for: Duration,
+    cancel: &watch::Receiver<bool>,
+) {
     let since = Instant::now();
     let dr = &plan.dr.mm2_alias;
     wait_for(ON_DR_AT_MOST, || {
         let s = canary.stats();
-        since.elapsed() >= stable_for + Duration::from_millis(500)
-            && s.producer_clusters.iter().all(|c| c.as_deref() == Some(dr))
-            && s.groups
-                .get(canary::GROUP)
-                .is_some_and(|g| g.cluster.as_deref() == Some(dr) && g.commits > 0)
+        // Ctrl-C: the failback starts at once, and is interrupted before its first step.
+        *cancel.borrow()
+            || since.elapsed() >= stable_for + Duration::from_millis(500)
+                && s.producer_clusters.iter().all(|c| c.as_deref() == Some(dr))
+                && s.groups
+                    .get(canary::GROUP)
+                    .is_some_and(|g| g.cluster.as_deref() == Some(dr) && g.commits > 0)
     })
     .await;
+}
+
+/// Ctrl-C before the failover: the canary stops, nothing was failed over.
+fn interrupted(cancel: &watch::Receiver<bool>) -> Result<(), DrillError> {
+    if *cancel.borrow() {
+        return Err(DrillError::Interrupted(
+            "interrupted before the failover: the canary stopped and nothing was failed over"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// The plan's run in one direction, unattended: the operator confirmed the drill as a whole.

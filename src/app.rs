@@ -104,6 +104,7 @@ fn command(cli: Cli, out: &mut Stdout) -> Result<u8, Failure> {
         Command::Failover(args) => run_direction(Direction::Failover, args, color, out),
         Command::Failback(args) => run_direction(Direction::Failback, args, color, out),
         Command::Rehearse(args) => rehearse(args, color, out),
+        Command::Drill(args) => drill(args, color, out),
         Command::Lag(args) => lag(args, out),
         Command::Offsets(OffsetsCommand::Translate(args)) => offsets_translate(args, out),
         Command::Status(args) => status(args, out),
@@ -260,16 +261,6 @@ fn rehearse(args: crate::cli::RehearseArgs, color: bool, out: &mut Stdout) -> Re
         Output::Table => out.print(&drill::summary(&report)),
         Output::Json => out.json(&versioned(&report)),
     }
-    if let Some(format) = args.report {
-        let mut logs = vec![report.run.log.clone()];
-        logs.extend(report.failback.as_ref().map(|b| b.log.clone()));
-        incident_report(&logs, format, args.report_file.as_deref(), out)?;
-    }
-    let code = match report.run.outcome {
-        Outcome::Succeeded if report.passed() => exit::OK,
-        Outcome::Succeeded => exit::FAILED,
-        other => exit::of_outcome(other),
-    };
     let mut logs = vec![report.run.log.as_path()];
     logs.extend(report.failback.as_ref().map(|f| f.log.as_path()));
     let verdict = metrics::DrillFigures {
@@ -279,12 +270,108 @@ fn rehearse(args: crate::cli::RehearseArgs, color: bool, out: &mut Stdout) -> Re
             .unwrap_or_default(),
         passed: report.passed(),
     };
+    drill_evidence(&args.evidence, report.run.outcome, &logs, &verdict, out)
+}
+
+/// `kdr drill`: the game day on the plan's clusters, once the operator has confirmed them.
+fn drill(args: crate::cli::DrillArgs, color: bool, out: &mut Stdout) -> Result<u8, Failure> {
+    use crate::rehearsal::drill::clusters;
+    let plan = clusters::load_plan(&args.plan)?;
+    if !args.yes && !TerminalPrompt.attended() {
+        // Nobody to ask: refused before any cluster is contacted.
+        confirm_drill(&plan, args.failback, &mut TerminalPrompt)?;
+    }
+    let runtime = Async::start()?;
+    // A drill the engine would refuse for where write authority is says so before anything is
+    // asked or started.
+    let refused = runtime
+        .0
+        .block_on(engine::authority_refusal(&plan, Direction::Failover))?;
+    if let Some(refusal) = refused {
+        eprintln!("{refusal}");
+        return Ok(exit::FAILED);
+    }
+    if !args.yes {
+        confirm_drill(&plan, args.failback, &mut TerminalPrompt)?;
+    }
+    let options = clusters::ClusterDrillOptions {
+        failback: args.failback,
+        log_dir: args.log_dir,
+        stable_for: args.stable_for,
+        operator: login_name().unwrap_or_else(|| "kdr-drill".to_owned()),
+        color,
+    };
+    let report = runtime.run_cancellable(|cancel| clusters::run(plan, options, cancel))?;
+    match args.output {
+        Output::Table => out.print(&clusters::summary(&report)),
+        Output::Json => out.json(&versioned(&report)),
+    }
+    let verdict = metrics::DrillFigures {
+        plan: report.plan.clone(),
+        scenario: "clusters".to_owned(),
+        passed: report.passed(),
+    };
+    drill_evidence(
+        &args.evidence,
+        report.run.outcome,
+        &report.logs(),
+        &verdict,
+        out,
+    )
+}
+
+/// A drill's exit code, after its report and metrics file are written as asked: 0 when the
+/// failover succeeded and every check held.
+fn drill_evidence(
+    evidence: &crate::cli::DrillEvidenceArgs,
+    outcome: Outcome,
+    logs: &[&std::path::Path],
+    verdict: &metrics::DrillFigures,
+    out: &mut Stdout,
+) -> Result<u8, Failure> {
+    if let Some(format) = evidence.report {
+        let logs: Vec<std::path::PathBuf> = logs.iter().map(|l| l.to_path_buf()).collect();
+        incident_report(&logs, format, evidence.report_file.as_deref(), out)?;
+    }
+    let code = match outcome {
+        Outcome::Succeeded if verdict.passed => exit::OK,
+        Outcome::Succeeded => exit::FAILED,
+        other => exit::of_outcome(other),
+    };
     Ok(with_metrics(
         code,
-        args.metrics_file.as_deref(),
-        &logs,
-        Some(&verdict),
+        evidence.metrics_file.as_deref(),
+        logs,
+        Some(verdict),
     ))
+}
+
+/// `kdr drill` fails over real clusters: at a terminal the operator reads which, and types the
+/// plan's name to go ahead; with nobody to ask, only --yes starts it.
+fn confirm_drill(plan: &Plan, failback: bool, prompt: &mut dyn Prompt) -> Result<(), EdgeError> {
+    use crate::rehearsal::drill::clusters::clusters_named;
+    let clusters = clusters_named(plan);
+    if !prompt.attended() {
+        return Err(EdgeError::Usage(format!(
+            "refusing to drill without a confirmation: kdr drill disturbs {clusters}; pass --yes, or run it at a terminal and type the plan's name"
+        )));
+    }
+    let moves = if failback {
+        "fail over, then back,"
+    } else {
+        "fail over"
+    };
+    let question = format!(
+        "kdr drill will {moves} plan `{}` on these clusters, with a canary publishing across the switch:\n  primary: {}\n  dr:      {}\nType the plan's name to go ahead: ",
+        plan.name, plan.primary.bootstrap_servers, plan.dr.bootstrap_servers
+    );
+    match prompt.ask(&question) {
+        Some(answer) if answer.trim() == plan.name => Ok(()),
+        _ => Err(EdgeError::Aborted(format!(
+            "aborted: the answer was not the plan's name `{}`; nothing was done to {clusters}",
+            plan.name
+        ))),
+    }
 }
 
 /// Write the metrics file, when asked for, from the runs' incident logs. A file that could not
@@ -761,6 +848,29 @@ mod tests {
             Command::Failover(args) => args,
             other => panic!("not a failover: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_drill_goes_ahead_only_when_the_plans_name_is_typed_after_the_clusters_are_named() {
+        let plan = crate::rehearsal::drill::load_plan(None).expect("bundled plan");
+        let mut script = Script::new(&["rehearsal\n"]);
+        confirm_drill(&plan, true, &mut script).expect("confirmed");
+        assert_eq!(script.asked.len(), 1);
+        let question = &script.asked[0];
+        for named in ["fail over, then back,", "127.0.0.1:9092", "127.0.0.1:9093"] {
+            assert!(question.contains(named), "{named} not in {question:?}");
+        }
+        for answer in [&["yes"][..], &[""], &[]] {
+            let mut script = Script::new(answer);
+            let err = confirm_drill(&plan, false, &mut script).expect_err("not confirmed");
+            assert_eq!(err.exit_code(), exit::ABORTED, "{answer:?}");
+            assert!(err.to_string().contains("nothing was done"), "{err}");
+        }
+        let mut script = Script::new(&["rehearsal"]);
+        script.attended = false;
+        let err = confirm_drill(&plan, false, &mut script).expect_err("nobody to ask");
+        assert_eq!(err.exit_code(), exit::USAGE);
+        assert!(script.asked.is_empty());
     }
 
     #[test]

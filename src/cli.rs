@@ -60,6 +60,12 @@ pub enum Command {
     /// lost, records re-read). No Kafka needed.
     #[command(after_help = crate::exit::HELP)]
     Rehearse(RehearseArgs),
+    /// A game day on the clusters the plan names: check the plan replicates the canary's topic
+    /// and group (`kdr-canary`), start the canary, fail over (and with --failback, back), stop
+    /// the canary and check what its clients saw against kdr's figures. It disturbs those
+    /// clusters: at a terminal it asks for the plan's name first; elsewhere it needs --yes.
+    #[command(after_help = crate::exit::HELP)]
+    Drill(DrillArgs),
     /// A report from incident logs alone (a failover and its failback together when both are
     /// given): timeline, RTO and its phases, RPO per partition, offset translation, re-reads.
     /// Exit 2 when a log is missing, unreadable or corrupt, or the output file cannot be written.
@@ -121,6 +127,13 @@ pub struct RehearseArgs {
     /// Print the drill's report as JSON on stdout.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    #[command(flatten)]
+    pub evidence: DrillEvidenceArgs,
+}
+
+/// What a drill leaves behind besides its summary and logs (`kdr rehearse` and `kdr drill`).
+#[derive(Debug, Args)]
+pub struct DrillEvidenceArgs {
     /// Write the run's figures here in Prometheus text format (for node_exporter's textfile
     /// collector), replacing the file whole: outcome, durations, step statuses, RTO, RPO.
     #[arg(long, value_name = "PATH")]
@@ -132,6 +145,34 @@ pub struct RehearseArgs {
     /// Where --report writes.
     #[arg(long, value_name = "FILE", requires = "report")]
     pub report_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The plan file. Its clusters are the ones failed over; its replication must cover the
+    /// canary's topic and group, and its hooks move the canary through the files in
+    /// $KDR_REHEARSAL_DIR as runbooks/rehearsal.yaml's do.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Also run the plan's failback, once the canary has settled on DR.
+    #[arg(long)]
+    pub failback: bool,
+    /// Do not ask: these are the clusters to disturb. Without it kdr asks at a terminal for the
+    /// plan's name, and refuses (exit 2) when there is no terminal to ask at.
+    #[arg(long)]
+    pub yes: bool,
+    /// Write every incident log of the drill (failover and failback) under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// How long the canary's publishing must stay clean (no errors, p99 within 2x its baseline)
+    /// to count as stabilized after a switch (humantime: 10s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub stable_for: std::time::Duration,
+    /// Print the drill's report as JSON on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub evidence: DrillEvidenceArgs,
 }
 
 /// Which replication flow a look-up reads.

@@ -83,11 +83,12 @@ impl ExitStatus for DrillError {
         match self {
             DrillError::Plan(e) => e.exit_code(),
             // A plan the drill cannot rehearse is a plan problem, found before anything ran.
-            DrillError::Unsuitable { .. } => USAGE,
+            DrillError::Unsuitable { .. } | DrillError::CanaryNotReplicated { .. } => USAGE,
             DrillError::Engine(e) => e.exit_code(),
             // The embedded world failed, the disaster could not be staged, or kdr's own log
             // could not be read back: the drill failed, nothing was wrong with the plan.
             DrillError::World(_) | DrillError::Disaster(_) | DrillError::Evidence(_) => FAILED,
+            DrillError::Interrupted(_) => INTERRUPTED,
         }
     }
 
@@ -115,6 +116,9 @@ pub enum EdgeError {
     /// A usage rule the command line cannot express (clap reports the rest itself).
     #[error("{0}")]
     Usage(String),
+    /// The operator did not confirm at the terminal: nothing was done.
+    #[error("{0}")]
+    Aborted(String),
 }
 
 impl ExitStatus for EdgeError {
@@ -122,6 +126,7 @@ impl ExitStatus for EdgeError {
         match self {
             EdgeError::Runtime(_) => FAILED,
             EdgeError::Usage(_) => USAGE,
+            EdgeError::Aborted(_) => ABORTED,
         }
     }
 }

@@ -150,6 +150,21 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// What translate_offsets did with one group: the `outcome` field of its `group` observation,
+/// the typed word readers count (the metrics' translated groups), never the observation's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupOutcome {
+    /// The translated offsets were committed on the target.
+    Committed,
+    /// A dry run: they would have been.
+    WouldCommit,
+    /// The group has live members on the target: it was not touched.
+    Refused,
+    /// The target refused the commit.
+    CommitRefused,
+}
+
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -14,7 +14,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub use event::{Event, EventBody, Outcome, SCHEMA_VERSION, StepStatus};
+pub use event::{Event, EventBody, GroupOutcome, Outcome, SCHEMA_VERSION, StepStatus};
 pub use recorder::{EventSink, Recorder};
 pub use summary::{RunReport, StepReport, WholeRun, whole_run};
 

@@ -14,6 +14,7 @@
 
 mod canary;
 mod checks;
+pub mod clusters;
 mod disaster;
 mod evidence;
 mod measure;
@@ -22,6 +23,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,6 +35,7 @@ pub use evidence::EvidenceError;
 pub use summary::summary;
 
 use self::disaster::Disaster;
+use self::evidence::Evidence;
 use self::measure::Measurement;
 use self::stage::Stage;
 use super::{EmbeddedWorld, Role as WorldRole, TopicSpec, WorldError, WorldSpec};
@@ -83,6 +86,12 @@ pub enum DrillError {
     Plan(#[from] PlanError),
     #[error("failed to rehearse plan {plan}: {why}")]
     Unsuitable { plan: String, why: String },
+    /// `kdr drill`'s canary would not be replicated or translated: nothing was started.
+    #[error(
+        "failed to drill with {}: its replication does not cover the canary; add {add} (and have MirrorMaker 2 replicate them too)",
+        plan_file.display()
+    )]
+    CanaryNotReplicated { plan_file: PathBuf, add: String },
     #[error("failed to set up the embedded world: {0}")]
     World(String),
     /// The disaster scenario could not take the primary down: what ran was no disaster.
@@ -93,6 +102,9 @@ pub enum DrillError {
     Evidence(#[from] EvidenceError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Ctrl-C before any run started.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl DrillError {
@@ -289,30 +301,21 @@ async fn drill(
         failback
     });
     let measured = Measurement::take(plan, world, groups, &ledger, &run, failback.as_ref()).await?;
-    let mut logs = vec![run.log.clone()];
-    logs.extend(failback.as_ref().map(|b| b.log.clone()));
-    let mut rtos = incident::load(&logs)
-        .map_err(EvidenceError::from)?
-        .runs
-        .into_iter()
-        .map(|r| r.rto);
-    let rto = rtos.next().flatten();
-    let rto_back = rtos.next().flatten();
-    let (canary, canary_failback) = canary_figures(
-        plan,
-        &canary_ledger,
-        &measured,
-        rto.as_ref(),
-        rto_back.as_ref(),
-    );
-    for (figures, log) in [(&canary, &run.log)]
-        .into_iter()
-        .chain(failback.as_ref().map(|b| (&canary_failback, &b.log)))
-    {
-        if let Some(figures) = figures {
-            figures.append_to(log).map_err(EvidenceError::from)?;
-        }
-    }
+    let canary_group = measured.rereads.iter().find(|g| g.group == canary::GROUP);
+    let ground = CanaryGround {
+        on_dr: &measured.on_dr,
+        on_primary: measured.on_primary.as_ref(),
+        at_failover: &measured.at_failover,
+        at_failback: measured.at_failback.as_ref(),
+        rereads: canary_group.map_or((0, 0), |g| (g.reread_at_failover, g.reread_at_failback)),
+        stable_for: canary::STABLE_FOR,
+    };
+    let Switches {
+        rto,
+        canary,
+        canary_failback,
+        ..
+    } = switches(plan, &canary_ledger, &ground, &run, failback.as_ref())?;
     let mut checks = checks::all(options.scenario, &run, failback.as_ref(), &measured);
     checks.extend(checks::canary(
         options.scenario,
@@ -338,18 +341,77 @@ async fn drill(
     })
 }
 
+/// What the canary's figures are measured against: the sequence numbers found on each switch's
+/// new cluster, kdr's figures from each run's log, and what the canary group read twice at each.
+struct CanaryGround<'a> {
+    /// The canary's records found on DR (its replica of the primary's topic), and after a
+    /// failback on the primary (its replica of DR's).
+    on_dr: &'a BTreeSet<u64>,
+    on_primary: Option<&'a BTreeSet<u64>>,
+    at_failover: &'a Evidence,
+    at_failback: Option<&'a Evidence>,
+    /// Canary records read twice at the failover and at the failback.
+    rereads: (usize, usize),
+    /// How long publishing must stay clean to count as stabilized.
+    stable_for: std::time::Duration,
+}
+
+/// The runs' RTOs as `kdr report` computes them from their logs, and the canary's figures
+/// around each switch (None where a run's RTO span is unknown).
+struct Switches {
+    rto: Option<Rto>,
+    rto_back: Option<Rto>,
+    canary: Option<CanaryFigures>,
+    canary_failback: Option<CanaryFigures>,
+}
+
+/// Measures the canary around the failover and, when it ran, the failback, and appends its
+/// figures to each run's log (so `kdr report` rebuilds them from the logs alone).
+fn switches(
+    plan: &Plan,
+    ledger: &super::Ledger,
+    ground: &CanaryGround<'_>,
+    run: &RunReport,
+    failback: Option<&RunReport>,
+) -> Result<Switches, DrillError> {
+    let mut logs = vec![run.log.clone()];
+    logs.extend(failback.map(|b| b.log.clone()));
+    let mut rtos = incident::load(&logs)
+        .map_err(EvidenceError::from)?
+        .runs
+        .into_iter()
+        .map(|r| r.rto);
+    let rto = rtos.next().flatten();
+    let rto_back = rtos.next().flatten();
+    let (canary, canary_failback) =
+        canary_figures(plan, ledger, ground, rto.as_ref(), rto_back.as_ref());
+    for (figures, log) in [(&canary, &run.log)]
+        .into_iter()
+        .chain(failback.map(|b| (&canary_failback, &b.log)))
+    {
+        if let Some(figures) = figures {
+            figures.append_to(log).map_err(EvidenceError::from)?;
+        }
+    }
+    Ok(Switches {
+        rto,
+        rto_back,
+        canary,
+        canary_failback,
+    })
+}
+
 /// The canary's figures around the failover and, when it ran, the failback (None where a run's
 /// RTO span is unknown).
 fn canary_figures(
     plan: &Plan,
     ledger: &super::Ledger,
-    measured: &Measurement,
+    ground: &CanaryGround<'_>,
     rto: Option<&Rto>,
     rto_back: Option<&Rto>,
 ) -> (Option<CanaryFigures>, Option<CanaryFigures>) {
     let span = rto.and_then(canary::Switch::span);
     let span_back = rto_back.and_then(canary::Switch::span);
-    let rereads = measured.rereads.iter().find(|g| g.group == canary::GROUP);
     let failover = span.map(|(start_us, end_us)| {
         let switch = canary::Switch {
             from: &plan.primary.mm2_alias,
@@ -358,17 +420,18 @@ fn canary_figures(
             end_us,
             lo_us: 0,
             hi_us: span_back.map_or(u64::MAX, |(s, _)| s),
+            stable_for: ground.stable_for,
         };
         CanaryFigures::measure(
             ledger,
             &switch,
-            &measured.on_dr,
-            measured.at_failover.accepted_loss_on(canary::TOPIC),
-            rereads.map_or(0, |g| g.reread_at_failover),
-            measured.at_failover.may_reread(canary::GROUP),
+            ground.on_dr,
+            ground.at_failover.accepted_loss_on(canary::TOPIC),
+            ground.rereads.0,
+            ground.at_failover.may_reread(canary::GROUP),
         )
     });
-    let failback = span.zip(span_back).zip(measured.on_primary.as_ref()).map(
+    let failback = span.zip(span_back).zip(ground.on_primary).map(
         |(((_, failover_end), (start_us, end_us)), on_primary)| {
             let switch = canary::Switch {
                 from: &plan.dr.mm2_alias,
@@ -377,14 +440,15 @@ fn canary_figures(
                 end_us,
                 lo_us: failover_end,
                 hi_us: u64::MAX,
+                stable_for: ground.stable_for,
             };
-            let evidence = measured.at_failback.clone().unwrap_or_default();
+            let evidence = ground.at_failback.cloned().unwrap_or_default();
             CanaryFigures::measure(
                 ledger,
                 &switch,
                 on_primary,
                 evidence.accepted_loss_on(canary::TOPIC),
-                rereads.map_or(0, |g| g.reread_at_failback),
+                ground.rereads.1,
                 evidence.may_reread(canary::GROUP),
             )
         },

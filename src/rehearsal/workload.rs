@@ -188,6 +188,8 @@ pub struct GroupStats {
     pub waiting_for_offsets: bool,
     /// Commits sent.
     pub commits: u64,
+    /// The (topic, partition)s committed in the current attachment: what MM2 checkpoints.
+    pub committed: BTreeSet<(String, i32)>,
 }
 
 struct Shared {

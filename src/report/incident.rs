@@ -297,6 +297,17 @@ fn epoch_ms(ts: &str) -> Option<i128> {
     Some(d.as_millis() as i128)
 }
 
+/// The RTO of one run's events, exactly as the report computes it (the metrics file shows the
+/// same figure); None when it has no finished step or the events are not an incident log.
+pub fn run_rto(events: &[Event]) -> Option<Rto> {
+    if events.is_empty() {
+        return None;
+    }
+    RunSection::from_events(Path::new("-"), events, false)
+        .ok()?
+        .rto
+}
+
 /// The date and time of a log timestamp for people: `2026-12-02 06:24:30.875`.
 pub fn human_ts(ts: &str) -> String {
     ts.trim_end_matches('Z').replacen('T', " ", 1)

@@ -14,7 +14,8 @@ use std::time::UNIX_EPOCH;
 
 use serde::Deserialize;
 
-use crate::journal::{self, Event, EventBody, JournalError, Outcome, StepStatus};
+use super::incident;
+use crate::journal::{self, Event, EventBody, GroupOutcome, JournalError, Outcome, StepStatus};
 use crate::plan::Direction;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,8 @@ pub struct RunFigures {
     pub finished_at: Option<f64>,
     /// Each step's last `step_finished`, by step number (a resumed run's earlier steps too).
     pub steps: BTreeMap<usize, StepFigure>,
-    /// The declaration (the declare step done) to the successful end of the run.
+    /// The report's RTO (declare gate opened -> validated, see [`incident::run_rto`]), for a
+    /// run that succeeded.
     pub rto_seconds: Option<f64>,
     /// Records accepted as lost by wait_replication (None: no loss was decided on).
     pub records_accepted_lost: Option<i64>,
@@ -65,6 +67,13 @@ struct RpoBaseline {
     total_lag_records: Option<i64>,
 }
 
+/// translate_offsets' `group` observation, as far as the metrics read it (older logs have no
+/// `outcome`: their groups are not counted).
+#[derive(Deserialize)]
+struct GroupObserved {
+    outcome: Option<GroupOutcome>,
+}
+
 /// wait_replication's decision at its bound.
 #[derive(Deserialize)]
 struct LossDecision {
@@ -79,7 +88,6 @@ impl RunFigures {
 
     pub fn from_events(events: &[Event]) -> Self {
         let mut f = RunFigures::default();
-        let mut declared_at = None;
         for event in events {
             match &event.body {
                 EventBody::RunStarted {
@@ -100,9 +108,6 @@ impl RunFigures {
                     duration_ms,
                     ..
                 } => {
-                    if kind == "declare" && *status == StepStatus::Ok {
-                        declared_at = unix_seconds(&event.ts);
-                    }
                     f.steps.insert(
                         *step,
                         StepFigure {
@@ -118,12 +123,14 @@ impl RunFigures {
                     }
                 }
                 EventBody::Observation {
-                    kind, name, detail, ..
-                } if kind.as_deref() == Some("translate_offsets")
-                    && name == "group"
-                    && detail.contains(": committed ") =>
-                {
-                    f.groups_translated += 1;
+                    kind, name, data, ..
+                } if kind.as_deref() == Some("translate_offsets") && name == "group" => {
+                    let outcome = GroupObserved::deserialize(data)
+                        .ok()
+                        .and_then(|g| g.outcome);
+                    if outcome == Some(GroupOutcome::Committed) {
+                        f.groups_translated += 1;
+                    }
                 }
                 EventBody::Decision { kind, data, .. }
                     if kind.as_deref() == Some("wait_replication") =>
@@ -140,13 +147,12 @@ impl RunFigures {
                     f.outcome = Some(*outcome);
                     f.duration_ms = Some(*duration_ms);
                     f.finished_at = unix_seconds(&event.ts);
-                    f.rto_seconds = match (outcome, declared_at, f.finished_at) {
-                        (Outcome::Succeeded, Some(from), Some(to)) => Some((to - from).max(0.0)),
-                        _ => None,
-                    };
                 }
                 _ => {}
             }
+        }
+        if f.outcome == Some(Outcome::Succeeded) {
+            f.rto_seconds = incident::run_rto(events).map(|rto| seconds(rto.total_ms));
         }
         f
     }
@@ -249,7 +255,7 @@ pub fn render(runs: &[RunFigures], drill: Option<&DrillFigures>) -> String {
     out.per_run(
         runs,
         "kdr_rto_seconds",
-        "Recovery time: from the declaration to the run's successful end.",
+        "Recovery time, as kdr report states it: from the declare gate opening to the validated switch (or the last finished step), for a run that succeeded.",
         |r| r.rto_seconds,
     );
     out.per_run(
@@ -446,23 +452,41 @@ mod tests {
         }
     }
 
-    /// translate_offsets' word on one group, as the step logs it.
-    fn translate_group(seq: u64, detail: &str) -> Event {
+    fn started(step: usize, kind: &str) -> EventBody {
+        EventBody::StepStarted {
+            step,
+            kind: kind.to_owned(),
+            summary: String::new(),
+        }
+    }
+
+    /// translate_offsets' word on one group, as the step logs it: its translation and what was
+    /// done with it.
+    fn translate_group(seq: u64, detail: &str, outcome: GroupOutcome) -> Event {
         let body = EventBody::Observation {
             step: Some(3),
             kind: Some("translate_offsets".to_owned()),
             name: "group".to_owned(),
             detail: detail.to_owned(),
-            data: serde_json::Value::Null,
+            data: serde_json::json!({
+                "outcome": outcome,
+                "group": "g",
+                "state": "empty",
+                "partitions": [],
+            }),
         };
         event(seq, "2026-12-02T06:00:04.000Z", body)
     }
 
+    /// A failover whose declare gate opens at 0.5 s and whose validate step finishes ok at
+    /// 11.5 s; the run ends at 12 s.
     fn log() -> Vec<Event> {
+        let ts = |s: &str| format!("2026-12-02T06:00:{s}Z");
+        let at = |seq: u64, s: &str, body: EventBody| event(seq, &ts(s), body);
         vec![
-            event(
+            at(
                 1,
-                "2026-12-02T06:00:00.000Z",
+                "00.000",
                 EventBody::RunStarted {
                     plan: "orders \"dr\"".to_owned(),
                     fingerprint: "sha256:0".to_owned(),
@@ -477,9 +501,10 @@ mod tests {
                     pid: 1,
                 },
             ),
-            event(
-                2,
-                "2026-12-02T06:00:01.500Z",
+            at(2, "00.500", started(1, "declare")),
+            at(
+                3,
+                "01.500",
                 EventBody::Observation {
                     step: Some(1),
                     kind: Some("declare".to_owned()),
@@ -488,14 +513,11 @@ mod tests {
                     data: serde_json::json!({ "total_lag_records": 7 }),
                 },
             ),
-            event(
-                3,
-                "2026-12-02T06:00:02.000Z",
-                finished(1, "declare", StepStatus::Ok, 2000),
-            ),
-            event(
-                4,
-                "2026-12-02T06:00:03.000Z",
+            at(4, "02.000", finished(1, "declare", StepStatus::Ok, 1500)),
+            at(5, "02.000", started(2, "wait_replication")),
+            at(
+                6,
+                "03.000",
                 EventBody::Decision {
                     step: Some(2),
                     kind: Some("wait_replication".to_owned()),
@@ -505,21 +527,33 @@ mod tests {
                     data: serde_json::json!({ "lost_records": 7, "per_partition": [] }),
                 },
             ),
-            event(
-                5,
-                "2026-12-02T06:00:03.000Z",
+            at(
+                7,
+                "03.000",
                 finished(2, "wait_replication", StepStatus::Ok, 1000),
             ),
-            translate_group(6, "group billing: committed 4 of 4 partitions on dr"),
-            translate_group(7, "group app has live members on dr: refused"),
-            event(
-                8,
-                "2026-12-02T06:00:04.250Z",
+            at(8, "03.000", started(3, "translate_offsets")),
+            translate_group(
+                9,
+                "group billing: committed 4 of 4 partitions on dr",
+                GroupOutcome::Committed,
+            ),
+            // Its text says "committed", its outcome does not: the outcome is what counts.
+            translate_group(
+                10,
+                "group app: committed nothing: has live members on dr: refused",
+                GroupOutcome::Refused,
+            ),
+            at(
+                11,
+                "04.250",
                 finished(3, "translate_offsets", StepStatus::Ok, 1250),
             ),
-            event(
-                9,
-                "2026-12-02T06:00:12.000Z",
+            at(12, "04.500", started(4, "validate")),
+            at(13, "11.500", finished(4, "validate", StepStatus::Ok, 7000)),
+            at(
+                14,
+                "12.000",
                 EventBody::RunFinished {
                     outcome: Outcome::Succeeded,
                     duration_ms: 12_000,
@@ -530,29 +564,31 @@ mod tests {
     }
 
     #[test]
-    fn figures_come_from_the_log_and_rto_runs_from_the_declaration() {
+    fn figures_come_from_the_log_and_rto_is_the_reports_from_declare_gate_to_validated() {
         let f = RunFigures::from_events(&log());
         assert_eq!(f.outcome, Some(Outcome::Succeeded));
         assert_eq!(f.duration_ms, Some(12_000));
-        assert_eq!(f.rto_seconds, Some(10.0));
+        assert_eq!(f.rto_seconds, Some(11.0));
+        let rto = incident::run_rto(&log()).expect("the report's rto");
+        assert_eq!(f.rto_seconds, Some(rto.total_ms as f64 / 1000.0));
         assert_eq!(f.lag_at_declaration, Some(7));
         assert_eq!(f.records_accepted_lost, Some(7));
         assert_eq!(f.groups_translated, 1, "a refused group is not translated");
-        assert_eq!(f.steps.len(), 3);
+        assert_eq!(f.steps.len(), 4);
         assert_eq!(f.steps[&3].duration_ms, 1250);
     }
 
     #[test]
     fn a_failed_run_has_no_rto_and_says_which_step_failed() {
         let mut events = log();
-        events.truncate(5);
+        events.truncate(8);
         events.push(event(
-            6,
+            9,
             "2026-12-02T06:00:05.000Z",
             finished(3, "translate_offsets", StepStatus::Failed, 10),
         ));
         events.push(event(
-            7,
+            10,
             "2026-12-02T06:00:05.000Z",
             EventBody::RunFinished {
                 outcome: Outcome::Failed,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{StepCtx, StepDone, StepError, StepResult};
+use crate::journal::GroupOutcome;
 use crate::kafka::TopicPartition;
 use crate::mm2::CheckpointIndex;
 use crate::plan::{Groups, MissingCheckpoint, Role, TranslateOffsets};
@@ -339,7 +340,8 @@ fn record_group(
     record_reprocessing(ctx, &plan, source_committed, syncs)?;
     if plan.state == GroupState::Active {
         let what = format!("group {name} has live members on {target_role}: refused");
-        ctx.recorder.observe("group", what, detail(&plan)?)?;
+        let data = observed(&plan, GroupOutcome::Refused)?;
+        ctx.recorder.observe("group", what, data)?;
         tally.refused.push(name);
         return Ok(());
     }
@@ -348,7 +350,8 @@ fn record_group(
             "group {name}: would commit {} partitions",
             plan.commits().len()
         );
-        ctx.recorder.observe("group", what, detail(&plan)?)?;
+        let data = observed(&plan, GroupOutcome::WouldCommit)?;
+        ctx.recorder.observe("group", what, data)?;
         tally.translated_groups += 1;
         return Ok(());
     }
@@ -357,7 +360,8 @@ fn record_group(
         None => Vec::new(),
         Some(Applied::Refused(e)) => {
             let what = format!("group {name}: the commit was refused: {e}");
-            ctx.recorder.observe("group", what, detail(&plan)?)?;
+            let data = observed(&plan, GroupOutcome::CommitRefused)?;
+            ctx.recorder.observe("group", what, data)?;
             tally.refused.push(name);
             return Ok(());
         }
@@ -386,8 +390,27 @@ fn record_group(
             .map(|(tp, o)| (tp.topic, tp.partition, o))
             .collect(),
     );
-    ctx.recorder.observe("group", what, detail(&plan)?)?;
+    let data = observed(&plan, GroupOutcome::Committed)?;
+    ctx.recorder.observe("group", what, data)?;
     Ok(())
+}
+
+/// A `group` observation's data: the group's translation, and what was done with it.
+#[derive(Serialize)]
+struct GroupObservation<'a> {
+    outcome: GroupOutcome,
+    #[serde(flatten)]
+    translation: &'a GroupTranslation,
+}
+
+fn observed(
+    translation: &GroupTranslation,
+    outcome: GroupOutcome,
+) -> Result<serde_json::Value, StepError> {
+    detail(&GroupObservation {
+        outcome,
+        translation,
+    })
 }
 
 /// An observation's detail. These types serialise to JSON without fail (string keys, plain

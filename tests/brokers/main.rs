@@ -10,6 +10,7 @@ mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
+mod drill;
 mod failover;
 mod faults;
 mod harness;

@@ -36,12 +36,17 @@ pub fn spec() -> WorldSpec {
 /// the offset-syncs topic on the primary, and the mirror images for `dr -> primary`) with
 /// kdr's own admin call, as an operator's cluster would have them.
 pub fn create_layout(pair: &Pair) {
+    create_layout_of(pair, &spec());
+}
+
+/// [`create_layout`] for the topics and groups of `spec`.
+pub fn create_layout_of(pair: &Pair, spec: &WorldSpec) {
     let clusters = [
         pair.primary.cluster(ClusterRole::Primary),
         pair.dr.cluster(ClusterRole::Dr),
     ];
     block_on(async {
-        for placement in spec().layout() {
+        for placement in spec.layout() {
             let cluster = match placement.cluster {
                 Role::Primary => &clusters[0],
                 Role::Dr => &clusters[1],

@@ -5,6 +5,7 @@ mod bad_plans;
 #[path = "../common/mod.rs"]
 mod common;
 mod compose;
+mod drill;
 mod exit_codes;
 mod failover;
 mod harness;

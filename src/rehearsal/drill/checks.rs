@@ -84,7 +84,7 @@ pub(super) fn canary(
     checks
 }
 
-fn succeeded(name: &str, run: &RunReport) -> Check {
+pub(super) fn succeeded(name: &str, run: &RunReport) -> Check {
     Check {
         name: name.to_owned(),
         ok: run.outcome == Outcome::Succeeded,

@@ -94,7 +94,7 @@ fn remote_topics(world: &EmbeddedWorld, source: Role) -> Vec<String> {
 }
 
 /// The sequence numbers of every record in `topics` on a cluster.
-async fn seqs_on_cluster(
+pub(super) async fn seqs_on_cluster(
     bootstrap_servers: &str,
     topics: Vec<String>,
 ) -> Result<BTreeSet<u64>, DrillError> {
@@ -182,7 +182,7 @@ fn rereads(
 
 /// Records a group read again after a move that it had read before: at the failover (its second
 /// attachment, on DR) and at the failback (its third, back on the primary).
-fn rereads_by_boundary(ledger: &Ledger, group: &str) -> (usize, usize) {
+pub(super) fn rereads_by_boundary(ledger: &Ledger, group: &str) -> (usize, usize) {
     let mut seen: BTreeSet<u64> = BTreeSet::new();
     let mut at = [0usize; 2];
     let mut records: Vec<&ConsumedRecord> = ledger

@@ -18,7 +18,7 @@ const RATE: u32 = 400;
 const IN_FLIGHT: u64 = 120;
 
 /// Poll `cond` every 20 ms until it holds or `bound` passes; false on timeout.
-async fn wait_for(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(super) async fn wait_for(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + bound;
     loop {
         if cond() {
@@ -29,6 +29,24 @@ async fn wait_for(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether MM2 has checkpointed every partition `group` committed on the flow's source.
+fn checkpointed(
+    stats: &ReplicatorStats,
+    replicator: &Replicator,
+    group: &str,
+    committed: &crate::rehearsal::GroupStats,
+) -> bool {
+    let config = replicator.config();
+    committed.committed.iter().all(|(topic, partition)| {
+        let key = (
+            group.to_owned(),
+            config.checkpoint_topic_name(topic),
+            *partition,
+        );
+        stats.last_checkpoints.contains_key(&key)
+    })
 }
 
 /// The workload running on the embedded world, and the file that pauses its producers (what a
@@ -62,14 +80,10 @@ impl<'a> Stage<'a> {
             Replicator::start(world.replicator_config(Role::Primary)).map_err(DrillError::world)?;
         let mut config = world.workload_config(&bootstrap_file, &pause_file);
         config.consumer_indirection_file = Some(consumers_file);
-        let mut canary_config = config.clone();
+        let canary_config = canary::workload(&config, canary::FIRST_SEQ);
         config.rate_per_sec = RATE;
         config.topics.retain(|t| t != canary::TOPIC);
         config.groups.retain(|g| g != canary::GROUP);
-        canary_config.topics = vec![canary::TOPIC.to_owned()];
-        canary_config.groups = vec![canary::GROUP.to_owned()];
-        canary_config.rate_per_sec = canary::RATE_PER_SEC;
-        canary_config.first_seq = canary::FIRST_SEQ;
         let workload = Workload::start(config).map_err(DrillError::world)?;
         let canary = Workload::start(canary_config).map_err(DrillError::world)?;
         let stage = Stage {
@@ -82,7 +96,9 @@ impl<'a> Stage<'a> {
         Ok((stage, replicator))
     }
 
-    /// Traffic flows, every group has committed, and MM2 has checkpointed them.
+    /// Traffic flows, every group has committed, and MM2 has checkpointed every partition each
+    /// group committed: a partition without a checkpoint would have no translated offset on DR,
+    /// and its group would read it again from the beginning there.
     pub(super) async fn warm_up(&self, replicator: &Replicator) -> Result<(), DrillError> {
         let warm = wait_for(Duration::from_secs(30), || {
             let w = self.workload.stats();
@@ -93,9 +109,8 @@ impl<'a> Stage<'a> {
                     w.groups
                         .get(g)
                         .or_else(|| c.groups.get(g))
-                        .is_some_and(|s| s.commits > 0)
+                        .is_some_and(|s| s.commits > 0 && checkpointed(&r, replicator, g, s))
                 })
-                && r.checkpoints_written >= self.groups.len() as u64
         })
         .await;
         if warm {
@@ -131,7 +146,7 @@ impl<'a> Stage<'a> {
         })
         .await;
         std::fs::write(&self.pause_file, "").map_err(DrillError::world)?;
-        self.producers_paused().await;
+        producers_paused(&[&self.workload, &self.canary]).await;
         Ok(())
     }
 
@@ -182,20 +197,7 @@ impl<'a> Stage<'a> {
     /// at most 10 s), and the workloads hand over their ledgers: everything (the canary's
     /// records among the workload's, in time order), and the canary's alone.
     pub(super) async fn wind_down(self) -> Result<(Ledger, Ledger), DrillError> {
-        std::fs::write(&self.pause_file, "").map_err(DrillError::world)?;
-        self.producers_paused().await;
-        let consumed = || self.workload.stats().consumed + self.canary.stats().consumed;
-        let mut last = consumed();
-        let mut still_since = Instant::now();
-        wait_for(Duration::from_secs(10), || {
-            let now = consumed();
-            if now != last {
-                last = now;
-                still_since = Instant::now();
-            }
-            still_since.elapsed() > Duration::from_millis(600)
-        })
-        .await;
+        settle(&self.pause_file, &[&self.workload, &self.canary]).await?;
         let canary = self.canary.stop();
         let mut all = self.workload.stop();
         all.produced.extend(canary.produced.iter().cloned());
@@ -206,13 +208,32 @@ impl<'a> Stage<'a> {
         all.failed.extend(canary.failed.iter().cloned());
         Ok((all, canary))
     }
+}
 
-    /// Waits (at most 10 s) until every producer has seen the pause file and has nothing in
-    /// flight.
-    async fn producers_paused(&self) {
-        wait_for(Duration::from_secs(10), || {
-            self.workload.stats().producers_paused() && self.canary.stats().producers_paused()
-        })
-        .await;
-    }
+/// Producers stop (`pause_file` appears), then consumers finish what was written: until nothing
+/// new arrives for 600 ms, at most 10 s.
+pub(super) async fn settle(pause_file: &Path, workloads: &[&Workload]) -> Result<(), DrillError> {
+    std::fs::write(pause_file, "").map_err(DrillError::world)?;
+    producers_paused(workloads).await;
+    let consumed = || workloads.iter().map(|w| w.stats().consumed).sum::<u64>();
+    let mut last = consumed();
+    let mut still_since = Instant::now();
+    wait_for(Duration::from_secs(10), || {
+        let now = consumed();
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
+        still_since.elapsed() > Duration::from_millis(600)
+    })
+    .await;
+    Ok(())
+}
+
+/// Waits (at most 10 s) until every producer has seen the pause file and has nothing in flight.
+async fn producers_paused(workloads: &[&Workload]) {
+    wait_for(Duration::from_secs(10), || {
+        workloads.iter().all(|w| w.stats().producers_paused())
+    })
+    .await;
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 
-use super::{CanaryFigures, DrillReport, Latency};
+use super::{CanaryFigures, Check, DrillReport, Latency};
 use crate::report::incident::Rto;
 use crate::report::{format_ms, tables::run_table};
 
@@ -34,11 +34,16 @@ pub fn summary(report: &DrillReport) -> String {
         }
     }
     out.push('\n');
-    for c in &report.checks {
+    checks(&mut out, &report.checks);
+    out
+}
+
+/// Each check, `[ok]` or `[FAILED]`, with its detail.
+pub(super) fn checks(out: &mut String, checks: &[Check]) {
+    for c in checks {
         let mark = if c.ok { "ok" } else { "FAILED" };
         out.push_str(&format!("  [{mark}] {}: {}\n", c.name, c.detail));
     }
-    out
 }
 
 /// RTO, lag, records written and lost, and the partitions where anything was lost.
@@ -87,7 +92,7 @@ fn rereads(out: &mut String, report: &DrillReport) {
 }
 
 /// What the canary's clients saw across one switch.
-fn canary(out: &mut String, at: &str, c: &CanaryFigures) {
+pub(super) fn canary(out: &mut String, at: &str, c: &CanaryFigures) {
     let ms = |v: Option<f64>| figure(v.map(|v| format!("{v:.1} ms")));
     let latency = |l: &Latency| {
         format!(
@@ -137,7 +142,7 @@ fn canary(out: &mut String, at: &str, c: &CanaryFigures) {
 }
 
 /// The RTO with exactly what it spans, and its phases.
-fn rto(out: &mut String, rto: Option<&Rto>) {
+pub(super) fn rto(out: &mut String, rto: Option<&Rto>) {
     let Some(rto) = rto else {
         out.push_str("  RTO:                                     unknown (no step finished)\n");
         return;

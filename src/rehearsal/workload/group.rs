@@ -103,6 +103,7 @@ impl GroupLoop {
             s.assigned = 0;
             s.consumed_in_session = 0;
             s.waiting_for_offsets = false;
+            s.committed.clear();
         });
         self.current = Some(Attached {
             bootstrap,
@@ -347,15 +348,14 @@ impl GroupLoop {
         }
         match attached.consumer.commit(&list, CommitMode::Async) {
             Ok(()) => {
+                let mut stats = lock(&self.shared.stats);
+                let group = stats.groups.entry(self.group.clone()).or_default();
+                group.commits += 1;
+                group.committed.extend(attached.uncommitted.keys().cloned());
+                drop(stats);
                 attached.committed.append(&mut attached.uncommitted);
                 attached.uncommitted_records = 0;
                 attached.first_uncommitted = None;
-                let group = self.group.clone();
-                lock(&self.shared.stats)
-                    .groups
-                    .entry(group)
-                    .or_default()
-                    .commits += 1;
             }
             Err(error) => self.shared.error("commit", error),
         }

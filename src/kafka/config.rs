@@ -213,6 +213,10 @@ impl ClusterSpec {
             .set(
                 "socket.timeout.ms",
                 millis(request_timeout(operation_timeout)),
+            )
+            .set(
+                "api.version.request.timeout.ms",
+                millis(api_version_timeout(operation_timeout)),
             );
         for (key, value) in role_defaults {
             config.set(*key, *value);
@@ -274,6 +278,13 @@ impl ClusterSpec {
 /// librdkafka accepts and what a slow broker needs.
 fn request_timeout(operation_timeout: Duration) -> Duration {
     operation_timeout.clamp(Duration::from_secs(1), Duration::from_secs(300))
+}
+
+/// How long a connection may sit in its first exchange (ApiVersion) before librdkafka gives up
+/// on it: half the operation bound, so a broker that accepts connections and never answers is
+/// named as such within the bound instead of the operation ending on a bare timeout first.
+fn api_version_timeout(operation_timeout: Duration) -> Duration {
+    (request_timeout(operation_timeout) / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
 fn millis(duration: Duration) -> String {

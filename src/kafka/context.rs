@@ -90,7 +90,7 @@ impl ClientContext for KdrContext {
                 | RDKafkaErrorCode::SSL,
             ) => heard.authentication = Some(reason),
             Some(RDKafkaErrorCode::AllBrokersDown) => heard.all_brokers_down = true,
-            _ => heard.last_error = Some(reason),
+            _ => heard.last_error = Some(plain(without_thread_name(&reason))),
         }
     }
 

@@ -4,6 +4,8 @@
 //! `primary -> dr` and, for the failback, `dr -> primary`. No record is lost (lag was zero at
 //! each declaration), the group resumes where the translated offsets say, and the records it
 //! reads twice are exactly those MM2's translation rules predict, as kdr's incident log says.
+//! At failback, what the group read on DR's `primary.orders` comes home too (reverse
+//! checkpointing through the forward flow's offset syncs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use kdr::kafka::ClusterRole;
 use kdr::rehearsal::{Endpoint, Replicator, ReplicatorConfig};
+use kdr::replication::{PositionFrom, ReverseObservation};
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -119,6 +122,37 @@ fn predicted_rereads(log: &Path) -> i64 {
                 .unwrap_or_else(|| panic!("no figure: {e}"))
         })
         .sum()
+}
+
+/// What kdr's `reprocessing` observations said the group may read again on the partitions of
+/// `topic` on the cluster it moved to (`dr.orders` from the reverse flow's checkpoints,
+/// `orders` from the reverse mapping at failback).
+fn predicted_rereads_on(log: &Path, topic: &str) -> i64 {
+    events(log)
+        .iter()
+        .filter(|e| e["name"] == "reprocessing")
+        .flat_map(|e| {
+            e["data"]["partitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|p| p["target_topic"] == topic)
+        .map(|p| {
+            p["may_reread"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no figure: {p}"))
+        })
+        .sum()
+}
+
+/// The failback's `reverse_translation` observations, read back as kdr writes them.
+fn reverse_translations(log: &Path) -> Vec<ReverseObservation> {
+    events(log)
+        .iter()
+        .filter(|e| e["name"] == "reverse_translation")
+        .map(|e| serde_json::from_value(e["data"].clone()).expect("a reverse_translation"))
+        .collect()
 }
 
 /// Values read more than once, by prefix, across every read so far.
@@ -271,6 +305,33 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
         .find(|l| l.display().to_string().contains("failback"))
         .expect("failback log");
     let predicted_back = predicted_rereads(&failback_log);
+    let predicted_home = predicted_rereads_on(&failback_log, TOPIC);
+    assert_eq!(
+        predicted_back,
+        predicted_rereads_on(&failback_log, "dr.orders") + predicted_home
+    );
+    // Reverse checkpointing: the group's commits on DR's primary.orders (15) went home
+    // through the forward flow's offset syncs, each within the distance of its sync.
+    let mapped = reverse_translations(&failback_log);
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    let mut bound = 0;
+    for p in &mapped[0].partitions {
+        assert_eq!(
+            (p.replica_topic.as_str(), p.topic.as_str(), p.dr_committed),
+            ("primary.orders", TOPIC, 15),
+            "{p:?}"
+        );
+        assert_eq!(p.position_from, PositionFrom::ForwardSyncs, "{p:?}");
+        let sync = p.sync.expect("a sync at or below the commit");
+        assert!(sync.downstream <= 15, "{p:?}");
+        assert_eq!(p.action, "commit", "{p:?}");
+        assert!(
+            p.target_offset > Some(10),
+            "moved past its old commit: {p:?}"
+        );
+        bound += p.reread_bound.expect("a bound");
+    }
+    assert_eq!(predicted_home, bound, "past the sync, offsets ran in step");
     reverse.stop();
 
     // Home again: new records on the primary; the application reads DR's records (as
@@ -286,21 +347,25 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
     assert_every_record_read(&reads, "q", 4);
     assert_eq!(
         duplicates(&reads, "d"),
-        predicted_back,
+        predicted_back - predicted_home,
         "DR's records read again at home"
     );
     assert_eq!(duplicates(&reads, "q"), 0);
-    // What the group read on DR from primary.orders (offsets 10..15) it reads again on the
-    // primary's orders: MM2 checkpoints a topic only in the direction it is replicated, so no
-    // flow carries that progress home, and kdr leaves the group's own commit there (10).
+    // What the group read on DR from primary.orders (offsets 10..15) MM2 never checkpoints
+    // home (it checkpoints a topic only in the direction it is replicated): without reverse
+    // checkpointing the group would read all of it again on the primary's orders from its
+    // old commit there (10), 5 a partition. kdr mapped it home: it reads again at most the
+    // distance to each partition's sync, exactly what kdr said.
+    let home = duplicates(&reads, "p") - predicted;
     assert_eq!(
-        duplicates(&reads, "p"),
-        predicted + 5 * i64::from(PARTITIONS)
+        home, predicted_home,
+        "the primary's records read again at home"
     );
+    assert!(home < 5 * i64::from(PARTITIONS), "{home}");
 
     eprintln!(
-        "read again: {predicted} on DR (resumed at {first_on_dr:?}), {predicted_back} of DR's at home, {} of the primary's at home",
-        5 * PARTITIONS
+        "read again: {predicted} on DR (resumed at {first_on_dr:?}), {} of DR's at home, {home} of the primary's at home (15 without reverse checkpointing)",
+        predicted_back - predicted_home
     );
     // Write authority is back home.
     block_on(async {

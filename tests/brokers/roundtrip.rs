@@ -18,21 +18,21 @@ use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
-use crate::harness::{Pair, block_on, events, kdr, logs, wait_until};
+use crate::harness::{Pair, Run, block_on, events, kdr, logs, wait_until};
 use crate::mm2::{GROUP, PARTITIONS, TOPIC, create_layout, replicator_config, write_plan};
 
 /// One record as the application read it.
 #[derive(Debug, Clone)]
-struct Read {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    value: String,
+pub(crate) struct Read {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub value: String,
 }
 
 /// The application: joins `GROUP` on `bootstrap` subscribed to `topics`, reads until it has
 /// read up to `ends` (exclusive) on every listed partition, commits what it read, and leaves.
-fn consume(bootstrap: &str, topics: &[&str], ends: &[(&str, i32, i64)]) -> Vec<Read> {
+pub(crate) fn consume(bootstrap: &str, topics: &[&str], ends: &[(&str, i32, i64)]) -> Vec<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", GROUP)
@@ -79,7 +79,7 @@ fn consume(bootstrap: &str, topics: &[&str], ends: &[(&str, i32, i64)]) -> Vec<R
 }
 
 /// Writes `count` records with unique values (`<prefix>-<partition>-<n>`) to every partition.
-fn write(bootstrap: &str, topic: &str, prefix: &str, from: i64, count: i64) {
+pub(crate) fn write(bootstrap: &str, topic: &str, prefix: &str, from: i64, count: i64) {
     for partition in 0..PARTITIONS {
         let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -105,6 +105,14 @@ fn write(bootstrap: &str, topic: &str, prefix: &str, from: i64, count: i64) {
             }
         });
     }
+}
+
+/// `kdr failover` or `kdr failback` of `drill.yaml`, confirmed by alice, with `extra` flags.
+pub(crate) fn switch(dir: &Path, command: &str, extra: &[&str]) -> Run {
+    let mut args = vec![command, "--plan", "drill.yaml"];
+    args.extend_from_slice(extra);
+    args.extend(["--yes", "--operator", "alice", "--reason", "drill"]);
+    kdr(dir, &args)
 }
 
 fn ends(topic: &str, end: i64) -> Vec<(&str, i32, i64)> {
@@ -219,19 +227,7 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
         "  - declare: {}\n  - wait_replication: { timeout: 20s, poll_interval: 100ms, on_timeout: abort }\n  - translate_offsets: { groups: all }\n",
         "  - declare: {}\n  - check_reverse_replication: { max_heartbeat_age: 10s }\n  - wait_replication: { timeout: 20s, poll_interval: 100ms, on_timeout: abort }\n  - translate_offsets: { groups: all }\n",
     );
-    let run = kdr(
-        dir.path(),
-        &[
-            "failover",
-            "--plan",
-            "drill.yaml",
-            "--yes",
-            "--operator",
-            "alice",
-            "--reason",
-            "drill",
-        ],
-    );
+    let run = switch(dir.path(), "failover", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     let failover_log = logs(dir.path()).pop().expect("failover log");
     let predicted = predicted_rereads(&failover_log);
@@ -286,19 +282,7 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
     back.groups = vec![GROUP.to_owned()];
     let reverse = Replicator::start(back).expect("dr -> primary");
     wait_checkpointed(&reverse, 30, "dr.orders", 7);
-    let run = kdr(
-        dir.path(),
-        &[
-            "failback",
-            "--plan",
-            "drill.yaml",
-            "--yes",
-            "--operator",
-            "alice",
-            "--reason",
-            "drill",
-        ],
-    );
+    let run = switch(dir.path(), "failback", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     let failback_log = logs(dir.path())
         .into_iter()

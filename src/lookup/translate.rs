@@ -203,7 +203,9 @@ pub async fn run(
             reverse_map(
                 plan, clusters, &flow, &planned, &groups, request, &mut bound,
             )
-            .await?,
+            .await
+            // The checkpoints' translations stand without it: say why, and go on.
+            .unwrap_or_else(|e| Reverse::Skipped(format!("reverse checkpointing skipped: {e}"))),
         ),
         Direction::Failover => None,
     };
@@ -292,7 +294,7 @@ async fn reverse_map(
     groups: &[String],
     request: &TranslateRequest,
     bound: &mut Bound,
-) -> Result<Reverse, LookupError> {
+) -> Result<Reverse, TranslateError> {
     let forward = Flow::new(plan, clusters, Direction::Failover);
     map_home(
         back,
@@ -304,7 +306,6 @@ async fn reverse_map(
         bound,
     )
     .await
-    .map_err(lookup_error)
 }
 
 /// The reverse mapping's rows as the translations ended (refused, committed or failed).

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use super::{detail, step_error};
 use crate::plan::Direction;
 use crate::replication::{
-    Batching, Bound, Flow, GroupPlan, GroupTranslation, Planned, Reverse, ReverseGroup,
-    ReverseObservation, ReversePartition, map_home,
+    Batching, Bound, Cut, Flow, GroupPlan, GroupTranslation, Planned, Reverse, ReverseGroup,
+    ReverseObservation, ReversePartition, TranslateError, map_home,
 };
 use crate::steps::{StepCtx, StepError};
 
@@ -26,17 +26,32 @@ pub(super) async fn map(
         .clusters
         .ok_or_else(|| StepError::Failed("no Kafka clients were made for this run".to_owned()))?;
     let forward = Flow::new(ctx.plan, clusters, Direction::Failover);
-    let mapped = map_home(
-        back,
-        &forward,
-        groups,
-        planned,
-        allow_rewind,
-        Batching::default(),
-        bound,
-    )
-    .await
-    .map_err(|e| step_error(e, ctx.step.timeout()))?;
+    let mapped = match &ctx.state.source_unreachable {
+        Some(why) => Reverse::Skipped(format!(
+            "reverse checkpointing skipped: {} cannot be read ({why})",
+            back.source_plan.role
+        )),
+        None => map_home(
+            back,
+            &forward,
+            groups,
+            planned,
+            allow_rewind,
+            Batching::default(),
+            bound,
+        )
+        .await
+        .or_else(|e| match e {
+            TranslateError::Cut {
+                cut: Cut::Interrupted,
+                ..
+            } => Err(step_error(e, ctx.step.timeout())),
+            // The checkpoints' translations stand without it: say why, and go on.
+            e => Ok(Reverse::Skipped(format!(
+                "reverse checkpointing skipped: {e}"
+            ))),
+        })?,
+    };
     match mapped {
         Reverse::Skipped(why) => {
             ctx.recorder.decide(

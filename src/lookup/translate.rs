@@ -17,8 +17,9 @@ use crate::kafka::{Reachability, TopicPartition, Watermarks};
 use crate::plan::{Direction, Plan, Role, Selector};
 use crate::replication::{
     Action, Applied, Batching, Bound, Call, Clusters, Cut, Flow, GroupState, GroupTranslation,
-    OPERATION_TIMEOUT, Skip, SparseSync, TranslateError, apply, plan_groups, read_checkpoints,
-    resolve_groups, source_committed, source_ends, sparse_syncs, sparse_syncs_warning,
+    OPERATION_TIMEOUT, Planned, Reverse, ReverseObservation, Skip, SparseSync, TranslateError,
+    apply, map_home, plan_groups, read_checkpoints, resolve_groups, source_committed, source_ends,
+    sparse_syncs, sparse_syncs_warning,
 };
 
 /// `kdr offsets translate --output json`.
@@ -36,6 +37,18 @@ pub struct TranslateReport {
     /// Why the groups' committed offsets on the source could not be read.
     pub source_error: Option<String>,
     pub groups: Vec<GroupRow>,
+    /// `--direction failback` only: the groups' commits on DR's replica topics mapped home
+    /// through the forward flow's offset syncs (reverse checkpointing); their positions are
+    /// among `groups`' partitions too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<ReverseReport>,
+}
+
+/// What the reverse mapping found: its rows per group, or why it was skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReverseReport {
+    pub skipped: Option<String>,
+    pub groups: Vec<ReverseObservation>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +198,17 @@ pub async fn run(
         .await
         .map_err(lookup_error)?;
     drop(index);
+    let mut reverse = match request.direction {
+        Direction::Failback => Some(
+            reverse_map(
+                plan, clusters, &flow, &planned, &groups, request, &mut bound,
+            )
+            .await
+            // The checkpoints' translations stand without it: say why, and go on.
+            .unwrap_or_else(|e| Reverse::Skipped(format!("reverse checkpointing skipped: {e}"))),
+        ),
+        Direction::Failover => None,
+    };
     let mut translations: Vec<GroupTranslation> =
         planned.groups.into_iter().map(|g| g.translation).collect();
     ticker.say(&format!(
@@ -206,8 +230,22 @@ pub async fn run(
         &mut bound,
     )
     .await;
+    let mut source_committed = source_committed;
     if source_error.is_none() {
         warn_sparse_syncs(&flow, &translations, &planned.marks, &ctx, &mut bound).await;
+    }
+    // After the warning: it speaks of the reverse flow's syncs, not the forward flow's.
+    if let Some(Reverse::Mapped(read)) = &mut reverse {
+        for ((t, r), source) in translations
+            .iter_mut()
+            .zip(&mut read.groups)
+            .zip(&mut source_committed)
+        {
+            r.combine_into(t);
+            for p in &r.partitions {
+                source.insert((p.replica_topic.clone(), p.partition), Some(p.dr_committed));
+            }
+        }
     }
     for t in &mut translations {
         if t.state == GroupState::Active {
@@ -227,6 +265,7 @@ pub async fn run(
     if let Some(e) = &source_error {
         ctx.say(&format!("note: source committed offsets not shown: {e}"));
     }
+    let reverse = reverse.map(|r| reverse_report(r, &translations));
     let rows = translations
         .into_iter()
         .zip(source_committed)
@@ -241,7 +280,56 @@ pub async fn run(
         applied: request.apply,
         source_error,
         groups: rows,
+        reverse,
     })
+}
+
+/// `--direction failback`: the groups' commits on DR's replica topics, mapped home as the
+/// failback's translate_offsets maps them.
+async fn reverse_map(
+    plan: &Plan,
+    clusters: &Clusters,
+    back: &Flow,
+    planned: &Planned,
+    groups: &[String],
+    request: &TranslateRequest,
+    bound: &mut Bound,
+) -> Result<Reverse, TranslateError> {
+    let forward = Flow::new(plan, clusters, Direction::Failover);
+    map_home(
+        back,
+        &forward,
+        groups,
+        planned,
+        false,
+        request.batching,
+        bound,
+    )
+    .await
+}
+
+/// The reverse mapping's rows as the translations ended (refused, committed or failed).
+fn reverse_report(reverse: Reverse, translations: &[GroupTranslation]) -> ReverseReport {
+    match reverse {
+        Reverse::Skipped(why) => ReverseReport {
+            skipped: Some(why),
+            groups: Vec::new(),
+        },
+        Reverse::Mapped(read) => ReverseReport {
+            skipped: None,
+            groups: read
+                .groups
+                .iter()
+                .zip(translations)
+                .filter(|(r, _)| !r.partitions.is_empty())
+                .map(|(r, t)| ReverseObservation {
+                    group: r.group.clone(),
+                    syncs_topic: r.syncs_topic.clone(),
+                    partitions: r.finish(t),
+                })
+                .collect(),
+        },
+    }
 }
 
 /// How many groups are committed between two progress lines.
@@ -508,6 +596,9 @@ pub fn render(report: &TranslateReport) -> String {
         "{} → {}: translations from {} on {}\n{t}\n",
         report.source, report.target, report.checkpoints_topic, report.target
     );
+    if let Some(reverse) = &report.reverse {
+        render_reverse(&mut out, reverse);
+    }
     if !report.applied
         && report
             .groups
@@ -517,6 +608,22 @@ pub fn render(report: &TranslateReport) -> String {
         out.push_str("nothing was written; run again with --apply to commit\n");
     }
     out
+}
+
+/// The reverse mapping under the table: a line per partition, or why there is none.
+fn render_reverse(out: &mut String, reverse: &ReverseReport) {
+    if let Some(why) = &reverse.skipped {
+        out.push_str(&format!("{why}\n"));
+    }
+    for g in &reverse.groups {
+        out.push_str(&format!(
+            "reverse checkpointing, group {} (through {}):\n",
+            g.group, g.syncs_topic
+        ));
+        for p in &g.partitions {
+            out.push_str(&format!("  {p}\n"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -145,6 +145,23 @@ pub struct GroupRereads {
     pub restarted_from_beginning: usize,
 }
 
+/// The failback's reverse checkpointing (issue 11 #2): what kdr did with the groups' commits on
+/// DR's replica topics, and what the groups then read again of the primary's own topics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReverseHome {
+    /// Partitions whose group kdr moved forward at home through the forward offset syncs.
+    pub partitions_moved: usize,
+    /// Partitions left where they were (already further, a live group, or the reverse flow's
+    /// checkpoint further still).
+    pub partitions_left: usize,
+    /// Partitions with a commit on DR behind every offset sync read.
+    pub partitions_unmapped: usize,
+    /// What kdr said the groups may read again of the primary's topics (None: unknown).
+    pub kdr_may_reread: Option<i64>,
+    /// What the ledger shows they did.
+    pub reread_on_primary_topics: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
     pub scenario: Scenario,
@@ -165,6 +182,8 @@ pub struct DrillReport {
     pub records_really_lost: usize,
     pub loss_per_partition: Vec<PartitionLoss>,
     pub rereads: Vec<GroupRereads>,
+    /// The failback's reverse checkpointing; None without a failback.
+    pub reverse_at_failback: Option<ReverseHome>,
     /// What the canary's clients saw across the failover, and across the failback.
     pub canary: Option<CanaryFigures>,
     pub canary_failback: Option<CanaryFigures>,
@@ -335,6 +354,7 @@ async fn drill(
         records_really_lost: measured.records_really_lost,
         loss_per_partition: measured.loss_per_partition,
         rereads: measured.rereads,
+        reverse_at_failback: measured.reverse_at_failback,
         checks,
         failback,
         run,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::kafka::{self, KafkaError, ReadOptions, RecordView};
 use crate::mm2::{CheckpointIndex, HeartbeatView, OffsetSync};
-use crate::plan::OffsetSyncsLocation;
+use crate::plan::{OffsetSyncsLocation, Role};
 
 use super::Flow;
 
@@ -20,18 +20,7 @@ impl Flow {
     /// Every offset sync per source partition, in log order, read once from the offset-syncs
     /// topic. `None` when the topic cannot be read (on a dead source, say).
     pub async fn offset_syncs(&self, within: Duration) -> Option<OffsetSyncs> {
-        let (topic, holder) = self.policy.offset_syncs_topic_for_flow(
-            self.source_alias(),
-            self.target_alias(),
-            match self.offset_syncs_location {
-                OffsetSyncsLocation::Source => crate::mm2::OffsetSyncsLocation::Source,
-                OffsetSyncsLocation::Target => crate::mm2::OffsetSyncsLocation::Target,
-            },
-        );
-        let cluster = match holder {
-            crate::mm2::ClusterRole::Source => &self.source,
-            crate::mm2::ClusterRole::Target => &self.target,
-        };
+        let (topic, cluster, _) = self.offset_syncs_holder();
         let read = cluster
             .read_to_end(&topic, 0, read_options(within, false))
             .await
@@ -46,6 +35,23 @@ impl Flow {
             }
         }
         Some(syncs)
+    }
+
+    /// The offset-syncs topic of this flow, and the cluster that holds it (with its role):
+    /// the source when `offset_syncs_location: source`, the target when `target`.
+    pub fn offset_syncs_holder(&self) -> (String, &kafka::Cluster, Role) {
+        let (topic, holder) = self.policy.offset_syncs_topic_for_flow(
+            self.source_alias(),
+            self.target_alias(),
+            match self.offset_syncs_location {
+                OffsetSyncsLocation::Source => crate::mm2::OffsetSyncsLocation::Source,
+                OffsetSyncsLocation::Target => crate::mm2::OffsetSyncsLocation::Target,
+            },
+        );
+        match holder {
+            crate::mm2::ClusterRole::Source => (topic, &self.source, self.source_plan.role),
+            crate::mm2::ClusterRole::Target => (topic, &self.target, self.target_plan.role),
+        }
     }
 
     /// Read the checkpoints topic on the target once.
@@ -118,7 +124,7 @@ impl Flow {
     }
 }
 
-fn read_options(within: Duration, allow_partial: bool) -> ReadOptions {
+pub(super) fn read_options(within: Duration, allow_partial: bool) -> ReadOptions {
     ReadOptions {
         timeout: Some(within),
         allow_partial,

@@ -10,6 +10,7 @@ mod clients;
 mod flow;
 mod internal;
 mod lag;
+mod reverse;
 mod translation;
 
 use std::time::SystemTime;
@@ -19,6 +20,10 @@ pub use clients::{Clusters, OPERATION_TIMEOUT};
 pub use flow::{Flow, ReplicatedPartition};
 pub use internal::OffsetSyncs;
 pub use lag::{LagMethod, PartitionLag, present, topics_missing_on_target, total_lag};
+pub use reverse::{
+    IDENTITY_SKIP, PositionFrom, Reverse, ReverseGroup, ReverseObservation, ReversePartition,
+    ReverseRead, SyncIndex, SyncUsed, map_home, reverse_position,
+};
 pub use translation::{
     Action, Applied, Batching, Call, Clamp, GroupPlan, GroupState, GroupTranslation,
     PartitionTranslation, Planned, Skip, SparseSync, TargetPositions, TranslateError, UnknownState,

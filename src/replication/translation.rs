@@ -218,6 +218,9 @@ pub enum Call {
     Watermarks {
         target: Role,
     },
+    Topics {
+        target: Role,
+    },
     Commit {
         group: String,
         target: Role,
@@ -248,6 +251,7 @@ impl fmt::Display for Call {
                 write!(f, "read group {group}'s committed offsets on {target}")
             }
             Call::Watermarks { target } => write!(f, "read the watermarks on {target}"),
+            Call::Topics { target } => write!(f, "list the topics on {target}"),
             Call::Commit { group, target } => {
                 write!(f, "commit offsets for group {group} on {target}")
             }
@@ -288,7 +292,7 @@ pub enum TranslateError {
 }
 
 /// Awaits one call under `bound`, naming it in the error.
-async fn call<T>(
+pub(super) async fn call<T>(
     bound: &mut Bound,
     call: Call,
     work: impl Future<Output = Result<T, KafkaError>>,
@@ -516,7 +520,7 @@ pub async fn plan_groups(
 }
 
 /// The groups' states on the target from one listing, as [`target_group_state`] gives each.
-async fn target_group_states(
+pub(super) async fn target_group_states(
     flow: &Flow,
     groups: &[String],
     bound: &mut Bound,
@@ -801,35 +805,12 @@ fn plan_checkpoints(
     for (checkpoint, ts) in checkpoints {
         let tp = TopicPartition::new(checkpoint.topic.clone(), checkpoint.partition);
         let current_offset = target.current.get(&tp).copied();
-        let mark = target.marks.get(&tp);
-        let translated = checkpoint.downstream_offset;
-        let (target_offset, placed) = match mark {
-            None => (translated, Some(Action::Skip(Skip::NoSuchPartition))),
-            Some(w) if translated < w.low => (
-                w.low,
-                Some(Action::Clamp(Clamp::BelowLogStart {
-                    translated,
-                    log_start: w.low,
-                })),
-            ),
-            Some(w) if translated > w.high => (
-                w.high,
-                Some(Action::Clamp(Clamp::PastLogEnd {
-                    translated,
-                    log_end: w.high,
-                })),
-            ),
-            Some(_) => (translated, None),
-        };
-        let action = match placed {
-            Some(skip @ Action::Skip(_)) => skip,
-            _ if current_offset.is_some_and(|c| target_offset < c) && !allow_rewind => {
-                Action::Skip(Skip::WouldRewind)
-            }
-            _ if current_offset == Some(target_offset) => Action::Unchanged,
-            None => Action::Commit,
-            Some(clamp) => clamp,
-        };
+        let (target_offset, action) = place(
+            checkpoint.downstream_offset,
+            current_offset,
+            target.marks.get(&tp),
+            allow_rewind,
+        );
         partitions.push(PartitionTranslation {
             source_topic: flow.source_topic_of(&checkpoint.topic),
             target_topic: checkpoint.topic.clone(),
@@ -842,6 +823,46 @@ fn plan_checkpoints(
         });
     }
     partitions
+}
+
+/// Where a translated offset goes in the target's log, and what to do there: clamped into the
+/// log (`mark`; `None` is a partition the target lacks), never behind the group's `current`
+/// offset unless `allow_rewind`. The one rule for MM2's checkpoints and for the failback's
+/// reverse mapping ([`super::reverse`]).
+pub(super) fn place(
+    translated: i64,
+    current: Option<i64>,
+    mark: Option<&Watermarks>,
+    allow_rewind: bool,
+) -> (i64, Action) {
+    let (target_offset, placed) = match mark {
+        None => (translated, Some(Action::Skip(Skip::NoSuchPartition))),
+        Some(w) if translated < w.low => (
+            w.low,
+            Some(Action::Clamp(Clamp::BelowLogStart {
+                translated,
+                log_start: w.low,
+            })),
+        ),
+        Some(w) if translated > w.high => (
+            w.high,
+            Some(Action::Clamp(Clamp::PastLogEnd {
+                translated,
+                log_end: w.high,
+            })),
+        ),
+        Some(_) => (translated, None),
+    };
+    let action = match placed {
+        Some(skip @ Action::Skip(_)) => skip,
+        _ if current.is_some_and(|c| target_offset < c) && !allow_rewind => {
+            Action::Skip(Skip::WouldRewind)
+        }
+        _ if current == Some(target_offset) => Action::Unchanged,
+        None => Action::Commit,
+        Some(clamp) => clamp,
+    };
+    (target_offset, action)
 }
 
 #[cfg(test)]

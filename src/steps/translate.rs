@@ -14,15 +14,17 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{StepCtx, StepDone, StepError, StepResult};
+
+mod reverse;
 use crate::journal::GroupOutcome;
 use crate::kafka::TopicPartition;
 use crate::mm2::CheckpointIndex;
-use crate::plan::{Groups, MissingCheckpoint, Role, TranslateOffsets};
+use crate::plan::{Direction, Groups, MissingCheckpoint, Role, TranslateOffsets};
 use crate::replication::{
     Applied, Batching, Bound, Call, Cut, Flow, GroupPlan, GroupState, GroupTranslation,
-    OPERATION_TIMEOUT, OffsetSyncs, Planned, SparseSync, TranslateError, apply, plan_groups,
-    read_checkpoints, resolve_groups, source_committed, source_ends, sparse_syncs,
-    sparse_syncs_warning,
+    OPERATION_TIMEOUT, OffsetSyncs, Planned, ReverseGroup, ReversePartition, SparseSync,
+    TranslateError, apply, plan_groups, read_checkpoints, resolve_groups, source_committed,
+    source_ends, sparse_syncs, sparse_syncs_warning,
 };
 
 pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
@@ -58,25 +60,36 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     .await
     .map_err(|e| step_error(e, ctx.step.timeout()))?;
     drop(index);
-    let translations: Vec<&GroupTranslation> =
-        planned.groups.iter().map(|g| &g.translation).collect();
-    let source = read_source(ctx, &flow, &translations, batching, &mut bound).await?;
+    let reverse = match ctx.direction {
+        Direction::Failback => {
+            reverse::map(ctx, &flow, &groups, &planned, t.allow_rewind, &mut bound).await?
+        }
+        Direction::Failover => None,
+    };
     warn_sparse_syncs(ctx, &flow, &planned, &mut bound).await?;
+    let plans = reverse::fold(&groups, planned.groups, reverse);
+    let translations: Vec<&GroupTranslation> = plans
+        .iter()
+        .flatten()
+        .map(|(g, _)| &g.translation)
+        .collect();
+    let source = read_source(ctx, &flow, &translations, batching, &mut bound).await?;
     let applied = commit(ctx, &flow, &translations, batching, &mut bound).await?;
     let mut tally = Tally::default();
     let mut failure = None;
-    let mut planned = planned.groups.into_iter().zip(source).zip(applied);
-    for group in groups {
-        if !checkpointed.contains(&group) {
+    let mut outcomes = source.into_iter().zip(applied);
+    for (group, plan) in groups.into_iter().zip(plans) {
+        let Some((plan, reverse)) = plan else {
             no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
             continue;
-        }
-        let ((plan, committed), applied) = planned.next().expect("a plan per checkpointed group");
+        };
+        let (committed, applied) = outcomes.next().expect("an outcome per planned group");
         let outcome = Outcome {
             plan,
             source_committed: committed,
             applied,
             syncs: syncs.as_ref(),
+            reverse,
         };
         if let Err(e) = record_group(ctx, &flow, outcome, &mut tally) {
             failure.get_or_insert(e);
@@ -269,6 +282,8 @@ struct Outcome<'a> {
     /// `None` when nothing was sent (a live group, or a dry run).
     applied: Option<Applied>,
     syncs: Option<&'a OffsetSyncs>,
+    /// At failback: the group's commits on DR's replica topics, mapped home.
+    reverse: Option<ReverseGroup>,
 }
 
 /// What the step did so far, for its outcome.
@@ -322,6 +337,7 @@ fn record_group(
         source_committed,
         applied,
         syncs,
+        reverse,
     } = outcome;
     let (name, target_role) = (planned.translation.group.clone(), flow.target_plan.role);
     if let Some(desc) = &planned.members {
@@ -337,7 +353,12 @@ fn record_group(
         )?;
     }
     let plan = planned.translation;
-    record_reprocessing(ctx, &plan, source_committed, syncs)?;
+    let refused = plan.state == GroupState::Active || matches!(applied, Some(Applied::Refused(_)));
+    let reversed = match &reverse {
+        Some(r) => Some(reverse::record(ctx, r, &plan, refused)?),
+        None => None,
+    };
+    record_reprocessing(ctx, &plan, source_committed, syncs, reversed.as_deref())?;
     if plan.state == GroupState::Active {
         let what = format!("group {name} has live members on {target_role}: refused");
         let data = observed(&plan, GroupOutcome::Refused)?;
@@ -467,6 +488,7 @@ fn record_reprocessing(
     plan: &GroupTranslation,
     committed: SourceCommitted,
     syncs: Option<&OffsetSyncs>,
+    reversed: Option<&[ReversePartition]>,
 ) -> Result<(), StepError> {
     let basis = if committed.is_some() {
         "the group's commits on the source"
@@ -475,7 +497,14 @@ fn record_reprocessing(
     };
     let mut total: Option<i64> = None;
     let mut partitions = Vec::new();
-    for p in &plan.partitions {
+    // The partitions whose position the reverse mapping gave have its own figure.
+    let mapped = reverse::mapped(reversed.unwrap_or_default());
+    reverse::rereads(reversed.unwrap_or_default(), &mut total, &mut partitions);
+    for p in plan
+        .partitions
+        .iter()
+        .filter(|p| !mapped.contains(&(p.target_topic.as_str(), p.partition)))
+    {
         let source_commit = committed
             .as_ref()
             .and_then(|c| {

@@ -17,6 +17,7 @@ mod harness;
 mod lookups;
 mod mm2;
 mod replication;
+mod reverse;
 mod roundtrip;
 mod security;
 mod translate;

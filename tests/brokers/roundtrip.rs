@@ -4,6 +4,8 @@
 //! `primary -> dr` and, for the failback, `dr -> primary`. No record is lost (lag was zero at
 //! each declaration), the group resumes where the translated offsets say, and the records it
 //! reads twice are exactly those MM2's translation rules predict, as kdr's incident log says.
+//! At failback, what the group read on DR's `primary.orders` comes home too (reverse
+//! checkpointing through the forward flow's offset syncs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,25 +13,26 @@ use std::time::{Duration, Instant};
 
 use kdr::kafka::ClusterRole;
 use kdr::rehearsal::{Endpoint, Replicator, ReplicatorConfig};
+use kdr::replication::{PositionFrom, ReverseObservation};
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
-use crate::harness::{Pair, block_on, events, kdr, logs, wait_until};
+use crate::harness::{Pair, Run, block_on, events, kdr, logs, wait_until};
 use crate::mm2::{GROUP, PARTITIONS, TOPIC, create_layout, replicator_config, write_plan};
 
 /// One record as the application read it.
 #[derive(Debug, Clone)]
-struct Read {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    value: String,
+pub(crate) struct Read {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub value: String,
 }
 
 /// The application: joins `GROUP` on `bootstrap` subscribed to `topics`, reads until it has
 /// read up to `ends` (exclusive) on every listed partition, commits what it read, and leaves.
-fn consume(bootstrap: &str, topics: &[&str], ends: &[(&str, i32, i64)]) -> Vec<Read> {
+pub(crate) fn consume(bootstrap: &str, topics: &[&str], ends: &[(&str, i32, i64)]) -> Vec<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", GROUP)
@@ -76,7 +79,7 @@ fn consume(bootstrap: &str, topics: &[&str], ends: &[(&str, i32, i64)]) -> Vec<R
 }
 
 /// Writes `count` records with unique values (`<prefix>-<partition>-<n>`) to every partition.
-fn write(bootstrap: &str, topic: &str, prefix: &str, from: i64, count: i64) {
+pub(crate) fn write(bootstrap: &str, topic: &str, prefix: &str, from: i64, count: i64) {
     for partition in 0..PARTITIONS {
         let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -104,6 +107,14 @@ fn write(bootstrap: &str, topic: &str, prefix: &str, from: i64, count: i64) {
     }
 }
 
+/// `kdr failover` or `kdr failback` of `drill.yaml`, confirmed by alice, with `extra` flags.
+pub(crate) fn switch(dir: &Path, command: &str, extra: &[&str]) -> Run {
+    let mut args = vec![command, "--plan", "drill.yaml"];
+    args.extend_from_slice(extra);
+    args.extend(["--yes", "--operator", "alice", "--reason", "drill"]);
+    kdr(dir, &args)
+}
+
 fn ends(topic: &str, end: i64) -> Vec<(&str, i32, i64)> {
     (0..PARTITIONS).map(|p| (topic, p, end)).collect()
 }
@@ -119,6 +130,37 @@ fn predicted_rereads(log: &Path) -> i64 {
                 .unwrap_or_else(|| panic!("no figure: {e}"))
         })
         .sum()
+}
+
+/// What kdr's `reprocessing` observations said the group may read again on the partitions of
+/// `topic` on the cluster it moved to (`dr.orders` from the reverse flow's checkpoints,
+/// `orders` from the reverse mapping at failback).
+fn predicted_rereads_on(log: &Path, topic: &str) -> i64 {
+    events(log)
+        .iter()
+        .filter(|e| e["name"] == "reprocessing")
+        .flat_map(|e| {
+            e["data"]["partitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|p| p["target_topic"] == topic)
+        .map(|p| {
+            p["may_reread"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no figure: {p}"))
+        })
+        .sum()
+}
+
+/// The failback's `reverse_translation` observations, read back as kdr writes them.
+fn reverse_translations(log: &Path) -> Vec<ReverseObservation> {
+    events(log)
+        .iter()
+        .filter(|e| e["name"] == "reverse_translation")
+        .map(|e| serde_json::from_value(e["data"].clone()).expect("a reverse_translation"))
+        .collect()
 }
 
 /// Values read more than once, by prefix, across every read so far.
@@ -185,19 +227,7 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
         "  - declare: {}\n  - wait_replication: { timeout: 20s, poll_interval: 100ms, on_timeout: abort }\n  - translate_offsets: { groups: all }\n",
         "  - declare: {}\n  - check_reverse_replication: { max_heartbeat_age: 10s }\n  - wait_replication: { timeout: 20s, poll_interval: 100ms, on_timeout: abort }\n  - translate_offsets: { groups: all }\n",
     );
-    let run = kdr(
-        dir.path(),
-        &[
-            "failover",
-            "--plan",
-            "drill.yaml",
-            "--yes",
-            "--operator",
-            "alice",
-            "--reason",
-            "drill",
-        ],
-    );
+    let run = switch(dir.path(), "failover", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     let failover_log = logs(dir.path()).pop().expect("failover log");
     let predicted = predicted_rereads(&failover_log);
@@ -252,25 +282,40 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
     back.groups = vec![GROUP.to_owned()];
     let reverse = Replicator::start(back).expect("dr -> primary");
     wait_checkpointed(&reverse, 30, "dr.orders", 7);
-    let run = kdr(
-        dir.path(),
-        &[
-            "failback",
-            "--plan",
-            "drill.yaml",
-            "--yes",
-            "--operator",
-            "alice",
-            "--reason",
-            "drill",
-        ],
-    );
+    let run = switch(dir.path(), "failback", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     let failback_log = logs(dir.path())
         .into_iter()
         .find(|l| l.display().to_string().contains("failback"))
         .expect("failback log");
     let predicted_back = predicted_rereads(&failback_log);
+    let predicted_home = predicted_rereads_on(&failback_log, TOPIC);
+    assert_eq!(
+        predicted_back,
+        predicted_rereads_on(&failback_log, "dr.orders") + predicted_home
+    );
+    // Reverse checkpointing: the group's commits on DR's primary.orders (15) went home
+    // through the forward flow's offset syncs, each within the distance of its sync.
+    let mapped = reverse_translations(&failback_log);
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    let mut bound = 0;
+    for p in &mapped[0].partitions {
+        assert_eq!(
+            (p.replica_topic.as_str(), p.topic.as_str(), p.dr_committed),
+            ("primary.orders", TOPIC, 15),
+            "{p:?}"
+        );
+        assert_eq!(p.position_from, PositionFrom::ForwardSyncs, "{p:?}");
+        let sync = p.sync.expect("a sync at or below the commit");
+        assert!(sync.downstream <= 15, "{p:?}");
+        assert_eq!(p.action, "commit", "{p:?}");
+        assert!(
+            p.target_offset > Some(10),
+            "moved past its old commit: {p:?}"
+        );
+        bound += p.reread_bound.expect("a bound");
+    }
+    assert_eq!(predicted_home, bound, "past the sync, offsets ran in step");
     reverse.stop();
 
     // Home again: new records on the primary; the application reads DR's records (as
@@ -286,21 +331,25 @@ fn failover_and_failback_with_a_subscribed_consumer_group_lose_nothing_and_rerea
     assert_every_record_read(&reads, "q", 4);
     assert_eq!(
         duplicates(&reads, "d"),
-        predicted_back,
+        predicted_back - predicted_home,
         "DR's records read again at home"
     );
     assert_eq!(duplicates(&reads, "q"), 0);
-    // What the group read on DR from primary.orders (offsets 10..15) it reads again on the
-    // primary's orders: MM2 checkpoints a topic only in the direction it is replicated, so no
-    // flow carries that progress home, and kdr leaves the group's own commit there (10).
+    // What the group read on DR from primary.orders (offsets 10..15) MM2 never checkpoints
+    // home (it checkpoints a topic only in the direction it is replicated): without reverse
+    // checkpointing the group would read all of it again on the primary's orders from its
+    // old commit there (10), 5 a partition. kdr mapped it home: it reads again at most the
+    // distance to each partition's sync, exactly what kdr said.
+    let home = duplicates(&reads, "p") - predicted;
     assert_eq!(
-        duplicates(&reads, "p"),
-        predicted + 5 * i64::from(PARTITIONS)
+        home, predicted_home,
+        "the primary's records read again at home"
     );
+    assert!(home < 5 * i64::from(PARTITIONS), "{home}");
 
     eprintln!(
-        "read again: {predicted} on DR (resumed at {first_on_dr:?}), {predicted_back} of DR's at home, {} of the primary's at home",
-        5 * PARTITIONS
+        "read again: {predicted} on DR (resumed at {first_on_dr:?}), {} of DR's at home, {home} of the primary's at home (15 without reverse checkpointing)",
+        predicted_back - predicted_home
     );
     // Write authority is back home.
     block_on(async {

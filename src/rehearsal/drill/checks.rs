@@ -3,7 +3,7 @@
 
 use super::measure::Measurement;
 use super::summary::figure;
-use super::{CanaryFigures, Check, GroupRereads, Scenario};
+use super::{CanaryFigures, Check, GroupRereads, ReverseHome, Scenario};
 use crate::engine::RunReport;
 use crate::journal::Outcome;
 
@@ -30,6 +30,9 @@ pub(super) fn all(
     }
     if let Some(back) = failback {
         checks.push(succeeded("failback succeeded", back));
+        if let (true, Some(r)) = (controlled, &measured.reverse_at_failback) {
+            checks.push(reverse_matches(r));
+        }
         checks.push(Check {
             name: "nothing written on DR was lost on the way back".to_owned(),
             ok: measured.records_lost_at_failback == Some(0),
@@ -153,5 +156,21 @@ pub(super) fn estimate_matches(rereads: &[GroupRereads], with_failback: bool) ->
             })
             .collect::<Vec<_>>()
             .join("; "),
+    }
+}
+
+/// What the groups read again at home of the primary's own topics is what kdr's reverse
+/// checkpointing said they would (issue 11 #2).
+fn reverse_matches(r: &ReverseHome) -> Check {
+    Check {
+        name: "reverse checkpointing: what groups read again of the primary's topics at home matches kdr's figure".to_owned(),
+        ok: r.kdr_may_reread == Some(r.reread_on_primary_topics as i64),
+        detail: format!(
+            "{} read again, kdr said {} ({} partitions moved home, {} left where they were)",
+            r.reread_on_primary_topics,
+            figure(r.kdr_may_reread),
+            r.partitions_moved,
+            r.partitions_left
+        ),
     }
 }

@@ -176,7 +176,7 @@ async fn drill(
         on_primary: on_primary.as_ref(),
         at_failover: &at_failover,
         at_failback: at_failback.as_ref(),
-        rereads: super::measure::rereads_by_boundary(&ledger, canary::GROUP),
+        rereads: super::measure::rereads_by_boundary(&ledger, canary::GROUP, |_| true),
         stable_for: options.stable_for,
     };
     let Switches {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::journal::{self, Event, EventBody, JournalError};
+use crate::replication::{ReverseObservation, ReversePartition};
 use crate::report::incident::ReportError;
 
 /// Why kdr's figures could not be read back.
@@ -65,6 +66,8 @@ pub(super) struct Evidence {
     pub accepted_loss: BTreeMap<(String, i32), i64>,
     /// Per group, the last thing translate_offsets said it may read again (None: unknown).
     pub may_reread: BTreeMap<String, Option<i64>>,
+    /// Per group, the failback's reverse mapping as it ended (`reverse_translation`).
+    pub reverse: BTreeMap<String, Vec<ReversePartition>>,
 }
 
 impl Evidence {
@@ -85,6 +88,11 @@ impl Evidence {
                 EventBody::Observation { name, data, .. } if name == "reprocessing" => {
                     let said: Reprocessing = payload(log, seq, "reprocessing", data)?;
                     evidence.may_reread.insert(said.group, said.may_reread);
+                }
+                EventBody::Observation { name, data, .. } if name == "reverse_translation" => {
+                    let mapped: ReverseObservation =
+                        payload(log, seq, "reverse_translation", data)?;
+                    evidence.reverse.insert(mapped.group, mapped.partitions);
                 }
                 EventBody::Decision { kind, data, .. }
                     if kind.as_deref() == Some("wait_replication") =>

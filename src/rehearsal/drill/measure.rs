@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use super::canary;
 use super::evidence::Evidence;
-use super::{DrillError, GroupRereads, PartitionLoss};
+use super::{DrillError, GroupRereads, PartitionLoss, ReverseHome};
 use crate::engine::RunReport;
 use crate::plan::Plan;
 use crate::rehearsal::{ConsumedRecord, EmbeddedWorld, Ledger, LedgerReport, Role, seqs_on};
+use crate::replication::{PositionFrom, ReversePartition};
 
 /// The drill's figures, before the checks judge them.
 pub(super) struct Measurement {
@@ -27,6 +28,8 @@ pub(super) struct Measurement {
     /// primary (DR's topics).
     pub on_dr: BTreeSet<u64>,
     pub on_primary: Option<BTreeSet<u64>>,
+    /// The failback's reverse checkpointing, against what the groups re-read at home.
+    pub reverse_at_failback: Option<ReverseHome>,
     /// kdr's figures, from the failover's and the failback's logs.
     pub at_failover: Evidence,
     pub at_failback: Option<Evidence>,
@@ -65,6 +68,17 @@ impl Measurement {
             .as_ref()
             .map(|on_primary| lost_on_the_way_back(plan, ledger, on_primary));
         let report = ledger.report(groups, Some(&on_dr));
+        let reverse_at_failback = at_failback.as_ref().map(|evidence| {
+            let copies = remote_topics(world, Role::Dr);
+            let home = |r: &ConsumedRecord| {
+                r.cluster == plan.primary.mm2_alias && !copies.contains(&r.topic)
+            };
+            let reread = groups
+                .iter()
+                .map(|g| rereads_by_boundary(ledger, g, home).1)
+                .sum();
+            ReverseHome::from_rows(evidence.reverse.values().flatten(), reread)
+        });
         Ok(Measurement {
             records_written: report.acknowledged,
             lag_at_declaration: at_failover.lag_at_declaration,
@@ -76,9 +90,42 @@ impl Measurement {
             unseen: unseen(groups, ledger, &report, &on_dr, &plan.primary.mm2_alias),
             on_dr,
             on_primary,
+            reverse_at_failback,
             at_failover,
             at_failback,
         })
+    }
+}
+
+impl ReverseHome {
+    /// kdr's reverse mapping (every group's rows) next to `reread`, what the groups read again
+    /// at home of the primary's own topics.
+    pub(super) fn from_rows<'a>(
+        rows: impl Iterator<Item = &'a ReversePartition>,
+        reread: usize,
+    ) -> Self {
+        let mut home = ReverseHome {
+            reread_on_primary_topics: reread,
+            kdr_may_reread: Some(0),
+            ..ReverseHome::default()
+        };
+        for row in rows {
+            match row.position_from {
+                PositionFrom::ForwardSyncs
+                    if row.action == "commit" || row.action.starts_with("clamp") =>
+                {
+                    home.partitions_moved += 1;
+                }
+                PositionFrom::ForwardSyncs | PositionFrom::ReverseCheckpoint => {
+                    home.partitions_left += 1;
+                }
+                PositionFrom::None => home.partitions_unmapped += 1,
+            }
+            if row.position_from == PositionFrom::ForwardSyncs {
+                home.kdr_may_reread = home.kdr_may_reread.zip(row.may_reread).map(|(a, b)| a + b);
+            }
+        }
+        home
     }
 }
 
@@ -167,7 +214,8 @@ fn rereads(
         .iter()
         .filter(|g| groups.contains(&g.group))
         .map(|g| {
-            let (reread_at_failover, reread_at_failback) = rereads_by_boundary(ledger, &g.group);
+            let (reread_at_failover, reread_at_failback) =
+                rereads_by_boundary(ledger, &g.group, |_| true);
             GroupRereads {
                 group: g.group.clone(),
                 reread_at_failover,
@@ -182,7 +230,12 @@ fn rereads(
 
 /// Records a group read again after a move that it had read before: at the failover (its second
 /// attachment, on DR) and at the failback (its third, back on the primary).
-pub(super) fn rereads_by_boundary(ledger: &Ledger, group: &str) -> (usize, usize) {
+/// Only the records for which `counts` holds are counted.
+pub(super) fn rereads_by_boundary(
+    ledger: &Ledger,
+    group: &str,
+    counts: impl Fn(&ConsumedRecord) -> bool,
+) -> (usize, usize) {
     let mut seen: BTreeSet<u64> = BTreeSet::new();
     let mut at = [0usize; 2];
     let mut records: Vec<&ConsumedRecord> = ledger
@@ -199,7 +252,7 @@ pub(super) fn rereads_by_boundary(ledger: &Ledger, group: &str) -> (usize, usize
             seen_before_session = seen.clone();
         }
         let Some(seq) = r.seq else { continue };
-        if seen_before_session.contains(&seq) {
+        if seen_before_session.contains(&seq) && counts(r) {
             match r.session {
                 2 => at[0] += 1,
                 s if s >= 3 => at[1] += 1,

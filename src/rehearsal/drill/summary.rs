@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 
-use super::{CanaryFigures, Check, DrillReport, Latency};
+use super::{CanaryFigures, Check, DrillReport, Latency, ReverseHome};
 use crate::report::incident::Rto;
 use crate::report::{format_ms, tables::run_table};
 
@@ -23,6 +23,9 @@ pub fn summary(report: &DrillReport) -> String {
             "  records written on DR lost on the way back: {}\n",
             figure(report.records_lost_at_failback)
         ));
+        if let Some(r) = &report.reverse_at_failback {
+            reverse(&mut out, r);
+        }
     }
     rereads(&mut out, report);
     for (at, figures) in [
@@ -89,6 +92,18 @@ fn rereads(out: &mut String, report: &DrillReport) {
             figure(g.kdr_estimate_at_failback)
         ));
     }
+}
+
+/// The failback's reverse checkpointing: DR's progress on the primary's topics carried home.
+fn reverse(out: &mut String, r: &ReverseHome) {
+    out.push_str(&format!(
+        "  reverse checkpointing (commits on DR's replica topics, home): {} partitions moved, {} left where they were, {} behind every sync\n    read again at home of the primary's topics: {} (kdr said {})\n",
+        r.partitions_moved,
+        r.partitions_left,
+        r.partitions_unmapped,
+        r.reread_on_primary_topics,
+        figure(r.kdr_may_reread)
+    ));
 }
 
 /// What the canary's clients saw across one switch.

@@ -205,3 +205,25 @@ fn the_reprocessing_check_prints_figures_not_debug_text() {
         "without a failback only the failover counts"
     );
 }
+
+/// The failback's `reverse_translation` observations, as kdr writes them: one row moved home
+/// through a sync, one left where it was, one behind every sync.
+const REVERSE_LOG: &str = r#"{"v":1,"seq":1,"ts":"2026-01-01T00:00:00.000Z","run_id":"r","event":"observation","step":6,"kind":"translate_offsets","name":"reverse_translation","detail":"","data":{"group":"billing","syncs_topic":"mm2-offset-syncs.dr.internal","partitions":[{"replica_topic":"primary.orders","topic":"orders","partition":0,"dr_committed":13,"sync":{"upstream":10,"downstream":10},"position":11,"reread_bound":2,"position_from":"forward_syncs","target_offset":11,"current_offset":null,"action":"commit","may_reread":2},{"replica_topic":"primary.orders","topic":"orders","partition":1,"dr_committed":12,"sync":{"upstream":10,"downstream":10},"position":11,"reread_bound":1,"position_from":"forward_syncs","target_offset":11,"current_offset":14,"action":"skip: would rewind","may_reread":0},{"replica_topic":"primary.orders","topic":"orders","partition":2,"dr_committed":3,"sync":null,"position":null,"reread_bound":null,"position_from":"none","target_offset":null,"current_offset":null,"action":"skip: no offset sync at or below 3","may_reread":null}]}}
+"#;
+
+#[test]
+fn the_reverse_mapping_is_read_back_and_counted() {
+    let (_dir, log) = scratch_file("failback.jsonl", REVERSE_LOG);
+    let evidence = Evidence::read(&log).expect("evidence");
+    let home = super::ReverseHome::from_rows(evidence.reverse.values().flatten(), 2);
+    assert_eq!(
+        home,
+        super::ReverseHome {
+            partitions_moved: 1,
+            partitions_left: 1,
+            partitions_unmapped: 1,
+            kdr_may_reread: Some(2),
+            reread_on_primary_topics: 2,
+        }
+    );
+}

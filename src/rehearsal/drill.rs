@@ -437,6 +437,7 @@ fn failover_request(options: &DrillOptions, dir: &Path) -> RunRequest {
         interrupted_step: None,
         force: false,
         hook_env: vec![("KDR_REHEARSAL_DIR".to_owned(), dir.display().to_string())],
+        failover_log: None,
     }
 }
 

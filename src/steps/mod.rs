@@ -9,6 +9,7 @@ mod notify;
 mod pause;
 mod quiesce;
 mod repoint;
+pub mod stranded;
 mod translate;
 mod validate;
 mod wait_replication;
@@ -63,6 +64,9 @@ pub struct RunState {
     pub authority: Option<crate::authority::AuthorityState>,
     /// `--force`: a lost claim of write authority is bid past (see [`crate::authority::Claim`]).
     pub force: bool,
+    /// The failover's incident log, when the caller knows where it is (a failback otherwise
+    /// looks for it by run id in the incident-log directories).
+    pub failover_log: Option<std::path::PathBuf>,
 }
 
 impl StepCtx<'_> {

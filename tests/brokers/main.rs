@@ -18,4 +18,5 @@ mod mm2;
 mod replication;
 mod roundtrip;
 mod security;
+mod stranded;
 mod translate;

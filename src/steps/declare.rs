@@ -11,7 +11,7 @@ use super::gate::Answer;
 use super::{StepCtx, StepDone, StepError, StepResult, stranded};
 use crate::authority::{Claim, MoveError, claim_and_move, contest};
 use crate::kafka::{KafkaError, Reachability};
-use crate::plan::{Confirm, Declare, Direction};
+use crate::plan::{Confirm, Declare, Direction, Stranded};
 use crate::replication::{Flow, PartitionLag, ReplicatedPartition, now_ms, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
@@ -385,8 +385,24 @@ async fn checkpoint_ages(
 /// One line saying what the step will do, in the plan's words.
 pub fn summary(plan: &crate::plan::Plan, direction: Direction, d: &Declare) -> String {
     let (source, target) = plan.source_target(direction);
+    let stranded = match (direction, d.stranded) {
+        (Direction::Failover, _) => String::new(),
+        (Direction::Failback, Some(choice)) => format!(
+            "; records only {} saw: {}",
+            target.role,
+            match choice {
+                Stranded::Export => "export, then skip",
+                Stranded::Skip => "skip",
+                Stranded::Consume => "leave to the consumers",
+            }
+        ),
+        (Direction::Failback, None) => format!(
+            "; stops if {} holds records {} never received (no `stranded:` choice)",
+            target.role, source.role
+        ),
+    };
     format!(
-        "declare the {direction} ({} → {}); operator confirms by typing {}",
+        "declare the {direction} ({} → {}); operator confirms by typing {}{stranded}",
         source.role,
         target.role,
         match d.confirm {

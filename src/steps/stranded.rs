@@ -781,10 +781,15 @@ async fn skip(ctx: &mut StepCtx<'_>, flow: &Flow, found: &Found) -> Result<Strin
             .collect();
         let skipped: i64 = rows.iter().map(|r| r.stranded_skipped).sum();
         if commits.is_empty() {
+            let unchanged = rows
+                .iter()
+                .filter(|r| r.action == SkipAction::Unchanged)
+                .count();
             ctx.recorder.observe(
                 "stranded_group",
                 format!(
-                    "group {group}: not moved (no commit before the end of the stranded records)"
+                    "group {group}: not moved: past the stranded records on {unchanged} of {} partitions, no commit on the others",
+                    rows.len()
                 ),
                 serde_json::json!({ "group": group, "partitions": rows }),
             )?;

@@ -280,3 +280,48 @@ fn stranded_consume_leaves_them_to_the_consumers_as_the_operators_decision() {
     );
     assert!(dir.path().join("repointed").exists());
 }
+
+#[test]
+fn an_export_that_fails_claims_nothing_skips_nothing_and_a_resume_finishes_it() {
+    let (pair, dir) = after_a_lossy_failover(&failback_steps("stranded: export"));
+    // The export's folder cannot be made: a file stands where it goes.
+    std::fs::write(dir.path().join("incidents").join("stranded"), "in the way").expect("block");
+    let run = kdr(dir.path(), &args("failback"));
+    assert_eq!(run.code, 1, "{run:?}");
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        output.contains("failed to export the stranded records")
+            && output.contains("nothing was skipped and no export is claimed"),
+        "{run:?}"
+    );
+    let events = failback_log(dir.path());
+    assert!(
+        !events.iter().any(|e| e["name"] == "stranded_exported"),
+        "an export is claimed: {events:#?}"
+    );
+    assert!(!dir.path().join("repointed").exists());
+    assert_eq!(
+        home_commits(&pair),
+        HOME_COMMITS.map(|(p, o)| (p, Some(o))).to_vec()
+    );
+
+    // The way cleared, the same run resumed exports every record and moves the group.
+    std::fs::remove_file(dir.path().join("incidents").join("stranded")).expect("unblock");
+    let log = logs(dir.path())
+        .into_iter()
+        .find(|l| l.to_string_lossy().contains("-failback-"))
+        .expect("the failback's log");
+    let log = log.to_str().expect("utf-8 path");
+    let mut resume = args("failback");
+    resume.extend(["--resume", log]);
+    let run = kdr(dir.path(), &resume);
+    assert_eq!(run.code, 0, "{run:?}");
+    let events = failback_log(dir.path());
+    let exported = &observation(&events, "stranded_exported")["data"];
+    assert_eq!(exported["records"], 12);
+    assert_eq!(
+        home_commits(&pair),
+        vec![(0, Some(10)), (1, Some(10)), (2, Some(10))]
+    );
+    assert!(dir.path().join("repointed").exists());
+}

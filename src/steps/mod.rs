@@ -173,7 +173,8 @@ pub enum StepError {
     Aborted(String),
     #[error("{0}")]
     Interrupted(String),
-    /// The run may not go on, and resuming it will not help: another run won write authority.
+    /// The run may not go on, and resuming it will not help: another run won write authority,
+    /// or a failback found stranded records its plan says nothing about.
     #[error("{0}")]
     Refused(String),
     /// The incident log could not be written: stop, the run has no evidence any more.

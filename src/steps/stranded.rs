@@ -856,10 +856,12 @@ fn skip_row(p: &StrandedPartition, was: Option<i64>) -> SkipRow {
     }
 }
 
-/// The stop when the plan has no choice: what to add, where.
+/// The stop when the plan has no choice: what to add, where. A refusal, not a failure: a
+/// resume would stop again, and once the plan says more its fingerprint no longer matches the
+/// log, so the way on is a new run (nothing was claimed or changed).
 pub fn missing_choice(ctx: &StepCtx<'_>, found: &Found) -> StepError {
     let step = ctx.step.index;
-    StepError::Failed(format!(
+    StepError::Refused(format!(
         "{} on primary never reached dr ({}), and the plan does not say what to do with them: add `stranded: export`, `stranded: skip` or `stranded: consume` to `failback[{}].declare` (step {step}) in {} line {}, e.g. `- declare: {{ confirm: plan-name, stranded: export }}`, then run the failback again; nothing was repointed",
         crate::report::count(found.total_records as usize, "record"),
         found

@@ -149,6 +149,8 @@ fn a_failback_with_stranded_records_and_no_choice_stops_before_repointing() {
         "12 records on primary never reached dr",
         "add `stranded: export`, `stranded: skip` or `stranded: consume` to `failback[0].declare` (step 1) in drill.yaml line",
         "nothing was repointed",
+        // Resuming would stop again (or, the plan edited, be refused): a new run is the way.
+        "step 1 (declare) refused: ",
     ] {
         assert!(output.contains(expected), "missing {expected:?}: {run:?}");
     }

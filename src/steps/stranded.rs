@@ -18,7 +18,7 @@ use super::{StepCtx, StepError};
 use crate::journal::{self, Event, EventBody};
 use crate::kafka::{KafkaError, OffsetRange, RawRecord, ReadOptions, TopicPartition};
 use crate::plan::{Direction, PolicyKind, Role, Selector, Stranded};
-use crate::replication::{Flow, present};
+use crate::replication::{Flow, LagMethod, ReplicatedPartition, present};
 
 /// The export file's format, named in each line (`"v"`) and in the README.
 pub const EXPORT_VERSION: u32 = 1;
@@ -77,6 +77,68 @@ pub struct Found {
     /// Partitions the failover's log gives no replicated-to offset for (the primary was gone
     /// before kdr could measure them): not checked.
     pub unmeasured: Vec<String>,
+    /// Partitions where DR now holds more than the failover measured (replication went on
+    /// after the loss was accepted): those records reached DR and are not stranded.
+    pub reached_dr_later: Vec<ReachedLater>,
+    /// Why what DR holds now could not be measured, when it could not.
+    pub dr_now_unknown: Option<String>,
+}
+
+/// A partition DR received more of after the failover accepted its loss.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReachedLater {
+    pub topic: String,
+    pub partition: i32,
+    /// The replicated-to offset in the failover's log.
+    pub logged: i64,
+    /// The replicated-to offset measured now.
+    pub now: i64,
+}
+
+/// Raise each partition's replicated-to offset to what DR holds now, where that is measured
+/// reliably: through MM2's offset syncs, or by record counts under the default policy (DR's
+/// replica topic holds nothing else; under identity DR's own writes share the topic). A
+/// failover that accepted its loss while MirrorMaker 2 still ran may have been followed by
+/// more of those records reaching DR: they are not stranded. Never lowers an offset.
+async fn what_dr_holds_now(
+    ctx: &mut StepCtx<'_>,
+    measured: &mut [((String, i32), i64)],
+) -> (Vec<ReachedLater>, Option<String>) {
+    let Some(clusters) = ctx.clusters else {
+        return (Vec::new(), Some("no Kafka clients".to_owned()));
+    };
+    let forward = Flow::new(ctx.plan, clusters, Direction::Failover);
+    let partitions: Vec<ReplicatedPartition> = measured
+        .iter()
+        .map(|((topic, partition), _)| ReplicatedPartition {
+            source_topic: topic.clone(),
+            target_topic: forward.remote_topic(topic),
+            partition: *partition,
+        })
+        .collect();
+    let lags = match ctx.wait(forward.measure_lag(&partitions, None)).await {
+        super::Waited::Done(Ok(lags)) => lags,
+        super::Waited::Done(Err(e)) => return (Vec::new(), Some(e.to_string())),
+        super::Waited::DeadlinePassed | super::Waited::Cancelled => {
+            return (Vec::new(), Some("out of time".to_owned()));
+        }
+    };
+    let default_policy = ctx.plan.replication.policy == PolicyKind::Default;
+    let mut later = Vec::new();
+    for (((topic, partition), logged), lag) in measured.iter_mut().zip(&lags) {
+        let reliable = lag.method == LagMethod::OffsetSync
+            || (lag.method == LagMethod::Count && default_policy);
+        if let Some(now) = lag.replicated_to.filter(|now| reliable && *now > *logged) {
+            later.push(ReachedLater {
+                topic: topic.clone(),
+                partition: *partition,
+                logged: *logged,
+                now,
+            });
+            *logged = now;
+        }
+    }
+    (later, None)
 }
 
 /// The outcome of the search: what was found, or why nothing could be looked for.
@@ -144,10 +206,11 @@ pub async fn find(ctx: &mut StepCtx<'_>, flow: &Flow) -> Result<Finding, StepErr
         .filter(|(_, m)| m.is_none())
         .map(|((t, p), _)| format!("{t}-{p}"))
         .collect();
-    let measured: Vec<((String, i32), i64)> = marks
+    let mut measured: Vec<((String, i32), i64)> = marks
         .into_iter()
         .filter_map(|(k, m)| m.map(|m| (k, m)))
         .collect();
+    let (reached_dr_later, dr_now_unknown) = what_dr_holds_now(ctx, &mut measured).await;
     let partitions = stranded_ranges(ctx, flow, &measured).await?;
     let ranges: Vec<OffsetRange> = partitions.iter().map(StrandedPartition::range).collect();
     let primary = flow.target.clone();
@@ -182,6 +245,8 @@ pub async fn find(ctx: &mut StepCtx<'_>, flow: &Flow) -> Result<Finding, StepErr
         total_records: partitions.iter().map(|p| p.records).sum(),
         partitions,
         unmeasured,
+        reached_dr_later,
+        dr_now_unknown,
     };
     let mut detail = if found.total_records == 0 {
         format!(
@@ -201,6 +266,25 @@ pub async fn find(ctx: &mut StepCtx<'_>, flow: &Flow) -> Result<Finding, StepErr
                 .join("; ")
         )
     };
+    if !found.reached_dr_later.is_empty() {
+        detail.push_str(&format!(
+            "; reached dr after the failover accepted its loss, so not stranded: {}",
+            found
+                .reached_dr_later
+                .iter()
+                .map(|l| format!(
+                    "{}-{} up to {} (logged {})",
+                    l.topic, l.partition, l.now, l.logged
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(why) = &found.dr_now_unknown {
+        detail.push_str(&format!(
+            "; what dr holds now was not measured ({why}): the failover's figures stand"
+        ));
+    }
     if !found.unmeasured.is_empty() {
         detail.push_str(&format!(
             "; not checked (the failover measured no replicated-to offset): {}",

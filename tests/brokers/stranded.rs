@@ -327,3 +327,32 @@ fn an_export_that_fails_claims_nothing_skips_nothing_and_a_resume_finishes_it() 
     );
     assert!(dir.path().join("repointed").exists());
 }
+
+#[test]
+fn records_that_reached_dr_after_the_failover_accepted_its_loss_are_not_stranded() {
+    let (pair, dir) = after_a_lossy_failover(&failback_steps("stranded: consume"));
+    // Replication went on after the loss was accepted: 3 more of partition 1's records reached
+    // DR's replica (as MirrorMaker 2 would have copied them).
+    produce(&pair.dr.bootstrap(), &format!("primary.{TOPIC}"), 1, 3);
+    let run = kdr(dir.path(), &args("failback"));
+    assert_eq!(run.code, 0, "{run:?}");
+    let events = failback_log(dir.path());
+    let found = &observation(&events, "stranded_records")["data"];
+    assert_eq!(found["total_records"], 9, "{found}");
+    assert_eq!(
+        found["reached_dr_later"],
+        serde_json::json!([{ "topic": TOPIC, "partition": 1, "logged": ON_DR, "now": ON_DR + 3 }]),
+        "{found}"
+    );
+    let one = found["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|p| p["partition"] == 1)
+        .expect("partition 1");
+    assert_eq!(
+        (one["records"].as_u64(), one["first_offset"].as_i64()),
+        (Some(1), Some(9)),
+        "{one}"
+    );
+}

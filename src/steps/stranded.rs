@@ -161,6 +161,10 @@ impl Finding {
     /// A fragment for the step's message.
     pub fn summary(&self) -> String {
         match self {
+            Finding::Found(f) if f.total_records == 0 && !f.unmeasured.is_empty() => format!(
+                "no stranded records found on primary, {} not checked (the failover measured no replicated-to offset there)",
+                crate::report::count(f.unmeasured.len(), "partition")
+            ),
             Finding::Found(f) if f.total_records == 0 => {
                 "no stranded records on primary".to_owned()
             }

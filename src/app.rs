@@ -507,6 +507,7 @@ fn run_direction(
         interrupted_step: args.interrupted_step,
         force: args.force,
         hook_env: Vec::new(),
+        failover_log: None,
     };
     let runtime = Async::start()?;
     // Before asking anything: a run that would be refused for where write authority is says

@@ -63,6 +63,9 @@ pub struct RunRequest {
     /// Extra environment for the plan's hooks (`kdr rehearse` tells them where its clients
     /// read their bootstrap servers).
     pub hook_env: Vec<(String, String)>,
+    /// A failback: where the failover's incident log is, when it is not in the incident-log
+    /// directory (`kdr rehearse --log`); its stranded records are counted from it.
+    pub failover_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -382,7 +385,10 @@ impl<'a> Run<'a> {
             gate,
             recorder: Recorder::new(journal, sinks, plan.secrets.clone()),
             clusters,
-            state: RunState::default(),
+            state: RunState {
+                failover_log: request.failover_log.clone(),
+                ..RunState::default()
+            },
             cancel,
             clock: Instant::now(),
             lock,

@@ -44,6 +44,7 @@ fn unattended() -> RunRequest {
         interrupted_step: None,
         force: false,
         hook_env: Vec::new(),
+        failover_log: None,
     }
 }
 

@@ -33,6 +33,11 @@ pub enum Operation {
         /// Partition read.
         partition: i32,
     },
+    /// Reading offset ranges of many partitions with one client.
+    ReadRanges {
+        /// How many ranges.
+        partitions: usize,
+    },
     /// OffsetFetch for a group.
     FetchCommittedOffsets {
         /// The group.
@@ -72,6 +77,9 @@ impl fmt::Display for Operation {
             Operation::FetchEndOffsets => f.write_str("fetch end offsets"),
             Operation::ReadPartition { topic, partition } => {
                 write!(f, "read partition {partition} of topic {topic}")
+            }
+            Operation::ReadRanges { partitions } => {
+                write!(f, "read records of {partitions} partition(s)")
             }
             Operation::FetchCommittedOffsets { group } => {
                 write!(f, "fetch committed offsets of group {group}")

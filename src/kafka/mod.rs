@@ -67,6 +67,7 @@ mod config;
 mod context;
 mod error;
 mod produce;
+mod ranges;
 mod scope;
 mod session;
 mod types;
@@ -75,6 +76,7 @@ pub use batch::DEFAULT_CONCURRENCY;
 pub use cluster::Cluster;
 pub use config::{ClientProperty, ClusterRole, ClusterSpec, REDACTED, Redactor, key_looks_secret};
 pub use error::{KafkaError, Operation};
+pub use ranges::OffsetRange;
 pub use types::{
     BrokerInfo, ClusterInfo, GroupCommit, GroupDescription, GroupPartitions, MemberInfo,
     PartitionRead, PartitionScan, RawRecord, Reachability, ReadOptions, RecordView, TopicCreation,

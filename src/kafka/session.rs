@@ -699,7 +699,7 @@ pub(crate) fn offsets_by_partition(answer: &TopicPartitionList) -> Answered {
         .collect()
 }
 
-fn raw_record(message: &impl Message) -> RawRecord {
+pub(super) fn raw_record(message: &impl Message) -> RawRecord {
     RawRecord {
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),

@@ -194,8 +194,26 @@ pub struct DeclareFile {
     /// What the operator must type to declare: `plan-name` (default) or `yes`.
     #[serde(default)]
     pub confirm: Option<ConfirmFile>,
+    /// Failback only: what to do with the records the old primary took that DR never
+    /// received (found from the failover's incident log). No default: with such records and
+    /// no choice, the failback stops before repointing.
+    #[serde(default)]
+    pub stranded: Option<Located<StrandedFile>>,
     #[serde(default)]
     pub timeout: Option<DurationText>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StrandedFile {
+    /// Write every stranded record to a JSON Lines file under the incident directory, then
+    /// skip them as `skip` does.
+    Export,
+    /// Commit the home groups past the stranded records (never backwards, never a group with
+    /// live members).
+    Skip,
+    /// Leave them for the consumers at home to read, recorded as the operator's decision.
+    Consume,
 }
 
 /// `plan-name` or `yes`. YAML reads a bare `yes` (and `true`) as a boolean: both mean `yes`,

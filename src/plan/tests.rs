@@ -226,3 +226,45 @@ fn problems_inside_a_step_name_the_step_as_runs_number_it() {
         ["1:10: version: unsupported plan version 2: this kdr reads version 1"]
     );
 }
+
+#[test]
+fn stranded_is_the_failbacks_choice_and_has_no_default() {
+    let with = |failback_declare: &str| {
+        GOOD.replace(
+            "failback:\n",
+            &format!("failback:\n  - declare: {failback_declare}\n"),
+        )
+    };
+    for (written, choice) in [
+        ("{ stranded: export }", Some(Stranded::Export)),
+        ("{ stranded: skip }", Some(Stranded::Skip)),
+        (
+            "{ confirm: yes, stranded: consume }",
+            Some(Stranded::Consume),
+        ),
+        ("{}", None),
+    ] {
+        let plan = load_text(&with(written)).unwrap_or_else(|e| panic!("{written}: {e}"));
+        let StepKind::Declare(declare) = &plan.failback[0].kind else {
+            panic!("the failback's first step is its declaration");
+        };
+        assert_eq!(declare.stranded, choice, "{written}");
+    }
+    let got = problems(&GOOD.replace(
+        "declare: { confirm: plan-name }",
+        "declare: { confirm: plan-name, stranded: skip }",
+    ));
+    assert_eq!(
+        got,
+        [
+            "14:46: failover[0].declare.stranded (step 1): `stranded` belongs to the failback's declare: the records only the old primary saw are found when coming home, not in `failover`"
+        ]
+    );
+    let got = problems(&with("{ stranded: later }"));
+    assert_eq!(
+        got,
+        [
+            "21:26: failback[0].declare.stranded (step 1): unknown value `later` (expected one of: export, skip, consume)"
+        ]
+    );
+}

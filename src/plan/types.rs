@@ -319,6 +319,31 @@ pub struct CheckReverseReplication {
 #[derive(Debug, Clone)]
 pub struct Declare {
     pub confirm: Confirm,
+    /// A failback's decision about the records only the old primary saw; `None` when the plan
+    /// does not say (then a failback that finds such records stops before repointing).
+    pub stranded: Option<Stranded>,
+}
+
+/// What a failback does with the stranded records: those the old primary took after what DR
+/// had received when the failover accepted its loss. No default: the plan says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stranded {
+    /// Write every record to a file under the incident directory, then skip them.
+    Export,
+    /// Move the home groups past them (never backwards, never an active group).
+    Skip,
+    /// Leave them to the consumers at home, recorded as the operator's decision.
+    Consume,
+}
+
+impl Stranded {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stranded::Export => "export",
+            Stranded::Skip => "skip",
+            Stranded::Consume => "consume",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

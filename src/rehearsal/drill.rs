@@ -19,6 +19,7 @@ mod disaster;
 mod evidence;
 mod measure;
 mod stage;
+mod stranded;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 
 pub use canary::{CanaryFigures, GapRow, Latency};
 pub use evidence::EvidenceError;
+pub use stranded::{StrandedFigures, StrandedRow};
 pub use summary::summary;
 
 use self::disaster::Disaster;
@@ -184,6 +186,9 @@ pub struct DrillReport {
     pub rereads: Vec<GroupRereads>,
     /// The failback's reverse checkpointing; None without a failback.
     pub reverse_at_failback: Option<ReverseHome>,
+    /// The records only the old primary saw, as the failback found and placed them, next to
+    /// what the primary really held beyond DR. None without a failback.
+    pub stranded: Option<StrandedFigures>,
     /// What the canary's clients saw across the failover, and across the failback.
     pub canary: Option<CanaryFigures>,
     pub canary_failback: Option<CanaryFigures>,
@@ -310,7 +315,7 @@ async fn drill(
                 .map_err(DrillError::world)?;
         }
         let flow_back = stage.traffic_on_dr(&forward).await?;
-        let failback = failback(options, plan, dir, cancel).await?;
+        let failback = failback(options, plan, dir, &run.log, cancel).await?;
         back = Some((failback, flow_back));
     }
 
@@ -320,6 +325,12 @@ async fn drill(
         failback
     });
     let measured = Measurement::take(plan, world, groups, &ledger, &run, failback.as_ref()).await?;
+    let stranded = match &failback {
+        Some(back) => {
+            Some(stranded::account(plan, world, &ledger, &measured.on_dr, &back.log).await?)
+        }
+        None => None,
+    };
     let canary_group = measured.rereads.iter().find(|g| g.group == canary::GROUP);
     let ground = CanaryGround {
         on_dr: &measured.on_dr,
@@ -341,7 +352,9 @@ async fn drill(
         canary.as_ref(),
         canary_failback.as_ref(),
     ));
+    checks.extend(checks::stranded(stranded.as_ref()));
     Ok(DrillReport {
+        stranded,
         canary,
         canary_failback,
         scenario: options.scenario,
@@ -521,6 +534,7 @@ fn failover_request(options: &DrillOptions, dir: &Path) -> RunRequest {
         interrupted_step: None,
         force: false,
         hook_env: vec![("KDR_REHEARSAL_DIR".to_owned(), dir.display().to_string())],
+        failover_log: None,
     }
 }
 
@@ -529,6 +543,7 @@ async fn failback(
     options: &DrillOptions,
     plan: &Plan,
     dir: &Path,
+    failover_log: &Path,
     cancel: watch::Receiver<bool>,
 ) -> Result<RunReport, DrillError> {
     let mut progress = Progress::new(options.color, plan.steps(Direction::Failback).len());
@@ -540,6 +555,8 @@ async fn failback(
             options.scenario.name()
         )),
         log: None,
+        // Its stranded records are counted from the failover's log, wherever --log put it.
+        failover_log: Some(failover_log.to_owned()),
         ..failover_request(options, dir)
     };
     let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(progress)];

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::gate::Answer;
-use super::{StepCtx, StepDone, StepError, StepResult};
+use super::{StepCtx, StepDone, StepError, StepResult, stranded};
 use crate::authority::{Claim, MoveError, claim_and_move, contest};
 use crate::kafka::{KafkaError, Reachability};
-use crate::plan::{Confirm, Declare, Direction};
+use crate::plan::{Confirm, Declare, Direction, Stranded};
 use crate::replication::{Flow, PartitionLag, ReplicatedPartition, now_ms, total_lag};
 
 pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
@@ -25,11 +25,38 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
     } else {
         None
     };
+    // A failback looks for the records only the old primary saw before anyone is asked: with
+    // some and no choice in the plan it stops here, having claimed and changed nothing.
+    let stranded = if ctx.clusters.is_some() && ctx.direction == Direction::Failback {
+        let flow = ctx.flow()?;
+        Some((stranded::find(ctx, &flow).await?, flow))
+    } else {
+        None
+    };
+    let missing_choice = declare.stranded.is_none();
     if ctx.dry_run {
+        let stranded_text = stranded
+            .as_ref()
+            .map(|(finding, _)| match (finding.stranded(), declare.stranded) {
+                (Some(_), Some(choice)) => {
+                    format!("; {}: would {}", finding.summary(), choice.as_str())
+                }
+                (Some(_), None) => format!(
+                    "; {}: would stop, the plan does not say what to do with them (`stranded:` on this declare)",
+                    finding.summary()
+                ),
+                (None, _) => format!("; {}", finding.summary()),
+            })
+            .unwrap_or_default();
         return Ok(StepDone::DryRun(format!(
-            "would ask the operator to type `{expected}` to {what}{}",
+            "would ask the operator to type `{expected}` to {what}{}{stranded_text}",
             snapshot.map(|s| format!("; {s}")).unwrap_or_default()
         )));
+    }
+    if let Some(found) = stranded.as_ref().and_then(|(f, _)| f.stranded())
+        && missing_choice
+    {
+        return Err(stranded::missing_choice(ctx, found));
     }
     let snapshot = snapshot.map(|s| format!("; {s}")).unwrap_or_default();
     if ctx.gate.unattended() {
@@ -39,7 +66,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
             ctx.reason,
             serde_json::json!({ "confirmed_by": "--yes" }),
         )?;
-        let moved = take_authority(ctx).await?;
+        let moved = declared(ctx, declare, stranded.as_ref()).await?;
         return Ok(StepDone::Ok(format!(
             "declared by {} (--yes): {}{snapshot}{moved}",
             ctx.operator, ctx.reason
@@ -62,7 +89,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
                 ctx.reason,
                 serde_json::json!({ "confirmed_by": "typed" }),
             )?;
-            let moved = take_authority(ctx).await?;
+            let moved = declared(ctx, declare, stranded.as_ref()).await?;
             Ok(StepDone::Ok(format!(
                 "declared by {}: {}{snapshot}{moved}",
                 ctx.operator, ctx.reason
@@ -90,6 +117,27 @@ pub async fn run(ctx: &mut StepCtx<'_>, declare: &Declare) -> StepResult {
             "interrupted at the declaration".to_owned(),
         )),
     }
+}
+
+/// Once declared: take write authority, then (a failback that found stranded records) do what
+/// the plan says with them. Returns the fragments for the step's message.
+async fn declared(
+    ctx: &mut StepCtx<'_>,
+    declare: &Declare,
+    stranded: Option<&(stranded::Finding, Flow)>,
+) -> Result<String, StepError> {
+    let mut text = take_authority(ctx).await?;
+    let Some((finding, flow)) = stranded else {
+        return Ok(text);
+    };
+    match (finding.stranded(), declare.stranded) {
+        (Some(found), Some(choice)) => {
+            text.push_str(&format!("; {}", finding.summary()));
+            text.push_str(&stranded::settle(ctx, flow, choice, found).await?);
+        }
+        _ => text.push_str(&format!("; {}", finding.summary())),
+    }
+    Ok(text)
 }
 
 /// The declaration claims the next epoch of write authority on the target (see
@@ -337,8 +385,24 @@ async fn checkpoint_ages(
 /// One line saying what the step will do, in the plan's words.
 pub fn summary(plan: &crate::plan::Plan, direction: Direction, d: &Declare) -> String {
     let (source, target) = plan.source_target(direction);
+    let stranded = match (direction, d.stranded) {
+        (Direction::Failover, _) => String::new(),
+        (Direction::Failback, Some(choice)) => format!(
+            "; records only {} saw: {}",
+            target.role,
+            match choice {
+                Stranded::Export => "export, then skip",
+                Stranded::Skip => "skip",
+                Stranded::Consume => "leave to the consumers",
+            }
+        ),
+        (Direction::Failback, None) => format!(
+            "; stops if {} holds records {} never received (no `stranded:` choice)",
+            target.role, source.role
+        ),
+    };
     format!(
-        "declare the {direction} ({} → {}); operator confirms by typing {}",
+        "declare the {direction} ({} → {}); operator confirms by typing {}{stranded}",
         source.role,
         target.role,
         match d.confirm {

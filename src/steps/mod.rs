@@ -9,6 +9,7 @@ mod notify;
 mod pause;
 mod quiesce;
 mod repoint;
+pub mod stranded;
 mod translate;
 mod validate;
 mod wait_replication;
@@ -63,6 +64,9 @@ pub struct RunState {
     pub authority: Option<crate::authority::AuthorityState>,
     /// `--force`: a lost claim of write authority is bid past (see [`crate::authority::Claim`]).
     pub force: bool,
+    /// The failover's incident log, when the caller knows where it is (a failback otherwise
+    /// looks for it by run id in the incident-log directories).
+    pub failover_log: Option<std::path::PathBuf>,
 }
 
 impl StepCtx<'_> {
@@ -169,7 +173,8 @@ pub enum StepError {
     Aborted(String),
     #[error("{0}")]
     Interrupted(String),
-    /// The run may not go on, and resuming it will not help: another run won write authority.
+    /// The run may not go on, and resuming it will not help: another run won write authority,
+    /// or a failback found stranded records its plan says nothing about.
     #[error("{0}")]
     Refused(String),
     /// The incident log could not be written: stop, the run has no evidence any more.

@@ -205,10 +205,13 @@ fn settle(
         .collect();
     let total = total_lag(lags);
     let unknown = lags.iter().filter(|l| l.lag.is_none()).count();
+    // Every partition's measurement, not only the lagging ones: a failback reads the
+    // replicated-to offsets back from here to find the records only the old primary saw.
     let data = serde_json::json!({
         "lost_records": total,
         "partitions_with_unknown_lag": unknown,
         "per_partition": lost,
+        "partitions": lags,
     });
     // Partitions that could not be measured are not "0 lost": say so wherever the total goes.
     let not_replicated = if unknown > 0 {

@@ -20,4 +20,5 @@ mod replication;
 mod reverse;
 mod roundtrip;
 mod security;
+mod stranded;
 mod translate;

@@ -18,4 +18,5 @@ mod prompts;
 mod rehearse;
 mod report;
 mod runs;
+mod stranded;
 mod world;

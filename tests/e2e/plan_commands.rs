@@ -98,18 +98,18 @@ failover (primary → dr)
 └───┴───────────────────┴─────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┴───────────────┘
 
 failback (dr → primary)
-┌───┬───────────────────────────┬──────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┬────────────────┐
-│ # ┆ kind                      ┆ what it will do                                                                                                                  ┆ timeout        │
-╞═══╪═══════════════════════════╪══════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════╪════════════════╡
-│ 1 ┆ check_reverse_replication ┆ prove dr → primary replication is healthy: heartbeats younger than <dur>, remote topics present, checkpoints for the plan's groups ┆ 1m (default)   │
-│ 2 ┆ declare                   ┆ declare the failback (dr → primary); operator confirms by typing the plan name `orders-dr`                                       ┆ 30m (default)  │
-│ 3 ┆ quiesce_producers         ┆ run `kubectl scale deploy/order-producer --replicas=0 -n prod`, then prove dr's end offsets stay still for <dur>                   ┆ 2m             │
-│ 4 ┆ wait_replication          ┆ wait until dr → primary lag is at most 0 records per partition, else abort                                                       ┆ 10m            │
-│ 5 ┆ repoint                   ┆ run `./set-bootstrap.sh primary`                                                                                                 ┆ 5m (default)   │
-│ 6 ┆ translate_offsets         ┆ commit translated offsets on primary for the plan's groups from dr.checkpoints.internal                                          ┆ 2m (default)   │
-│ 7 ┆ validate                  ┆ check within 5m that groups progress on primary without a reset                                                                  ┆ 6m (default)   │
-│ 8 ┆ pause                     ┆ wait for the operator: Re-enable primary->dr replication in MirrorMaker 2, then continue.                                        ┆ 1day (default) │
-└───┴───────────────────────────┴──────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┴────────────────┘
+┌───┬───────────────────────────┬─────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┬────────────────┐
+│ # ┆ kind                      ┆ what it will do                                                                                                                         ┆ timeout        │
+╞═══╪═══════════════════════════╪═════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════════╪════════════════╡
+│ 1 ┆ check_reverse_replication ┆ prove dr → primary replication is healthy: heartbeats younger than <dur>, remote topics present, checkpoints for the plan's groups        ┆ 1m (default)   │
+│ 2 ┆ declare                   ┆ declare the failback (dr → primary); operator confirms by typing the plan name `orders-dr`; records only primary saw: export, then skip ┆ 30m (default)  │
+│ 3 ┆ quiesce_producers         ┆ run `kubectl scale deploy/order-producer --replicas=0 -n prod`, then prove dr's end offsets stay still for <dur>                          ┆ 2m             │
+│ 4 ┆ wait_replication          ┆ wait until dr → primary lag is at most 0 records per partition, else abort                                                              ┆ 10m            │
+│ 5 ┆ repoint                   ┆ run `./set-bootstrap.sh primary`                                                                                                        ┆ 5m (default)   │
+│ 6 ┆ translate_offsets         ┆ commit translated offsets on primary for the plan's groups from dr.checkpoints.internal                                                 ┆ 2m (default)   │
+│ 7 ┆ validate                  ┆ check within 5m that groups progress on primary without a reset                                                                         ┆ 6m (default)   │
+│ 8 ┆ pause                     ┆ wait for the operator: Re-enable primary->dr replication in MirrorMaker 2, then continue.                                               ┆ 1day (default) │
+└───┴───────────────────────────┴─────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┴────────────────┘
 ";
 
 #[test]

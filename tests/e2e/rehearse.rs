@@ -50,6 +50,19 @@ fn disaster_strikes_after_the_declare_step_wherever_the_plan_puts_it() {
     let lost = report["records_really_lost"].as_i64();
     assert!(lost > Some(0), "{report}");
     assert_eq!(report["records_accepted_lost"].as_i64(), lost, "{report}");
+
+    // The records only the old primary saw: the failback found them from the failover's log
+    // (at --log, outside the incident directory), exported them, and they are what the
+    // primary really held beyond DR.
+    let stranded = &report["stranded"];
+    let found = stranded["found_by_kdr"].as_u64();
+    assert!(found > Some(0), "{stranded}");
+    assert_eq!(stranded["really_on_primary"].as_u64(), found, "{stranded}");
+    assert_eq!(stranded["choice"], "export", "{stranded}");
+    assert_eq!(stranded["exported"].as_u64(), found, "{stranded}");
+    let exported = stranded["exported_to"].as_str().expect("the export file");
+    let lines = std::fs::read_to_string(s.path().join(exported)).expect("the export");
+    assert_eq!(Some(lines.lines().count() as u64), found, "{exported}");
 }
 
 #[test]
@@ -104,12 +117,15 @@ fn disaster_canary_sees_the_gap_kdr_accepted_and_the_report_shows_it() {
     ]);
     assert_eq!(run.code, 0, "{run:?}");
 
-    // Both logs went under --log-dir, named as failovers' and failbacks' logs are.
+    // Both logs went under --log-dir, named as failovers' and failbacks' logs are, and beside
+    // them the failback's export of the records only the old primary saw, in a folder of its
+    // own.
     let mut logs: Vec<_> = std::fs::read_dir(&dir)
         .expect("the log dir")
         .map(|e| e.expect("entry").path())
         .collect();
     logs.sort();
+    assert_eq!(logs.pop(), Some(dir.join("stranded")), "{logs:?}");
     assert_eq!(logs.len(), 2, "{logs:?}");
     let (failback, failover) = (&logs[0], &logs[1]);
     assert!(

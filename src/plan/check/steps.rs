@@ -47,7 +47,7 @@ pub(in crate::plan) fn check_steps(
         let Some(raw) = section::<StepFile>(item, &p, problems) else {
             continue;
         };
-        if let Some(step) = check_step(raw, &p, i + 1, item.line, problems) {
+        if let Some(step) = check_step(raw, &p, i + 1, item.line, direction, problems) {
             if matches!(step.kind, StepKind::Declare(_)) {
                 declares += 1;
                 if declares > 1 {
@@ -70,12 +70,13 @@ fn check_step(
     path: &str,
     index: usize,
     line: u64,
+    direction: &str,
     problems: &mut Problems,
 ) -> Option<Step> {
     let before = problems.len();
     let kind_path = |k: &str| join_key(path, k);
     let (kind, timeout) = match raw {
-        StepFile::Declare(d) => declare(d, &kind_path("declare"), problems),
+        StepFile::Declare(d) => declare(d, &kind_path("declare"), direction, problems),
         StepFile::QuiesceProducers(q) => quiesce(q, &kind_path("quiesce_producers"), problems),
         StepFile::WaitReplication(w) => wait(w, &kind_path("wait_replication"), problems),
         StepFile::Repoint(r) => repoint(r, &kind_path("repoint"), line, problems),
@@ -97,13 +98,33 @@ fn check_step(
     })
 }
 
-fn declare(d: file::DeclareFile, p: &str, problems: &mut Problems) -> Checked {
+fn declare(d: file::DeclareFile, p: &str, direction: &str, problems: &mut Problems) -> Checked {
     let t = opt_duration(&d.timeout, p, "timeout", problems);
     let confirm = match d.confirm {
         Some(file::ConfirmFile::Yes) => Confirm::Yes,
         Some(file::ConfirmFile::PlanName) | None => Confirm::PlanName,
     };
-    (Some(StepKind::Declare(Declare { confirm })), t)
+    let stranded = d.stranded.as_ref().map(|s| match s.value {
+        file::StrandedFile::Export => Stranded::Export,
+        file::StrandedFile::Skip => Stranded::Skip,
+        file::StrandedFile::Consume => Stranded::Consume,
+    });
+    if let Some(s) = &d.stranded
+        && direction != "failback"
+    {
+        problems.push(
+            at(
+                s,
+                &join_key(p, "stranded"),
+                format!(
+                    "`stranded` belongs to the failback's declare: the records only the old \
+                     primary saw are found when coming home, not in `{direction}`"
+                ),
+            )
+            .with_hint("move it to the `declare` step of `failback`"),
+        );
+    }
+    (Some(StepKind::Declare(Declare { confirm, stranded })), t)
 }
 
 fn quiesce(q: file::QuiesceProducersFile, p: &str, problems: &mut Problems) -> Checked {

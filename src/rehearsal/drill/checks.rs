@@ -3,7 +3,7 @@
 
 use super::measure::Measurement;
 use super::summary::figure;
-use super::{CanaryFigures, Check, GroupRereads, ReverseHome, Scenario};
+use super::{CanaryFigures, Check, GroupRereads, ReverseHome, Scenario, StrandedFigures};
 use crate::engine::RunReport;
 use crate::journal::Outcome;
 
@@ -173,4 +173,22 @@ fn reverse_matches(r: &ReverseHome) -> Check {
             r.partitions_left
         ),
     }
+}
+
+/// Every record only the old primary saw is accounted for: kdr's count at the failback equals
+/// what the primary really held beyond DR, partition by partition, and the failback placed
+/// them (none when there were none).
+pub(super) fn stranded(figures: Option<&StrandedFigures>) -> Option<Check> {
+    let f = figures?;
+    let placed = f.found_by_kdr == Some(0) || f.choice.is_some();
+    Some(Check {
+        name: "kdr's stranded records match what the primary really held beyond DR".to_owned(),
+        ok: f.matches() && placed,
+        detail: format!(
+            "kdr found {}, the primary held {} that never reached DR; {}",
+            figure(f.found_by_kdr),
+            f.really_on_primary,
+            f.destination()
+        ),
+    })
 }

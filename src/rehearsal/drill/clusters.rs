@@ -152,11 +152,29 @@ async fn drill(
     warm_up(&canary, &cancel).await?;
     checkpointed(plan, &canary, &cancel).await?;
 
-    let run = run_direction(plan, options, Direction::Failover, dir, cancel.clone()).await?;
+    let run = run_direction(
+        plan,
+        options,
+        Direction::Failover,
+        dir,
+        None,
+        cancel.clone(),
+    )
+    .await?;
     let mut failback = None;
     if options.failback && run.outcome == Outcome::Succeeded {
         settle_on_dr(plan, &canary, options.stable_for, &cancel).await;
-        failback = Some(run_direction(plan, options, Direction::Failback, dir, cancel).await?);
+        failback = Some(
+            run_direction(
+                plan,
+                options,
+                Direction::Failback,
+                dir,
+                Some(&run.log),
+                cancel,
+            )
+            .await?,
+        );
     }
 
     settle(&dir.join(PAUSE_FILE), &[&canary]).await?;
@@ -372,11 +390,13 @@ fn interrupted(cancel: &watch::Receiver<bool>) -> Result<(), DrillError> {
 }
 
 /// The plan's run in one direction, unattended: the operator confirmed the drill as a whole.
+/// A failback is given the failover's log, where it finds what the failover accepted to lose.
 async fn run_direction(
     plan: &Plan,
     options: &ClusterDrillOptions,
     direction: Direction,
     dir: &Path,
+    failover_log: Option<&Path>,
     cancel: watch::Receiver<bool>,
 ) -> Result<RunReport, DrillError> {
     let mut progress = Progress::new(options.color, plan.steps(direction).len());
@@ -396,6 +416,7 @@ async fn run_direction(
         log: None,
         interrupted_step: None,
         force: false,
+        failover_log: failover_log.map(Path::to_path_buf),
         hook_env: vec![("KDR_REHEARSAL_DIR".to_owned(), dir.display().to_string())],
     };
     let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(progress)];

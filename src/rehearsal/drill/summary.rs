@@ -27,6 +27,9 @@ pub fn summary(report: &DrillReport) -> String {
             reverse(&mut out, r);
         }
     }
+    if let Some(s) = &report.stranded {
+        stranded(&mut out, s);
+    }
     rereads(&mut out, report);
     for (at, figures) in [
         ("failover", &report.canary),
@@ -78,6 +81,22 @@ fn figures(out: &mut String, report: &DrillReport) {
             p.topic, p.partition, p.accepted_by_kdr, p.really_missing
         ));
     }
+}
+
+/// The records only the old primary saw: how many, per partition, and where they went.
+fn stranded(out: &mut String, s: &super::StrandedFigures) {
+    out.push_str(&format!(
+        "  stranded on the old primary:              {} found by kdr, {} really held beyond DR\n",
+        figure(s.found_by_kdr),
+        s.really_on_primary
+    ));
+    for r in &s.per_partition {
+        out.push_str(&format!(
+            "    {}-{}: {} found, {} held\n",
+            r.topic, r.partition, r.found_by_kdr, r.really_on_primary
+        ));
+    }
+    out.push_str(&format!("    where they went: {}\n", s.destination()));
 }
 
 /// Per group, what it read twice at each move next to kdr's estimate.

@@ -25,6 +25,10 @@ pub use translation::{
     apply, lands_far_below, plan_groups, plan_translation, read_checkpoints, resolve_groups,
     source_committed, source_ends, sparse_syncs, sparse_syncs_warning,
 };
+pub use translation::{
+    GROUPS_PER_BATCH, Offsets, TargetView, checkpointed_partitions, plan_read, read_target,
+    source_partition_ends,
+};
 
 /// This host's clock in milliseconds since the Unix epoch, as record timestamps are.
 pub fn now_ms() -> i64 {

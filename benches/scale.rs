@@ -9,7 +9,9 @@
 //! RSS, and the same with `--apply`.
 //!
 //! `KDR_BENCH_GROUPS` / `KDR_BENCH_PARTITIONS` change the size, `KDR_BENCH_BIN` runs another
-//! kdr binary (a build of an older commit, for before/after figures). Under `cargo test` (no
+//! kdr binary (a build of an older commit, for before/after figures), `KDR_BENCH_STDERR=1`
+//! shows each run's progress lines (where the time goes), `KDR_BENCH_CONCURRENCY=N` passes
+//! `--concurrency N`. Under `cargo test` (no
 //! `--bench` argument) it runs at a smoke size of 20 groups x 10 partitions.
 
 #[path = "../tests/common/mod.rs"]
@@ -71,20 +73,39 @@ fn main() {
         "{:<44} {:>8.2?}",
         "bare librdkafka read of the checkpoints", baseline
     );
-    let translate = kdr(&binary, dir.path(), &[]);
+    let concurrency = std::env::var("KDR_BENCH_CONCURRENCY").ok();
+    let extra: Vec<&str> = match &concurrency {
+        Some(n) => vec!["--concurrency", n],
+        None => Vec::new(),
+    };
+    let with = |more: &[&'static str]| [extra.as_slice(), more].concat();
+    let brokers = [pair.primary.bootstrap(), pair.dr.bootstrap()];
+    let measure = |more: &[&'static str]| {
+        let before = brokers_cpu(&brokers);
+        let run = kdr(&binary, dir.path(), &with(more));
+        (run, brokers_cpu(&brokers).saturating_sub(before))
+    };
+    let (translate, brokers_took) = measure(&[]);
     report(
         "kdr offsets translate --group 're:.*'",
         &translate,
         baseline,
+        brokers_took,
     );
-    let apply = kdr(&binary, dir.path(), &["--apply"]);
+    let (apply, brokers_took) = measure(&["--apply"]);
     report(
         "kdr offsets translate --group 're:.*' --apply",
         &apply,
         baseline,
+        brokers_took,
     );
-    let again = kdr(&binary, dir.path(), &[]);
-    report("kdr offsets translate, after --apply", &again, baseline);
+    let (again, brokers_took) = measure(&[]);
+    report(
+        "kdr offsets translate, after --apply",
+        &again,
+        baseline,
+        brokers_took,
+    );
     println!(
         "targets: translate <= 1.5 x baseline + 1 s = {:.2?}; RSS < 200 MB; apply <= 10 s",
         baseline.mul_f64(1.5) + Duration::from_secs(1)
@@ -226,8 +247,11 @@ fn bare_read(bootstrap: &str, records: u64) -> Duration {
 struct Measured {
     took: Duration,
     max_rss_kb: i64,
+    /// User and system CPU time of the run.
+    cpu: Duration,
     code: i32,
     stderr_tail: String,
+    stderr: String,
 }
 
 /// Runs `kdr offsets translate --group 're:.*'` with `extra`, measuring its wall time and its
@@ -267,24 +291,73 @@ fn kdr(binary: &Path, dir: &Path, extra: &[&str]) -> Measured {
     Measured {
         took,
         max_rss_kb: usage.ru_maxrss,
+        cpu: cpu_time(&usage.ru_utime) + cpu_time(&usage.ru_stime),
         code: if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
         } else {
             -1
         },
         stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        stderr,
     }
 }
 
-fn report(what: &str, m: &Measured, baseline: Duration) {
+fn cpu_time(t: &libc::timeval) -> Duration {
+    Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+        + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+}
+
+/// CPU time used so far by the Nisshi processes listening at `bootstraps` (found by their
+/// command lines in /proc), to tell kdr's own cost from the brokers' on a shared machine.
+fn brokers_cpu(bootstraps: &[String]) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    let mut total = Duration::ZERO;
+    for process in processes.flatten() {
+        let path = process.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let ours = cmdline.contains("nisshi")
+            && cmdline.contains(" broker ")
+            && bootstraps.iter().any(|b| cmdline.contains(b.as_str()));
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which ends with ')'): utime is the 12th, stime 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        if ours && fields.len() > 12 {
+            let used: u64 =
+                fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+            total += Duration::from_millis(used * 1000 / ticks.max(1));
+        }
+    }
+    total
+}
+
+fn report(what: &str, m: &Measured, baseline: Duration, brokers: Duration) {
     println!(
-        "{what:<44} {:>8.2?}  {:>6.1} x baseline  peak RSS {:>4} MB  exit {}",
+        "{what:<44} {:>8.2?}  {:>6.1} x baseline  peak RSS {:>4} MB  cpu {:>7.2?}  brokers' cpu {:>7.2?}  exit {}",
         m.took,
         m.took.as_secs_f64() / baseline.as_secs_f64().max(1e-9),
         m.max_rss_kb / 1024,
+        m.cpu,
+        brokers,
         m.code
     );
     if m.code != 0 {
         println!("  stderr: {}", m.stderr_tail);
+    }
+    if std::env::var_os("KDR_BENCH_STDERR").is_some() {
+        for line in m.stderr.lines() {
+            println!("  | {line}");
+        }
     }
 }

@@ -750,14 +750,21 @@ fn offsets_translate(args: TranslateArgs, out: &mut Stdout) -> Result<u8, Failur
             concurrency: args.concurrency,
         },
     };
+    // The report is written as it is made (thousands of groups): no whole report is held.
+    let print = |text: &str| out.print(text);
+    let mut writer: Box<dyn translate::ReportWriter + '_> = match args.output {
+        Output::Table => Box::new(translate::TableWriter::new(print)),
+        Output::Json => Box::new(translate::JsonWriter::new(print)),
+    };
     let bounded = |runtime: &_| {
         run_bounded(runtime, &plan, *args.timeout, |clusters, deadline| {
             let (plan, request, selectors) = (&plan, &request, &selectors);
-            async move { translate::run(plan, &clusters, request, selectors, deadline).await }
+            let writer = &mut *writer;
+            async move { translate::run(plan, &clusters, request, selectors, deadline, writer).await }
         })
     };
-    let code = translate::TranslateReport::exit_code;
-    lookup(args.output, out, bounded, translate::render, code)
+    let translated = Async::start()?.lookup(bounded)?;
+    Ok(translated.exit_code())
 }
 
 fn status(args: StatusArgs, out: &mut Stdout) -> Result<u8, Failure> {

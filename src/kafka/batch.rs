@@ -2,7 +2,7 @@
 //! partitions: offsets of any number of partitions from one session (ListOffsets calls of
 //! 128 partitions, one request per leader each, four in flight),
 //! many groups' states from one listing, and many groups' committed offsets and commits
-//! with a bounded number in flight.
+//! with a bounded number in flight on one client per batch.
 //!
 //! Each answers exactly what the per-item function answers for the same item (the broker
 //! tests compare them), and one item's failure stays in its own slot: a topic that does not
@@ -24,12 +24,11 @@ use super::types::{GroupCommit, GroupDescription, GroupPartitions, TopicPartitio
 /// How many groups' offset requests are in flight at once unless the caller says otherwise
 /// (`--concurrency N`).
 ///
-/// Each group in flight is one short-lived client: a blocking thread, and connections to the
-/// bootstrap broker and to the group's coordinator. Eight in flight hide most of the round
-/// trips (a group costs a client start-up and two requests, so a thousand groups take 125
-/// rounds instead of a thousand) while a broker sees at most a handful of new connections at
-/// a time, well inside what one broker serves alongside its real clients, and the runtime's
-/// blocking pool is never the limit.
+/// All of a batch's calls share one client (`group_offsets.rs`), so a call in flight is one
+/// OffsetFetch or OffsetCommit request on the connection to its group's coordinator, not a
+/// client of its own. Eight in flight hide most of the round trips (a thousand groups take
+/// 125 rounds instead of a thousand) while a broker sees a handful of small requests at a
+/// time from kdr, well inside what one broker serves alongside its real clients.
 pub const DEFAULT_CONCURRENCY: NonZeroUsize = NonZeroUsize::new(8).expect("8 is not zero");
 
 impl Cluster {
@@ -117,44 +116,87 @@ impl Cluster {
     }
 
     /// Each group's committed offsets, as [`Cluster::committed_offsets`] gives them, in the
-    /// order asked, with at most `concurrency` groups in flight.
+    /// order asked, with at most `concurrency` groups in flight on one client
+    /// (ListConsumerGroupOffsets, `group_offsets.rs`). A group the cluster answers
+    /// [`KafkaError::Unsupported`] for is asked again the per-group way.
     pub async fn batch_committed_offsets(
         &self,
         asks: &[GroupPartitions],
         concurrency: NonZeroUsize,
     ) -> Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>> {
-        let halt = Arc::new(Halt::default());
-        bounded(asks.to_vec(), concurrency, |ask| {
-            let (cluster, halt) = (self.clone(), Arc::clone(&halt));
-            async move {
-                halt.check(|| Operation::FetchCommittedOffsets {
-                    group: ask.group.clone(),
-                })?;
-                halt.note(cluster.committed_offsets(&ask.group, &ask.partitions).await)
-            }
+        let mut answers = self.fetch_group_offsets(asks, concurrency).await;
+        let operation = |ask: &GroupPartitions| Operation::FetchCommittedOffsets {
+            group: ask.group.clone(),
+        };
+        again_per_item(&mut answers, asks, concurrency, operation, |ask| {
+            let cluster = self.clone();
+            async move { cluster.committed_offsets(&ask.group, &ask.partitions).await }
         })
-        .await
+        .await;
+        answers
     }
 
     /// Commits each group's offsets as [`Cluster::commit_offsets`] does, with at most
-    /// `concurrency` groups in flight; each group's outcome in the order given. A group
-    /// with live members is refused on its own ([`KafkaError::GroupActive`]).
+    /// `concurrency` groups in flight on one client (AlterConsumerGroupOffsets,
+    /// `group_offsets.rs`); each group's outcome in the order given. A group with live
+    /// members is refused on its own ([`KafkaError::GroupActive`]). A group the cluster
+    /// answers [`KafkaError::Unsupported`] for is committed again the per-group way.
     pub async fn batch_commit_offsets(
         &self,
         commits: &[GroupCommit],
         concurrency: NonZeroUsize,
     ) -> Vec<Result<(), KafkaError>> {
-        let halt = Arc::new(Halt::default());
-        bounded(commits.to_vec(), concurrency, |commit| {
-            let (cluster, halt) = (self.clone(), Arc::clone(&halt));
-            async move {
-                halt.check(|| Operation::CommitOffsets {
-                    group: commit.group.clone(),
-                })?;
-                halt.note(cluster.commit_offsets(&commit.group, &commit.offsets).await)
-            }
+        let mut answers = self.alter_group_offsets(commits, concurrency).await;
+        let operation = |commit: &GroupCommit| Operation::CommitOffsets {
+            group: commit.group.clone(),
+        };
+        again_per_item(&mut answers, commits, concurrency, operation, |commit| {
+            let cluster = self.clone();
+            async move { cluster.commit_offsets(&commit.group, &commit.offsets).await }
         })
-        .await
+        .await;
+        answers
+    }
+}
+
+/// Asks again, one client per item with at most `concurrency` in flight, every item whose
+/// answer says the cluster does not support the batched call (the per-item functions use
+/// other requests). After a failure of the whole cluster the rest is not asked.
+async fn again_per_item<I, T, Fut>(
+    answers: &mut [Result<T, KafkaError>],
+    items: &[I],
+    concurrency: NonZeroUsize,
+    operation: impl Fn(&I) -> Operation,
+    ask: impl Fn(I) -> Fut,
+) where
+    I: Clone,
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, KafkaError>> + Send + 'static,
+{
+    let unsupported: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, answer)| matches!(answer, Err(KafkaError::Unsupported { .. })))
+        .map(|(index, _)| index)
+        .collect();
+    if unsupported.is_empty() {
+        return;
+    }
+    let again: Vec<I> = unsupported.iter().map(|&i| items[i].clone()).collect();
+    let halt = Arc::new(Halt::default());
+    let retried = bounded(again, concurrency, |item| {
+        let halt = Arc::clone(&halt);
+        // Checked when the item's turn comes (a slot is free), like the work itself.
+        let checked = halt.check(|| operation(&item));
+        let work = ask(item);
+        async move {
+            checked?;
+            halt.note(work.await)
+        }
+    })
+    .await;
+    for (index, answer) in unsupported.into_iter().zip(retried) {
+        answers[index] = answer;
     }
 }
 

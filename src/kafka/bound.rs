@@ -23,6 +23,11 @@ pub(crate) fn wait(duration: Duration) -> Duration {
     duration.clamp(Duration::from_millis(1), LONGEST_WAIT)
 }
 
+/// [`wait`] in the whole milliseconds librdkafka's C calls take.
+pub(crate) fn wait_ms(duration: Duration) -> i32 {
+    i32::try_from(wait(duration).as_millis()).unwrap_or(i32::MAX)
+}
+
 /// When one operation's work must end, and when its caller stops waiting for the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bound {

@@ -70,9 +70,7 @@ impl<'a> PendingCommit<'a> {
 
     /// The answer, if it arrives within `timeout`.
     pub(crate) fn wait(&self, timeout: Duration) -> Option<CommitOutcome> {
-        let millis = i32::try_from(timeout.as_millis())
-            .unwrap_or(i32::MAX)
-            .max(1);
+        let millis = super::bound::wait_ms(timeout);
         // SAFETY: `self.queue` is alive until drop, and the client with it. The event is
         // destroyed exactly once below, after everything borrowed from it was copied.
         unsafe {

@@ -66,6 +66,7 @@ mod commit;
 mod config;
 mod context;
 mod error;
+mod group_offsets;
 mod produce;
 mod ranges;
 mod scope;

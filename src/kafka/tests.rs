@@ -736,7 +736,7 @@ async fn commit_refuses_negative_offsets_without_asking() {
 
 /// A mock cluster made through a client, so librdkafka's mock C API can set the group
 /// rebalance delay to 0 (the default 3 s would slow the test, not change it).
-fn mock_with_prompt_rebalances() -> BaseConsumer {
+pub(super) fn mock_with_prompt_rebalances() -> BaseConsumer {
     let holder: BaseConsumer = ClientConfig::new()
         .set("test.mock.num.brokers", "1")
         .create()
@@ -751,20 +751,15 @@ fn mock_with_prompt_rebalances() -> BaseConsumer {
     holder
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn commit_to_a_group_with_a_live_member_is_refused_as_active() {
-    let holder = mock_with_prompt_rebalances();
-    let mock = holder.client().mock_cluster().expect("mock cluster");
-    mock.create_topic("orders", 2, 1).expect("topic");
-    let bootstrap = mock.bootstrap_servers();
-
+/// A member of `group`, subscribed to `topic`, once it has its assignment.
+pub(super) fn live_member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
     let member: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "billing")
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
         .expect("member");
-    member.subscribe(&["orders"]).expect("subscribe");
+    member.subscribe(&[topic]).expect("subscribe");
     let deadline = Instant::now() + Duration::from_secs(15);
     while member.assignment().expect("assignment").count() == 0 {
         assert!(
@@ -773,6 +768,17 @@ async fn commit_to_a_group_with_a_live_member_is_refused_as_active() {
         );
         let _ = member.poll(Duration::from_millis(100));
     }
+    member
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn commit_to_a_group_with_a_live_member_is_refused_as_active() {
+    let holder = mock_with_prompt_rebalances();
+    let mock = holder.client().mock_cluster().expect("mock cluster");
+    mock.create_topic("orders", 2, 1).expect("topic");
+    let bootstrap = mock.bootstrap_servers();
+
+    let _member = live_member(&bootstrap, "billing", "orders");
 
     let cluster = cluster_at(&bootstrap, BOUND);
     let error = cluster

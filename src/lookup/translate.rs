@@ -1,10 +1,16 @@
 //! `kdr offsets translate`: where each consumer group would start on the target, worked out
-//! exactly as the `translate_offsets` step does it (`replication::plan_group`), with the
+//! exactly as the `translate_offsets` step does it (`replication::plan_read`), with the
 //! group's committed offset on the source beside it where the source answers. Nothing is
 //! written unless `--apply`; then the offsets are committed as the step commits them: groups
 //! with live members are refused, no partition is moved backwards.
+//!
+//! At thousands of groups the report is streamed: everything the rows depend on is read first
+//! (the checkpoints, then the target's and the source's offsets at once, one number per
+//! partition), and then the groups are planned, committed and written a batch at a time, so
+//! memory follows the checkpoints kept, not the rows printed. The JSON is byte for byte what
+//! one serialised document would be; the table is one grid per [`TABLE_ROWS`] rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,18 +19,21 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{LookupCtx, LookupError, SCHEMA_VERSION, cell, count, table};
-use crate::kafka::{Reachability, TopicPartition, Watermarks};
+use crate::kafka::{GroupPartitions, Reachability, TopicPartition};
+use crate::mm2::CheckpointIndex;
 use crate::plan::{Direction, Plan, Role, Selector};
 use crate::replication::{
-    Action, Applied, Batching, Bound, Call, Clusters, Cut, Flow, GroupState, GroupTranslation,
-    OPERATION_TIMEOUT, Planned, Reverse, ReverseObservation, Skip, SparseSync, TranslateError,
-    apply, map_home, plan_groups, read_checkpoints, resolve_groups, source_committed, source_ends,
-    sparse_syncs, sparse_syncs_warning,
+    Action, Applied, Batching, Bound, Call, Clusters, Cut, Flow, GROUPS_PER_BATCH, GroupState,
+    GroupTranslation, KnownStates, OPERATION_TIMEOUT, Offsets, Reverse, ReverseGroup,
+    ReverseObservation, Skip, SparseSync, TargetView, TranslateError, apply, map_home, now_ms,
+    plan_read, read_checkpoints, read_target, resolve_groups, source_partition_ends, sparse_syncs,
+    sparse_syncs_warning,
 };
 
-/// `kdr offsets translate --output json`.
+/// `kdr offsets translate --output json` up to its groups: the document is this, then
+/// `groups`, an array of [`GroupRow`] (written as they are made, see [`JsonWriter`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct TranslateReport {
+pub struct ReportHead {
     /// [`SCHEMA_VERSION`].
     pub v: u32,
     pub direction: Direction,
@@ -36,17 +45,14 @@ pub struct TranslateReport {
     pub applied: bool,
     /// Why the groups' committed offsets on the source could not be read.
     pub source_error: Option<String>,
-    pub groups: Vec<GroupRow>,
-    /// `--direction failback` only: the groups' commits on DR's replica topics mapped home
-    /// through the forward flow's offset syncs (reverse checkpointing); their positions are
-    /// among `groups`' partitions too.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reverse: Option<ReverseReport>,
 }
 
-/// What the reverse mapping found: its rows per group, or why it was skipped.
+/// `--direction failback` only: the groups' commits on DR's replica topics mapped home through
+/// the forward flow's offset syncs (reverse checkpointing), written after `groups` as the
+/// document's `reverse`; their positions are among `groups`' partitions too.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReverseReport {
+    /// Why there is no mapping (the identity policy, no replica on DR, an error).
     pub skipped: Option<String>,
     pub groups: Vec<ReverseObservation>,
 }
@@ -89,17 +95,30 @@ impl PartitionRow {
     }
 }
 
-impl TranslateReport {
+impl GroupRow {
+    /// Whether the group leaves the command unfinished: it has no checkpoint, or `--apply`
+    /// could not commit all it set out to (a failure, or live members).
+    fn incomplete(&self, applied: bool) -> bool {
+        self.partitions.is_empty()
+            || (applied
+                && self
+                    .partitions
+                    .iter()
+                    .any(|p| matches!(p.action, Action::Failed(_) | Action::Skip(Skip::Active))))
+    }
+}
+
+/// What a translation came to, once every group was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Translated {
+    /// A group has no checkpoint, or `--apply` could not commit all it set out to.
+    pub incomplete: bool,
+}
+
+impl Translated {
     /// 1 when a group has no checkpoint, or `--apply` could not commit all it set out to.
     pub fn exit_code(&self) -> u8 {
-        let incomplete = self.groups.iter().any(|g| {
-            g.partitions.is_empty()
-                || (self.applied
-                    && g.partitions.iter().any(|p| {
-                        matches!(p.action, Action::Failed(_) | Action::Skip(Skip::Active))
-                    }))
-        });
-        if incomplete {
+        if self.incomplete {
             crate::exit::FAILED
         } else {
             crate::exit::OK
@@ -140,7 +159,8 @@ pub async fn run(
     // `--group`: names or `re:` patterns; the plan's `replication.groups` when empty.
     selectors: &[Selector],
     ctx: LookupCtx,
-) -> Result<TranslateReport, LookupError> {
+    out: &mut dyn ReportWriter,
+) -> Result<Translated, LookupError> {
     let flow = Flow::new(plan, clusters, request.direction);
     let (source_role, target_role) = (flow.source_plan.role, flow.target_plan.role);
     let topic = flow.checkpoints_topic();
@@ -193,94 +213,124 @@ pub async fn run(
             "note: no consumer group to translate (the plan names none, or no pattern matched a checkpointed group)",
         );
     }
-    // Planned as the step plans it; it never rewinds from the command line.
-    let planned = plan_groups(&flow, &index, &groups, false, request.batching, &mut bound)
-        .await
-        .map_err(lookup_error)?;
-    drop(index);
+    // What the rows depend on, before the first is written: the target's side and the
+    // source's, at once (two clusters).
+    let mut source_bound = bound.clone();
+    let (target, source) = tokio::join!(
+        ticker.while_running(
+            read_target(&flow, &index, &groups, request.batching, &mut bound),
+            || format!(
+                "reading the states and offsets of {} groups on {target_role}",
+                count(groups.len() as i64)
+            ),
+        ),
+        read_source(
+            &flow,
+            &index,
+            &groups,
+            request.batching,
+            &mut source_error,
+            &mut source_bound,
+        ),
+    );
+    let target = target.map_err(lookup_error)?;
+    let Source { committed, ends } = source;
     let mut reverse = match request.direction {
         Direction::Failback => Some(
-            reverse_map(
-                plan, clusters, &flow, &planned, &groups, request, &mut bound,
-            )
-            .await
-            // The checkpoints' translations stand without it: say why, and go on.
-            .unwrap_or_else(|e| Reverse::Skipped(format!("reverse checkpointing skipped: {e}"))),
+            reverse_map(plan, clusters, &flow, &groups, &target, request, &mut bound)
+                .await
+                // The checkpoints' translations stand without it: say why, and go on.
+                .unwrap_or_else(|e| {
+                    Reverse::Skipped(format!("reverse checkpointing skipped: {e}"))
+                }),
         ),
         Direction::Failover => None,
     };
-    let mut translations: Vec<GroupTranslation> =
-        planned.groups.into_iter().map(|g| g.translation).collect();
+    let mut reverse_rows = Vec::new();
     ticker.say(&format!(
-        "planned {} groups: {} partitions",
-        count(translations.len() as i64),
-        count(translations.iter().map(|t| t.partitions.len() as i64).sum())
+        "read the offsets of {} groups: {} partitions",
+        count(groups.len() as i64),
+        count(index.len() as i64)
     ));
-    for t in translations.iter().filter(|t| t.partitions.is_empty()) {
+    for group in groups.iter().filter(|g| !index.has_group(g)) {
         ctx.say(&format!(
-            "warning: no checkpoint for group {} in {topic}: MM2 has not seen it commit, or it is filtered out",
-            t.group
+            "warning: no checkpoint for group {group} in {topic}: MM2 has not seen it commit, or it is filtered out"
         ));
     }
-    let source_committed = read_source(
-        &flow,
-        &translations,
-        request.batching,
-        &mut source_error,
-        &mut bound,
-    )
-    .await;
-    let mut source_committed = source_committed;
-    if source_error.is_none() {
-        warn_sparse_syncs(&flow, &translations, &planned.marks, &ctx, &mut bound).await;
-    }
-    // After the warning: it speaks of the reverse flow's syncs, not the forward flow's.
-    if let Some(Reverse::Mapped(read)) = &mut reverse {
-        for ((t, r), source) in translations
-            .iter_mut()
-            .zip(&mut read.groups)
-            .zip(&mut source_committed)
-        {
-            r.combine_into(t);
-            for p in &r.partitions {
-                source.insert((p.replica_topic.clone(), p.partition), Some(p.dr_committed));
-            }
-        }
-    }
-    for t in &mut translations {
-        if t.state == GroupState::Active {
-            t.refuse();
-        }
-    }
-    if request.apply {
-        commit(
-            &flow,
-            &mut translations,
-            request.batching,
-            &ticker,
-            &mut bound,
-        )
-        .await;
-    }
-    if let Some(e) = &source_error {
-        ctx.say(&format!("note: source committed offsets not shown: {e}"));
-    }
-    let reverse = reverse.map(|r| reverse_report(r, &translations));
-    let rows = translations
-        .into_iter()
-        .zip(source_committed)
-        .map(|(t, source)| row(t, &source))
-        .collect();
-    Ok(TranslateReport {
+    out.head(&ReportHead {
         v: SCHEMA_VERSION,
         direction: request.direction,
         source: source_role,
         target: target_role,
         checkpoints_topic: topic,
         applied: request.apply,
-        source_error,
-        groups: rows,
-        reverse,
+        source_error: source_error.clone(),
+    });
+    let written = Written {
+        flow: &flow,
+        index: &index,
+        target: &target,
+        ends: ends.as_ref().filter(|_| source_error.is_none()),
+    };
+    let mut streamed = Streamed::default();
+    let now = now_ms();
+    let total = groups.len();
+    for (batch, first) in groups
+        .chunks(GROUPS_PER_BATCH)
+        .zip((0..).step_by(GROUPS_PER_BATCH))
+    {
+        let mut mapped = match &mut reverse {
+            Some(Reverse::Mapped(read)) => Some(&mut read.groups[first..first + batch.len()]),
+            _ => None,
+        };
+        let mut translations =
+            written.plan(batch, first, now, &mut streamed, mapped.as_deref_mut());
+        if request.apply {
+            commit(&flow, &mut translations, request.batching, &mut bound).await;
+            ticker.say(&format!(
+                "committed {} of {} groups",
+                count((first + batch.len()) as i64),
+                count(total as i64)
+            ));
+        }
+        for (i, t) in translations.into_iter().enumerate() {
+            let mapped = mapped.as_deref().map(|m| &m[i]);
+            let source = source_column(&t, committed.get(first + i), mapped);
+            if let Some(m) = mapped.filter(|m| !m.partitions.is_empty()) {
+                reverse_rows.push(ReverseObservation {
+                    group: m.group.clone(),
+                    syncs_topic: m.syncs_topic.clone(),
+                    partitions: m.finish(&t),
+                });
+            }
+            let row = row(t, Some(&source));
+            streamed.incomplete |= row.incomplete(request.apply);
+            out.group(&row);
+        }
+    }
+    out.end(reverse.map(|r| match r {
+        Reverse::Skipped(why) => ReverseReport {
+            skipped: Some(why),
+            groups: Vec::new(),
+        },
+        Reverse::Mapped(_) => ReverseReport {
+            skipped: None,
+            groups: reverse_rows,
+        },
+    }));
+    let sparse: Vec<(&str, &[SparseSync])> = streamed
+        .sparse
+        .iter()
+        .map(|(g, s)| (g.as_str(), std::slice::from_ref(s)))
+        .collect();
+    if let Some(warning) = sparse_syncs_warning(&flow, &sparse) {
+        ctx.say(&format!("warning: {warning}"));
+    }
+    if let Some(e) = &source_error {
+        ctx.say(&format!("note: source committed offsets not shown: {e}"));
+    }
+    Ok(Translated {
+        incomplete: streamed.incomplete,
     })
 }
 
@@ -290,17 +340,22 @@ async fn reverse_map(
     plan: &Plan,
     clusters: &Clusters,
     back: &Flow,
-    planned: &Planned,
     groups: &[String],
+    target: &TargetView,
     request: &TranslateRequest,
     bound: &mut Bound,
 ) -> Result<Reverse, TranslateError> {
     let forward = Flow::new(plan, clusters, Direction::Failover);
+    let known: KnownStates<'_> = groups
+        .iter()
+        .map(String::as_str)
+        .zip(target.states.iter().cloned())
+        .collect();
     map_home(
         back,
         &forward,
         groups,
-        planned,
+        &known,
         false,
         request.batching,
         bound,
@@ -308,73 +363,130 @@ async fn reverse_map(
     .await
 }
 
-/// The reverse mapping's rows as the translations ended (refused, committed or failed).
-fn reverse_report(reverse: Reverse, translations: &[GroupTranslation]) -> ReverseReport {
-    match reverse {
-        Reverse::Skipped(why) => ReverseReport {
-            skipped: Some(why),
-            groups: Vec::new(),
-        },
-        Reverse::Mapped(read) => ReverseReport {
-            skipped: None,
-            groups: read
-                .groups
-                .iter()
-                .zip(translations)
-                .filter(|(r, _)| !r.partitions.is_empty())
-                .map(|(r, t)| ReverseObservation {
-                    group: r.group.clone(),
-                    syncs_topic: r.syncs_topic.clone(),
-                    partitions: r.finish(t),
-                })
-                .collect(),
-        },
+/// A group's committed offsets on the source beside its final partitions: those read for its
+/// checkpoints, and for a partition the reverse mapping placed, its commit on DR's replica.
+fn source_column(
+    t: &GroupTranslation,
+    committed: Option<&Offsets>,
+    mapped: Option<&ReverseGroup>,
+) -> Offsets {
+    let mut column = committed.cloned().unwrap_or_default();
+    column.resize(t.partitions.len(), None);
+    for r in mapped.map_or(&[][..], |m| m.partitions.as_slice()) {
+        if let Some(i) = t
+            .partitions
+            .iter()
+            .position(|p| p.source_topic == r.replica_topic && p.partition == r.partition)
+        {
+            column[i] = Some(r.dr_committed);
+        }
+    }
+    column
+}
+
+/// What the groups are planned from, once read.
+struct Written<'a> {
+    flow: &'a Flow,
+    index: &'a CheckpointIndex,
+    target: &'a TargetView,
+    /// The source partitions' log ends, when the source answered for every group.
+    ends: Option<&'a HashMap<TopicPartition, i64>>,
+}
+
+/// What is kept of the rows already written.
+#[derive(Default)]
+struct Streamed {
+    incomplete: bool,
+    /// Each group whose translation lands far below what it had consumed, with the first such
+    /// partition (all the warning names).
+    sparse: Vec<(String, SparseSync)>,
+}
+
+impl Written<'_> {
+    /// The translations of `batch` (the groups from place `first` on), as the step plans them
+    /// (never rewinding from the command line), with groups that have live members refused.
+    fn plan(
+        &self,
+        batch: &[String],
+        first: usize,
+        now: i64,
+        streamed: &mut Streamed,
+        mut mapped: Option<&mut [ReverseGroup]>,
+    ) -> Vec<GroupTranslation> {
+        let (states, current) = (&self.target.states, &self.target.current);
+        batch
+            .iter()
+            .enumerate()
+            .map(|(i, group)| {
+                let (state, _) = &states[first + i];
+                let partitions = plan_read(
+                    self.flow,
+                    self.index,
+                    group,
+                    &current[first + i],
+                    &self.target.marks,
+                    false,
+                    now,
+                );
+                let mut t = GroupTranslation {
+                    group: group.clone(),
+                    state: state.clone(),
+                    partitions,
+                };
+                // Far below is judged on the translation, before a refusal marks it.
+                if let Some(ends) = self.ends
+                    && let Some(first) = sparse_syncs(&t, &self.target.marks, ends)
+                        .into_iter()
+                        .next()
+                {
+                    streamed.sparse.push((t.group.clone(), first));
+                }
+                // After the warning: it speaks of the reverse flow's syncs, not the forward
+                // flow's; before the refusal, which must cover the mapped partitions too.
+                if let Some(m) = mapped.as_deref_mut() {
+                    m[i].combine_into(&mut t);
+                }
+                if t.state == GroupState::Active {
+                    t.refuse();
+                }
+                t
+            })
+            .collect()
     }
 }
 
-/// How many groups are committed between two progress lines.
-const COMMIT_CHUNK: usize = 500;
-
-/// `--apply`: commits every group that is not refused, a chunk at a time so that progress can
-/// be told, and marks what could not be committed.
+/// `--apply`: commits every group of a batch that is not refused, and marks what could not be
+/// committed.
 async fn commit(
     flow: &Flow,
     translations: &mut [GroupTranslation],
     batching: Batching,
-    ticker: &Ticker<'_>,
     bound: &mut Bound,
 ) {
-    let total = translations.len();
-    let mut done = 0;
-    for chunk in translations.chunks_mut(COMMIT_CHUNK) {
-        let asked: Vec<&GroupTranslation> = chunk
-            .iter()
-            .filter(|t| t.state != GroupState::Active)
-            .collect();
-        let (mut applied, failed) = match apply(flow, &asked, batching, bound).await {
-            Ok(applied) => (applied.into_iter(), None),
-            Err(TranslateError::Kafka { error, .. }) => {
-                (Vec::new().into_iter(), Some(error.to_string()))
-            }
-            Err(_) => (
-                Vec::new().into_iter(),
-                Some("the command's deadline passed first".to_owned()),
-            ),
-        };
-        for t in chunk.iter_mut().filter(|t| t.state != GroupState::Active) {
-            match (applied.next(), &failed) {
-                (_, Some(why)) => t.fail(why),
-                (Some(Applied::Refused(_)), None) => t.refuse(),
-                (Some(Applied::Failed(error)), None) => t.fail(&error.to_string()),
-                (Some(Applied::Committed(_)) | None, None) => {}
-            }
+    let asked: Vec<&GroupTranslation> = translations
+        .iter()
+        .filter(|t| t.state != GroupState::Active)
+        .collect();
+    let (mut applied, failed) = match apply(flow, &asked, batching, bound).await {
+        Ok(applied) => (applied.into_iter(), None),
+        Err(TranslateError::Kafka { error, .. }) => {
+            (Vec::new().into_iter(), Some(error.to_string()))
         }
-        done += chunk.len();
-        ticker.say(&format!(
-            "committed {} of {} groups",
-            count(done as i64),
-            count(total as i64)
-        ));
+        Err(_) => (
+            Vec::new().into_iter(),
+            Some("the command's deadline passed first".to_owned()),
+        ),
+    };
+    for t in translations
+        .iter_mut()
+        .filter(|t| t.state != GroupState::Active)
+    {
+        match (applied.next(), &failed) {
+            (_, Some(why)) => t.fail(why),
+            (Some(Applied::Refused(_)), None) => t.refuse(),
+            (Some(Applied::Failed(error)), None) => t.fail(&error.to_string()),
+            (Some(Applied::Committed(_)) | None, None) => {}
+        }
     }
 }
 
@@ -393,22 +505,19 @@ fn lookup_error(e: TranslateError) -> LookupError {
     })
 }
 
-/// One group's row: its translation, with its committed offsets on the source beside it.
-fn row(
-    translation: GroupTranslation,
-    source_committed: &BTreeMap<(String, i32), Option<i64>>,
-) -> GroupRow {
+/// One group's row: its translation, with its committed offsets on the source beside it
+/// (`source`, aligned with its partitions; `None` when not read).
+fn row(translation: GroupTranslation, source: Option<&Offsets>) -> GroupRow {
+    let source = source.map_or(&[][..], Vec::as_slice);
     GroupRow {
         group: translation.group,
         state: translation.state,
         partitions: translation
             .partitions
             .into_iter()
-            .map(|p| PartitionRow {
-                source_committed_offset: source_committed
-                    .get(&(p.source_topic.clone(), p.partition))
-                    .copied()
-                    .flatten(),
+            .enumerate()
+            .map(|(i, p)| PartitionRow {
+                source_committed_offset: source.get(i).copied().flatten(),
                 source_topic: p.source_topic,
                 target_topic: p.target_topic,
                 partition: p.partition,
@@ -422,81 +531,91 @@ fn row(
     }
 }
 
-/// Every group's committed offsets on the source, by source topic and partition, asked in one
-/// batch. Once the source fails to answer for a group, the groups after it show none, as when
-/// each was asked in turn and the source was not asked again.
+/// What the source says: each group's committed offsets there, aligned with its checkpoints
+/// (empty where not read), and the log ends of the checkpointed source partitions when every
+/// group's offsets were read.
+struct Source {
+    committed: Vec<Offsets>,
+    ends: Option<HashMap<TopicPartition, i64>>,
+}
+
+/// Every group's committed offsets on the source, for the source partitions of its
+/// checkpoints, in batches; then, when all were read, those partitions' log ends (for the
+/// sparse-sync warning, issue 14 #5). Once the source fails to answer for a group, the groups
+/// after it show none, as when each was asked in turn and the source was not asked again.
 async fn read_source(
     flow: &Flow,
-    translations: &[GroupTranslation],
+    index: &CheckpointIndex,
+    groups: &[String],
     batching: Batching,
     source_error: &mut Option<String>,
     bound: &mut Bound,
-) -> Vec<BTreeMap<(String, i32), Option<i64>>> {
-    let mut out = vec![BTreeMap::new(); translations.len()];
+) -> Source {
+    let mut committed = vec![Vec::new(); groups.len()];
     if source_error.is_some() {
-        return out;
+        return Source {
+            committed,
+            ends: None,
+        };
     }
-    let asked: Vec<&GroupTranslation> = translations
-        .iter()
-        .filter(|t| !t.partitions.is_empty())
-        .collect();
     let source = flow.source_plan.role;
-    let answers = match bound.wait(source_committed(flow, &asked, batching)).await {
-        Ok(answers) => answers,
-        Err(_) => {
+    let mut union = BTreeSet::new();
+    for (batch, first) in groups
+        .chunks(GROUPS_PER_BATCH)
+        .zip((0..).step_by(GROUPS_PER_BATCH))
+    {
+        let (places, asks): (Vec<usize>, Vec<GroupPartitions>) = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, group)| {
+                let partitions: Vec<TopicPartition> = index
+                    .for_group(group)
+                    .into_iter()
+                    .map(|(c, _)| TopicPartition::new(flow.source_topic_of(&c.topic), c.partition))
+                    .collect();
+                (!partitions.is_empty()).then(|| {
+                    let ask = GroupPartitions {
+                        group: group.clone(),
+                        partitions,
+                    };
+                    (first + i, ask)
+                })
+            })
+            .unzip();
+        union.extend(asks.iter().flat_map(|a| a.partitions.iter().cloned()));
+        let read = flow
+            .source
+            .batch_committed_offsets(&asks, batching.concurrency);
+        let Ok(answers) = bound.wait(read).await else {
             *source_error = Some(format!(
                 "failed to read the groups' committed offsets on {source}: the command's deadline passed first"
             ));
-            return out;
-        }
-    };
-    let mut answers = asked.iter().zip(answers);
-    for (t, slot) in translations.iter().zip(&mut out) {
-        if t.partitions.is_empty() {
-            continue;
-        }
-        match answers.next() {
-            Some((_, Ok(offsets))) => {
-                *slot = offsets
-                    .into_iter()
-                    .map(|(tp, o)| ((tp.topic, tp.partition), o))
-                    .collect();
+            return Source {
+                committed: vec![Vec::new(); groups.len()],
+                ends: None,
+            };
+        };
+        for ((place, ask), answer) in places.into_iter().zip(&asks).zip(answers) {
+            match answer {
+                Ok(offsets) => committed[place] = offsets.into_iter().map(|(_, o)| o).collect(),
+                Err(e) => {
+                    *source_error = Some(format!(
+                        "failed to read group {}'s committed offsets on {source}: {e}",
+                        ask.group
+                    ));
+                    return Source {
+                        committed,
+                        ends: None,
+                    };
+                }
             }
-            Some((t, Err(e))) => {
-                *source_error = Some(format!(
-                    "failed to read group {}'s committed offsets on {source}: {e}",
-                    t.group
-                ));
-                break;
-            }
-            None => break,
         }
     }
-    out
-}
-
-/// Says when translations land far below what their groups had consumed (issue 14 #5), from
-/// the source partitions' ends, asked once. Quiet when the source cannot say.
-async fn warn_sparse_syncs(
-    flow: &Flow,
-    translations: &[GroupTranslation],
-    marks: &HashMap<TopicPartition, Watermarks>,
-    ctx: &LookupCtx,
-    bound: &mut Bound,
-) {
-    let all: Vec<&GroupTranslation> = translations.iter().collect();
-    let Ok(Ok(ends)) = bound.wait(source_ends(flow, &all)).await else {
-        return;
+    let ends = match bound.wait(source_partition_ends(flow, union)).await {
+        Ok(Ok(ends)) => Some(ends),
+        _ => None,
     };
-    let sparse: Vec<(&str, Vec<SparseSync>)> = translations
-        .iter()
-        .map(|t| (t.group.as_str(), sparse_syncs(t, marks, &ends)))
-        .collect();
-    let sparse: Vec<(&str, &[SparseSync])> =
-        sparse.iter().map(|(g, s)| (*g, s.as_slice())).collect();
-    if let Some(warning) = sparse_syncs_warning(flow, &sparse) {
-        ctx.say(&format!("warning: {warning}"));
-    }
+    Source { committed, ends }
 }
 
 /// Progress for a translation that takes longer than a second: counts on stderr through the
@@ -544,31 +663,179 @@ impl<'a> Ticker<'a> {
     }
 }
 
+/// Where `kdr offsets translate` writes its report as it is made: the head once, each group's
+/// row once it is final, then the end.
+pub trait ReportWriter {
+    fn head(&mut self, head: &ReportHead);
+    fn group(&mut self, row: &GroupRow);
+    /// After the last group; `reverse` only for `--direction failback`.
+    fn end(&mut self, reverse: Option<ReverseReport>);
+}
+
+/// The rows kept in memory, for a caller that reads them rather than prints them (a handful of
+/// groups: kdr drill's wait for the canary's checkpoints).
+#[derive(Debug, Default)]
+pub struct KeptRows(pub Vec<GroupRow>);
+
+impl ReportWriter for KeptRows {
+    fn head(&mut self, _head: &ReportHead) {}
+
+    fn group(&mut self, row: &GroupRow) {
+        self.0.push(row.clone());
+    }
+
+    fn end(&mut self, _reverse: Option<ReverseReport>) {}
+}
+
+/// How much output a writer gathers before handing it to `print`.
+const PRINT_AT: usize = 64 * 1024;
+
+/// `--output json`: the document [`ReportHead`] + `groups` exactly as `serde_json`'s pretty
+/// printer writes it whole, written a group at a time. Pretty JSON never holds a raw newline
+/// inside a string, so a group's own pretty text, indented, is its text inside the document.
+pub struct JsonWriter<P: FnMut(&str)> {
+    print: P,
+    text: String,
+    groups: usize,
+}
+
+impl<P: FnMut(&str)> JsonWriter<P> {
+    pub fn new(print: P) -> Self {
+        JsonWriter {
+            print,
+            text: String::new(),
+            groups: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        (self.print)(&self.text);
+        self.text.clear();
+    }
+}
+
+/// Pretty JSON of kdr's own report types; they cannot fail to serialise (string keys, and
+/// serialisers that only write words).
+fn pretty<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("kdr's report types serialise")
+}
+
+impl<P: FnMut(&str)> ReportWriter for JsonWriter<P> {
+    fn head(&mut self, head: &ReportHead) {
+        let text = pretty(head);
+        let open = text.strip_suffix("\n}").unwrap_or(&text);
+        self.text.push_str(open);
+        self.text.push_str(",\n  \"groups\": [");
+    }
+
+    fn group(&mut self, row: &GroupRow) {
+        self.text
+            .push_str(if self.groups == 0 { "\n" } else { ",\n" });
+        self.groups += 1;
+        for (i, line) in pretty(row).lines().enumerate() {
+            if i > 0 {
+                self.text.push('\n');
+            }
+            self.text.push_str("    ");
+            self.text.push_str(line);
+        }
+        if self.text.len() >= PRINT_AT {
+            self.flush();
+        }
+    }
+
+    fn end(&mut self, reverse: Option<ReverseReport>) {
+        self.text
+            .push_str(if self.groups == 0 { "]" } else { "\n  ]" });
+        if let Some(reverse) = reverse {
+            self.text.push_str(",\n  \"reverse\": ");
+            for (i, line) in pretty(&reverse).lines().enumerate() {
+                if i > 0 {
+                    self.text.push_str("\n  ");
+                }
+                self.text.push_str(line);
+            }
+        }
+        self.text.push_str("\n}\n");
+        self.flush();
+    }
+}
+
+/// Partition rows per grid of the table: a grid lays out its columns only once it has all its
+/// rows, so a long report is a grid per this many rows (a group is never split), each with its
+/// header, and never a whole report held to be laid out.
+pub const TABLE_ROWS: usize = 1000;
+
 /// The table `kdr offsets translate` prints.
-pub fn render(report: &TranslateReport) -> String {
-    let mut t = table(&[
-        "group",
-        "state",
-        "source topic",
-        "partition",
-        "source committed",
-        "checkpointed at",
-        "target topic",
-        "target offset",
-        "current on target",
-        "checkpoint age",
-        if report.applied {
-            "done"
-        } else {
-            "--apply would"
-        },
-    ]);
-    for g in &report.groups {
+pub struct TableWriter<P: FnMut(&str)> {
+    print: P,
+    applied: bool,
+    grid: Option<crate::report::tables::Grid>,
+    rows: usize,
+    grids: usize,
+    commits: bool,
+}
+
+impl<P: FnMut(&str)> TableWriter<P> {
+    pub fn new(print: P) -> Self {
+        TableWriter {
+            print,
+            applied: false,
+            grid: None,
+            rows: 0,
+            grids: 0,
+            commits: false,
+        }
+    }
+
+    fn flush(&mut self) {
+        let grid = self.grid.take().unwrap_or_else(|| self.grid());
+        (self.print)(&format!("{grid}\n"));
+        self.rows = 0;
+        self.grids += 1;
+    }
+
+    fn grid(&self) -> crate::report::tables::Grid {
+        table(&[
+            "group",
+            "state",
+            "source topic",
+            "partition",
+            "source committed",
+            "checkpointed at",
+            "target topic",
+            "target offset",
+            "current on target",
+            "checkpoint age",
+            if self.applied {
+                "done"
+            } else {
+                "--apply would"
+            },
+        ])
+    }
+}
+
+impl<P: FnMut(&str)> ReportWriter for TableWriter<P> {
+    fn head(&mut self, head: &ReportHead) {
+        self.applied = head.applied;
+        (self.print)(&format!(
+            "{} → {}: translations from {} on {}\n",
+            head.source, head.target, head.checkpoints_topic, head.target
+        ));
+    }
+
+    fn group(&mut self, g: &GroupRow) {
+        let mut t = match self.grid.take() {
+            Some(t) => t,
+            None => self.grid(),
+        };
         if g.partitions.is_empty() {
             let mut row = vec![g.group.clone(), g.state.to_string()];
             row.extend(std::iter::repeat_n("-".to_owned(), 8));
             row.push("skip: no checkpoint".to_owned());
             t.add_row(row);
+            self.rows += 1;
         }
         // The group and its state once, on its first row.
         for (i, p) in g.partitions.iter().enumerate() {
@@ -590,28 +857,31 @@ pub fn render(report: &TranslateReport) -> String {
                 super::age(p.checkpoint_age_ms),
                 p.action.to_string(),
             ]);
+            self.rows += 1;
+        }
+        self.commits |= g.partitions.iter().any(PartitionRow::commits);
+        self.grid = Some(t);
+        if self.rows >= TABLE_ROWS {
+            self.flush();
         }
     }
-    let mut out = format!(
-        "{} → {}: translations from {} on {}\n{t}\n",
-        report.source, report.target, report.checkpoints_topic, report.target
-    );
-    if let Some(reverse) = &report.reverse {
-        render_reverse(&mut out, reverse);
+
+    fn end(&mut self, reverse: Option<ReverseReport>) {
+        if self.grid.is_some() || self.grids == 0 {
+            self.flush();
+        }
+        if let Some(reverse) = &reverse {
+            (self.print)(&render_reverse(reverse));
+        }
+        if !self.applied && self.commits {
+            (self.print)("nothing was written; run again with --apply to commit\n");
+        }
     }
-    if !report.applied
-        && report
-            .groups
-            .iter()
-            .any(|g| g.partitions.iter().any(PartitionRow::commits))
-    {
-        out.push_str("nothing was written; run again with --apply to commit\n");
-    }
-    out
 }
 
 /// The reverse mapping under the table: a line per partition, or why there is none.
-fn render_reverse(out: &mut String, reverse: &ReverseReport) {
+fn render_reverse(reverse: &ReverseReport) -> String {
+    let mut out = String::new();
     if let Some(why) = &reverse.skipped {
         out.push_str(&format!("{why}\n"));
     }
@@ -624,11 +894,178 @@ fn render_reverse(out: &mut String, reverse: &ReverseReport) {
             out.push_str(&format!("  {p}\n"));
         }
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::{Clamp, UnknownState};
+
+    /// The whole document as one `serde_json` value prints it: what `--output json` printed
+    /// before it was streamed, and what consumers read.
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        v: u32,
+        direction: Direction,
+        source: Role,
+        target: Role,
+        checkpoints_topic: &'a str,
+        applied: bool,
+        source_error: Option<&'a str>,
+        groups: &'a [GroupRow],
+    }
+
+    fn head(applied: bool, source_error: Option<&str>) -> ReportHead {
+        ReportHead {
+            v: SCHEMA_VERSION,
+            direction: Direction::Failover,
+            source: Role::Primary,
+            target: Role::Dr,
+            checkpoints_topic: "primary.checkpoints.internal".to_owned(),
+            applied,
+            source_error: source_error.map(str::to_owned),
+        }
+    }
+
+    fn partition(p: i32, action: Action) -> PartitionRow {
+        PartitionRow {
+            source_topic: "orders".to_owned(),
+            target_topic: "primary.orders".to_owned(),
+            partition: p,
+            source_offset: 100 + i64::from(p),
+            target_offset: 90,
+            checkpoint_age_ms: 1500,
+            action,
+            source_committed_offset: (p % 2 == 0).then_some(101),
+            current_offset: None,
+        }
+    }
+
+    fn group(name: &str, partitions: i32) -> GroupRow {
+        GroupRow {
+            group: name.to_owned(),
+            state: GroupState::Idle("Empty".to_owned()),
+            partitions: (0..partitions)
+                .map(|p| {
+                    let action = match p % 3 {
+                        0 => Action::Commit,
+                        1 => Action::Clamp(Clamp::BelowLogStart {
+                            translated: 5,
+                            log_start: 10,
+                        }),
+                        _ => Action::Failed("said \"no\"\nand \\ more".to_owned()),
+                    };
+                    partition(p, action)
+                })
+                .collect(),
+        }
+    }
+
+    /// What `writer` prints for `head` and `groups`.
+    fn written(json: bool, head: &ReportHead, groups: &[GroupRow]) -> (String, usize) {
+        let mut out = String::new();
+        let mut prints = 0;
+        {
+            let print = |text: &str| {
+                out.push_str(text);
+                prints += 1;
+            };
+            let mut writer: Box<dyn ReportWriter> = if json {
+                Box::new(JsonWriter::new(print))
+            } else {
+                Box::new(TableWriter::new(print))
+            };
+            writer.head(head);
+            for g in groups {
+                writer.group(g);
+            }
+            writer.end(None);
+        }
+        (out, prints)
+    }
+
+    #[test]
+    fn streamed_json_is_byte_for_byte_the_whole_document() {
+        let mut unknown = group("ghost", 0);
+        unknown.state = GroupState::Unknown(UnknownState::NotReported);
+        let many: Vec<GroupRow> = (0..300).map(|g| group(&format!("app-{g}"), 7)).collect();
+        let cases: Vec<(ReportHead, Vec<GroupRow>)> = vec![
+            (head(false, None), Vec::new()),
+            (
+                head(true, Some("primary unreachable: \"refused\"")),
+                vec![group("billing", 3)],
+            ),
+            (
+                head(false, None),
+                vec![group("a", 1), unknown, group("ü \t b", 2)],
+            ),
+            (head(true, None), many),
+        ];
+        for (head, groups) in &cases {
+            let whole = Whole {
+                v: head.v,
+                direction: head.direction,
+                source: head.source,
+                target: head.target,
+                checkpoints_topic: &head.checkpoints_topic,
+                applied: head.applied,
+                source_error: head.source_error.as_deref(),
+                groups,
+            };
+            let want = format!("{}\n", serde_json::to_string_pretty(&whole).expect("json"));
+            let (got, prints) = written(true, head, groups);
+            assert_eq!(got, want, "{} groups", groups.len());
+            if groups.len() == 300 {
+                assert!(prints > 1, "a long report is written as it goes: {prints}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_table_is_a_grid_per_thousand_rows_with_groups_whole_and_one_footer() {
+        let header = "--apply would";
+        let (short, _) = written(false, &head(false, None), &[group("billing", 3)]);
+        assert_eq!(short.matches(header).count(), 1, "{short}");
+        assert!(
+            short.starts_with(
+                "primary → dr: translations from primary.checkpoints.internal on dr\n"
+            )
+        );
+        assert!(short.ends_with("nothing was written; run again with --apply to commit\n"));
+
+        let (empty, _) = written(false, &head(false, None), &[]);
+        assert_eq!(
+            empty.matches(header).count(),
+            1,
+            "an empty table still: {empty}"
+        );
+        assert!(!empty.contains("nothing was written"), "{empty}");
+
+        // 31 groups of 70 rows: a grid closes at the first group that reaches 1 000 rows.
+        let groups: Vec<GroupRow> = (0..31).map(|g| group(&format!("app-{g:02}"), 70)).collect();
+        let (long, _) = written(false, &head(false, None), &groups);
+        assert_eq!(long.matches(header).count(), 3, "1 050 + 1 050 + 70 rows");
+        let (even, _) = written(false, &head(false, None), &groups[..30]);
+        assert_eq!(
+            even.matches(header).count(),
+            2,
+            "1 050 + 1 050 rows, no empty grid"
+        );
+        assert_eq!(long.matches("nothing was written").count(), 1);
+        assert_eq!(long.matches("translations from").count(), 1);
+        for g in &groups {
+            assert_eq!(
+                long.matches(&format!(" {} ", g.group)).count(),
+                1,
+                "{}",
+                g.group
+            );
+        }
+        let (applied, _) = written(false, &head(true, None), &groups[..1]);
+        assert!(applied.contains(" done "), "{applied}");
+        assert!(!applied.contains("nothing was written"), "{applied}");
+    }
 
     #[test]
     fn failures_keep_the_commands_words() {

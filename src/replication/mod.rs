@@ -21,14 +21,18 @@ pub use flow::{Flow, ReplicatedPartition};
 pub use internal::OffsetSyncs;
 pub use lag::{LagMethod, PartitionLag, present, topics_missing_on_target, total_lag};
 pub use reverse::{
-    IDENTITY_SKIP, PositionFrom, Reverse, ReverseGroup, ReverseObservation, ReversePartition,
-    ReverseRead, SyncIndex, SyncUsed, map_home, reverse_position,
+    IDENTITY_SKIP, KnownStates, PositionFrom, Reverse, ReverseGroup, ReverseObservation,
+    ReversePartition, ReverseRead, SyncIndex, SyncUsed, map_home, reverse_position,
 };
 pub use translation::{
     Action, Applied, Batching, Call, Clamp, GroupPlan, GroupState, GroupTranslation,
     PartitionTranslation, Planned, Skip, SparseSync, TargetPositions, TranslateError, UnknownState,
     apply, lands_far_below, plan_groups, plan_translation, read_checkpoints, resolve_groups,
     source_committed, source_ends, sparse_syncs, sparse_syncs_warning,
+};
+pub use translation::{
+    GROUPS_PER_BATCH, Offsets, TargetView, checkpointed_partitions, plan_read, read_target,
+    source_partition_ends,
 };
 
 /// This host's clock in milliseconds since the Unix epoch, as record timestamps are.

@@ -33,8 +33,8 @@ use crate::mm2::{OffsetSync, ReplicationPolicy};
 
 use super::internal::read_options;
 use super::translation::{
-    Action, Batching, Call, GroupState, GroupTranslation, PartitionTranslation, Planned,
-    TranslateError, call, place, target_group_states,
+    Action, Batching, Call, GroupState, GroupTranslation, PartitionTranslation, TranslateError,
+    call, place, target_group_states,
 };
 use super::{Bound, Cut, Flow, OPERATION_TIMEOUT, now_ms};
 
@@ -257,17 +257,21 @@ pub struct ReverseRead {
 /// look-up.
 pub const IDENTITY_SKIP: &str = "reverse checkpointing skipped: under the identity policy DR's topics hold both the primary's copies and DR's own new records under the same names, so a group's commit there cannot be mapped back to the primary (SRM skips it too)";
 
+/// The groups whose state on the primary is already known (from planning the reverse flow's
+/// checkpoints), with their members when live: the mapping asks only for the others.
+pub type KnownStates<'a> = HashMap<&'a str, (GroupState, Option<GroupDescription>)>;
+
 /// Maps every group's commits on DR's replica topics home through the forward flow's offset
 /// syncs, for the failback flow `back` (DR -> primary), and places each position in the
 /// primary's log. Batched: the replica partitions from one listing on DR, the groups'
 /// commits on DR and on the primary `batching.concurrency` groups at a time, the offset syncs
-/// read once, the primary's watermarks in one call, and the states of groups not `planned`
-/// (from the reverse flow's checkpoints) from one listing.
+/// read once, the primary's watermarks in one call, and the states of groups not
+/// (`known`) from one listing.
 pub async fn map_home(
     back: &Flow,
     forward: &Flow,
     groups: &[String],
-    planned: &Planned,
+    known: &KnownStates<'_>,
     allow_rewind: bool,
     batching: Batching,
     bound: &mut Bound,
@@ -334,14 +338,6 @@ pub async fn map_home(
         .collect();
     let marks = watermarks(back, &home_tps, bound).await?;
     let at_home = committed(back, &back.target, groups, &home_tps, batching, bound).await?;
-    let known: HashMap<&str, (GroupState, Option<GroupDescription>)> = planned
-        .groups
-        .iter()
-        .map(|g| {
-            let state = (g.translation.state.clone(), g.members.clone());
-            (g.translation.group.as_str(), state)
-        })
-        .collect();
     let unknown: Vec<String> = groups
         .iter()
         .filter(|g| !known.contains_key(g.as_str()))
@@ -663,10 +659,7 @@ mod tests {
             &back,
             &forward,
             &["g".to_owned()],
-            &Planned {
-                groups: Vec::new(),
-                marks: HashMap::new(),
-            },
+            &KnownStates::new(),
             false,
             Batching::default(),
             &mut bound,

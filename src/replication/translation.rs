@@ -428,6 +428,19 @@ pub struct Planned {
     pub marks: HashMap<TopicPartition, Watermarks>,
 }
 
+impl Planned {
+    /// Each planned group's state on the target and its members when live, by name.
+    pub fn known_states(&self) -> super::KnownStates<'_> {
+        self.groups
+            .iter()
+            .map(|g| {
+                let state = (g.translation.state.clone(), g.members.clone());
+                (g.translation.group.as_str(), state)
+            })
+            .collect()
+    }
+}
+
 /// How the Kafka look-ups of a translation are batched.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
@@ -444,10 +457,10 @@ impl Default for Batching {
 }
 
 /// Plans every group's translation ([`plan_translation`]) from one pass over what the target
-/// holds: the groups' states in one listing, the watermarks of every checkpointed partition of
-/// every group in one batch, and the groups' committed offsets with `batching.concurrency` in
-/// flight. A checkpoint for a partition the target lacks is that partition's
-/// `skip: no such partition on the target`, never the whole translation's failure.
+/// holds ([`read_target`]): the groups' states in one listing, the watermarks of every
+/// checkpointed partition of every group in one batch, and the groups' committed offsets with
+/// `batching.concurrency` in flight. A checkpoint for a partition the target lacks is that
+/// partition's `skip: no such partition on the target`, never the whole translation's failure.
 pub async fn plan_groups(
     flow: &Flow,
     index: &CheckpointIndex,
@@ -456,67 +469,180 @@ pub async fn plan_groups(
     batching: Batching,
     bound: &mut Bound,
 ) -> Result<Planned, TranslateError> {
-    let target = flow.target_plan.role;
-    let states = target_group_states(flow, groups, bound).await?;
-    let checkpointed: Vec<Vec<(Checkpoint, i64)>> =
-        groups.iter().map(|g| index.for_group(g)).collect();
-    let marks = target_marks(flow, &checkpointed, bound).await?;
-    let asks: Vec<GroupPartitions> = groups
-        .iter()
-        .zip(&checkpointed)
-        .map(|(group, checkpoints)| GroupPartitions {
-            group: group.clone(),
-            partitions: checkpoints
-                .iter()
-                .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
-                .filter(|tp| marks.contains_key(tp))
-                .collect(),
-        })
-        .collect();
-    let read = flow
-        .target
-        .batch_committed_offsets(&asks, batching.concurrency);
-    let current = bound.wait(read).await.map_err(|cut| TranslateError::Cut {
-        call: Call::AllCommittedOffsets {
-            groups: asks.len(),
-            target,
-        },
-        cut,
-    })?;
+    let TargetView {
+        states,
+        marks,
+        current,
+    } = read_target(flow, index, groups, batching, bound).await?;
     let now = now_ms();
-    let mut planned = Vec::with_capacity(groups.len());
-    for (((group, checkpoints), (state, members)), current) in
-        groups.iter().zip(&checkpointed).zip(states).zip(current)
-    {
-        let current: HashMap<TopicPartition, i64> = current
-            .map_err(|error| TranslateError::Kafka {
-                call: Call::CommittedOffsets {
-                    group: group.clone(),
-                    target,
-                },
-                error,
-            })?
-            .into_iter()
-            .filter_map(|(tp, offset)| Some((tp, offset?)))
-            .collect();
-        let positions = TargetPositions {
-            current: &current,
-            marks: &marks,
-        };
-        let partitions = plan_checkpoints(flow, checkpoints, positions, allow_rewind, now);
-        planned.push(GroupPlan {
+    let planned = groups
+        .iter()
+        .zip(states)
+        .zip(&current)
+        .map(|((group, (state, members)), current)| GroupPlan {
             translation: GroupTranslation {
                 group: group.clone(),
                 state,
-                partitions,
+                partitions: plan_read(flow, index, group, current, &marks, allow_rewind, now),
             },
             members,
-        });
-    }
+        })
+        .collect();
     Ok(Planned {
         groups: planned,
         marks,
     })
+}
+
+/// Each of a group's checkpointed partitions' committed offset on one cluster, in the order of
+/// [`CheckpointIndex::for_group`]; `None` where it has none, or where it was not asked. One
+/// number per partition: thousands of groups' offsets are held in a few megabytes, and each
+/// group's translation is made from them when its turn comes.
+pub type Offsets = Vec<Option<i64>>;
+
+/// What the target holds that every group's translation is planned against, read once.
+#[derive(Debug, Clone)]
+pub struct TargetView {
+    /// Each group's state, and its description when it has live members, in the order asked.
+    pub states: Vec<(GroupState, Option<GroupDescription>)>,
+    /// The log start and end of every checkpointed partition the target has.
+    pub marks: HashMap<TopicPartition, Watermarks>,
+    /// Each group's committed offsets on the target, in the order asked.
+    pub current: Vec<Offsets>,
+}
+
+/// How many groups' offsets are asked in one batch: the asks and answers of a batch are whole
+/// topic names per partition, so a bounded batch keeps them small while every batch still keeps
+/// `--concurrency` calls in flight.
+pub const GROUPS_PER_BATCH: usize = 500;
+
+/// Reads what the target holds for `groups` ([`TargetView`]): their states from one listing
+/// and the watermarks of their checkpointed partitions in one batch, both at once, then their
+/// committed offsets for the partitions the target has, `batching.concurrency` groups in
+/// flight. The first group whose offsets cannot be read fails the whole read.
+pub async fn read_target(
+    flow: &Flow,
+    index: &CheckpointIndex,
+    groups: &[String],
+    batching: Batching,
+    bound: &mut Bound,
+) -> Result<TargetView, TranslateError> {
+    let mut marks_bound = bound.clone();
+    let (states, marks) = tokio::join!(
+        target_group_states(flow, groups, bound),
+        target_marks(flow, index, groups, &mut marks_bound),
+    );
+    let (states, marks) = (states?, marks?);
+    let current = target_committed(flow, index, groups, &marks, batching, bound).await?;
+    Ok(TargetView {
+        states,
+        marks,
+        current,
+    })
+}
+
+/// The partitions of a group's checkpoints, in the order of [`CheckpointIndex::for_group`].
+pub fn checkpointed_partitions(index: &CheckpointIndex, group: &str) -> Vec<TopicPartition> {
+    index
+        .for_group(group)
+        .into_iter()
+        .map(|(c, _)| TopicPartition::new(c.topic, c.partition))
+        .collect()
+}
+
+/// The groups' committed offsets on the target for the checkpointed partitions it has, in
+/// batches of [`GROUPS_PER_BATCH`] groups.
+async fn target_committed(
+    flow: &Flow,
+    index: &CheckpointIndex,
+    groups: &[String],
+    marks: &HashMap<TopicPartition, Watermarks>,
+    batching: Batching,
+    bound: &mut Bound,
+) -> Result<Vec<Offsets>, TranslateError> {
+    let target = flow.target_plan.role;
+    let mut current = Vec::with_capacity(groups.len());
+    for batch in groups.chunks(GROUPS_PER_BATCH) {
+        let checkpointed: Vec<Vec<TopicPartition>> = batch
+            .iter()
+            .map(|g| checkpointed_partitions(index, g))
+            .collect();
+        let asks: Vec<GroupPartitions> = batch
+            .iter()
+            .zip(&checkpointed)
+            .map(|(group, partitions)| GroupPartitions {
+                group: group.clone(),
+                partitions: partitions
+                    .iter()
+                    .filter(|tp| marks.contains_key(*tp))
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
+        let read = flow
+            .target
+            .batch_committed_offsets(&asks, batching.concurrency);
+        let answers = bound.wait(read).await.map_err(|cut| TranslateError::Cut {
+            call: Call::AllCommittedOffsets {
+                groups: groups.len(),
+                target,
+            },
+            cut,
+        })?;
+        for ((group, partitions), answer) in batch.iter().zip(checkpointed).zip(answers) {
+            let mut found = answer
+                .map_err(|error| TranslateError::Kafka {
+                    call: Call::CommittedOffsets {
+                        group: group.clone(),
+                        target,
+                    },
+                    error,
+                })?
+                .into_iter();
+            // The answer holds the asked partitions, in order: those the target has.
+            let offsets = partitions
+                .iter()
+                .map(|tp| {
+                    if marks.contains_key(tp) {
+                        found.next().and_then(|(_, offset)| offset)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            current.push(offsets);
+        }
+    }
+    Ok(current)
+}
+
+/// One group's translation ([`plan_translation`]) from its committed offsets on the target
+/// (`current`, as [`TargetView::current`] holds them) and the target's watermarks. Pure.
+pub fn plan_read(
+    flow: &Flow,
+    index: &CheckpointIndex,
+    group: &str,
+    current: &Offsets,
+    marks: &HashMap<TopicPartition, Watermarks>,
+    allow_rewind: bool,
+    now_ms: i64,
+) -> Vec<PartitionTranslation> {
+    let checkpoints = index.for_group(group);
+    let current: HashMap<TopicPartition, i64> = checkpoints
+        .iter()
+        .zip(current)
+        .filter_map(|((c, _), offset)| {
+            Some((
+                TopicPartition::new(c.topic.clone(), c.partition),
+                (*offset)?,
+            ))
+        })
+        .collect();
+    let positions = TargetPositions {
+        current: &current,
+        marks,
+    };
+    plan_checkpoints(flow, &checkpoints, positions, allow_rewind, now_ms)
 }
 
 /// The groups' states on the target from one listing, as [`target_group_state`] gives each.
@@ -544,19 +670,19 @@ fn described(desc: GroupDescription) -> (GroupState, Option<GroupDescription>) {
     }
 }
 
-/// The watermarks on the target of every checkpointed partition, asked once. A partition the
-/// target does not have is left out; any other failure fails the translation, as it did when
-/// each group asked for its own.
+/// The watermarks on the target of every checkpointed partition of `groups`, asked once. A
+/// partition the target does not have is left out; any other failure fails the translation,
+/// as it did when each group asked for its own.
 async fn target_marks(
     flow: &Flow,
-    checkpointed: &[Vec<(Checkpoint, i64)>],
+    index: &CheckpointIndex,
+    groups: &[String],
     bound: &mut Bound,
 ) -> Result<HashMap<TopicPartition, Watermarks>, TranslateError> {
     let target = flow.target_plan.role;
-    let union: BTreeSet<TopicPartition> = checkpointed
+    let union: BTreeSet<TopicPartition> = groups
         .iter()
-        .flatten()
-        .map(|(c, _)| TopicPartition::new(c.topic.clone(), c.partition))
+        .flat_map(|g| checkpointed_partitions(index, g))
         .collect();
     let union: Vec<TopicPartition> = union.into_iter().collect();
     let read = Call::Watermarks { target };
@@ -770,7 +896,16 @@ pub async fn source_ends(
         .flat_map(|t| &t.partitions)
         .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
         .collect();
-    let union: Vec<TopicPartition> = union.into_iter().collect();
+    source_partition_ends(flow, union).await
+}
+
+/// The log end on the source of each of `partitions`, in one batch; a partition the source
+/// cannot answer for is left out.
+pub async fn source_partition_ends(
+    flow: &Flow,
+    partitions: BTreeSet<TopicPartition>,
+) -> Result<HashMap<TopicPartition, i64>, KafkaError> {
+    let union: Vec<TopicPartition> = partitions.into_iter().collect();
     let ends = flow.source.batch_end_offsets(&union).await?;
     Ok(union
         .into_iter()

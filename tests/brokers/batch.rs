@@ -2,10 +2,14 @@
 //! answers (compared at a small size), and 20 000 partitions' watermarks come back in well
 //! under a second (the figure is printed; a benchmark, not a timed assertion).
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use kdr::kafka::{ClusterRole, GroupCommit, GroupPartitions, KafkaError, TopicPartition};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, TopicPartitionList};
 
 use crate::harness::{Nisshi, Storage, block_on, create_topics};
 use crate::mm2::produce;
@@ -196,4 +200,101 @@ fn watermarks_of_twenty_thousand_partitions_come_back_well_under_a_second() {
         "watermarks of 20 000 partitions on one Nisshi broker: batch_watermarks {batch_took:?}, \
          watermarks {per_item_took:?}"
     );
+}
+
+/// Groups committed by `batch_commit_offsets` (one client, AlterConsumerGroupOffsets) resume
+/// exactly there: a plain librdkafka consumer of each group, which kdr never was, reads first
+/// the record at the committed offset.
+#[test]
+fn a_consumer_resumes_exactly_where_the_batched_commit_put_its_group() {
+    let broker = Nisshi::start("dr", Storage::Memory);
+    let cluster = broker.cluster(ClusterRole::Dr);
+    create_topics(&cluster, &["orders".to_owned()], 2);
+    produce(&broker.bootstrap(), "orders", 0, 10);
+    produce(&broker.bootstrap(), "orders", 1, 10);
+    let commits: Vec<GroupCommit> = (0..5_i64)
+        .map(|g| GroupCommit {
+            group: format!("resumer-{g}"),
+            offsets: vec![
+                (TopicPartition::new("orders", 0), 2 + g),
+                (TopicPartition::new("orders", 1), 7 - g),
+            ],
+        })
+        .collect();
+    let answers =
+        block_on(cluster.batch_commit_offsets(&commits, NonZeroUsize::MIN.saturating_add(2)));
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+
+    for commit in &commits {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("group.id", &commit.group)
+            .set("enable.auto.commit", "false")
+            // Were the commit lost, the consumer would start at 0, never at the commit.
+            .set("auto.offset.reset", "earliest")
+            .set("log_level", "0")
+            .create()
+            .expect("consumer");
+        let mut first: HashMap<i32, i64> = HashMap::new();
+        for (tp, _) in &commit.offsets {
+            let mut assignment = TopicPartitionList::new();
+            assignment.add_partition(&tp.topic, tp.partition);
+            // The committed offset, as any consumer of the group resumes from it.
+            consumer.assign(&assignment).expect("assign");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: no record from {tp}",
+                    commit.group
+                );
+                if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                    let message = message.expect("record");
+                    first.insert(message.partition(), message.offset());
+                    break;
+                }
+            }
+        }
+        let want: HashMap<i32, i64> = commit
+            .offsets
+            .iter()
+            .map(|(tp, offset)| (tp.partition, *offset))
+            .collect();
+        assert_eq!(first, want, "{}", commit.group);
+    }
+}
+
+/// The batched fetch answers a topic or partition the cluster lacks, and a group that never
+/// committed, as the per-group function does.
+#[test]
+fn batched_fetches_of_missing_topics_and_unknown_groups_match_the_per_group_function() {
+    let broker = Nisshi::start("dr", Storage::Memory);
+    let cluster = broker.cluster(ClusterRole::Dr);
+    create_topics(&cluster, &["orders".to_owned()], 2);
+    block_on(cluster.commit_offsets("known", &[(TopicPartition::new("orders", 1), 4)]))
+        .expect("commit");
+    let asks: Vec<GroupPartitions> = [
+        ("known", vec![("orders", 0), ("orders", 1)]),
+        ("known", vec![("gone", 0)]),
+        ("known", vec![("orders", 9)]),
+        ("stranger", vec![("orders", 0), ("orders", 0)]),
+    ]
+    .into_iter()
+    .map(|(group, partitions)| GroupPartitions {
+        group: group.to_owned(),
+        partitions: partitions
+            .into_iter()
+            .map(|(t, p)| TopicPartition::new(t, p))
+            .collect(),
+    })
+    .collect();
+    block_on(async {
+        let batched = cluster
+            .batch_committed_offsets(&asks, NonZeroUsize::MIN)
+            .await;
+        for (ask, batched) in asks.iter().zip(batched) {
+            let one = cluster.committed_offsets(&ask.group, &ask.partitions).await;
+            assert_eq!(batched, one, "{ask:?}");
+        }
+    });
 }

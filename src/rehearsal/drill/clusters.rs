@@ -324,10 +324,11 @@ async fn checkpointed(
             .map(|g| g.committed.clone())
             .unwrap_or_default();
         let ctx = LookupCtx::quiet(tokio::time::Instant::now() + Duration::from_secs(10));
-        match translate::run(plan, &clusters, &request, &selectors, ctx).await {
-            Ok(report) => {
-                let rows: BTreeSet<(String, i32)> = report
-                    .groups
+        let mut kept = translate::KeptRows::default();
+        match translate::run(plan, &clusters, &request, &selectors, ctx, &mut kept).await {
+            Ok(_) => {
+                let rows: BTreeSet<(String, i32)> = kept
+                    .0
                     .iter()
                     .flat_map(|g| &g.partitions)
                     .map(|p| (p.source_topic.clone(), p.partition))

@@ -35,7 +35,7 @@ pub(super) async fn map(
             back,
             &forward,
             groups,
-            planned,
+            &planned.known_states(),
             allow_rewind,
             Batching::default(),
             bound,

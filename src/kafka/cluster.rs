@@ -127,7 +127,8 @@ impl Cluster {
             .producer_config(self.inner.operation_timeout)
     }
 
-    /// Whether the cluster answers a metadata request within the bound.
+    /// Whether the cluster answers a metadata request within the bound. The request names one
+    /// topic, so it costs the same on an estate of twenty partitions and of twenty thousand.
     ///
     /// Refused, unresolvable and silent clusters are `Ok(Unreachable)`: for a DR tool a
     /// dead cluster is an observation. Failed authentication and bad configuration are
@@ -283,7 +284,10 @@ impl Cluster {
             .inner
             .spec
             .consumer_config(Some(&reader_group(self.role())), bound);
-        config.set("enable.partition.eof", "true");
+        // The read asks the topic's metadata by name: never create it by asking.
+        config
+            .set("enable.partition.eof", "true")
+            .set("allow.auto.create.topics", "false");
         let operation = Operation::ReadPartition {
             topic: topic.to_owned(),
             partition,
@@ -401,10 +405,16 @@ impl Cluster {
         })
     }
 
+    /// A client that only asks questions. Its metadata requests may name a topic (the
+    /// probe's, a partition read's), and asking must never create one, whatever the plan's
+    /// client settings say about auto-creation.
     pub(super) fn meta_config(&self) -> ClientConfig {
-        self.inner
+        let mut config = self
+            .inner
             .spec
-            .consumer_config(None, self.operation_timeout())
+            .consumer_config(None, self.operation_timeout());
+        config.set("allow.auto.create.topics", "false");
+        config
     }
 
     pub(super) fn scope(&self, operation: Operation, bound: Duration) -> Scope {

@@ -4,9 +4,10 @@
 //! far below where the group stood (issue 14 #5).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kdr::kafka::ClusterRole;
+use kdr::kafka::{ClusterRole, Reachability, ReadOptions, TopicPartition};
+use kdr::lookup::newest::newest_timestamps;
 use kdr::mm2::Checkpoint;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -295,4 +296,94 @@ fn write_checkpoint(bootstrap: &str, checkpoint: &Checkpoint) {
             .map_err(|(e, _)| e)
             .expect("checkpoint written");
     });
+}
+
+/// The probe asks metadata for one topic, not for every topic: at 10 000 partitions it still
+/// answers well inside a one-second bound (a request for every topic took seconds at 20 000
+/// and once called a healthy primary unreachable), and asking never creates the topic it names.
+#[test]
+fn a_probe_of_ten_thousand_partitions_is_as_quick_as_of_one_and_creates_nothing() {
+    let broker = Nisshi::start("dr", Storage::Memory);
+    let topics: Vec<String> = (0..10).map(|i| format!("big-{i}")).collect();
+    let admin = broker
+        .cluster(ClusterRole::Dr)
+        .with_operation_timeout(Duration::from_secs(60))
+        .expect("bound");
+    create_topics(&admin, &topics, 1000);
+    let quick = broker
+        .cluster(ClusterRole::Dr)
+        .with_operation_timeout(Duration::from_secs(1))
+        .expect("bound");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let probe = block_on(quick.probe()).expect("probe");
+        eprintln!("probe at 10 000 partitions: {:?}", started.elapsed());
+        let Reachability::Reachable(info) = probe else {
+            panic!("a healthy cluster called unreachable: {probe:?}");
+        };
+        assert_eq!(info.brokers.len(), 1, "{info:?}");
+        assert_eq!(info.cluster_id.as_deref(), Some("dr"));
+    }
+    let started = Instant::now();
+    let listed = block_on(admin.topics_with_internal(|_| true)).expect("topics");
+    eprintln!("a listing of every topic: {:?}", started.elapsed());
+    assert_eq!(
+        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        topics.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the probe's topic was not created by asking"
+    );
+    assert!(listed.iter().all(|t| t.partitions.len() == 1000));
+}
+
+/// The newest record of many partitions, read by one consumer assigned to all of them, is
+/// what reading each partition on its own to its end finds: the last record's timestamp, or
+/// nothing for an empty partition.
+#[test]
+fn the_newest_records_of_many_partitions_at_once_are_each_partitions_last_record() {
+    let broker = Nisshi::start("dr", Storage::Memory);
+    let topics = ["primary.orders", "primary.payments"];
+    create(&broker, ClusterRole::Dr, &topics, 6);
+    for (t, topic) in topics.iter().enumerate() {
+        // Partitions 0 and 5 stay empty; the others get a different number of records.
+        for partition in 1..5 {
+            produce(
+                &broker.bootstrap(),
+                topic,
+                partition,
+                i64::from(partition) + t as i64,
+            );
+        }
+    }
+    let cluster = broker.cluster(ClusterRole::Dr);
+    let every: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|t| (0..6).map(move |p| TopicPartition::new(*t, p)))
+        .collect();
+    let ends: Vec<(TopicPartition, i64)> = block_on(cluster.watermarks(&every))
+        .expect("watermarks")
+        .into_iter()
+        .map(|w| (TopicPartition::new(w.topic, w.partition), w.high))
+        .collect();
+    let newest = block_on(newest_timestamps(
+        &cluster,
+        ends.clone(),
+        Duration::from_secs(10),
+    ));
+    assert_eq!(newest.unread, None);
+    assert_eq!(newest.timestamps.len(), every.len());
+    for (tp, end) in &ends {
+        let read = block_on(cluster.read_to_end(
+            &tp.topic,
+            tp.partition,
+            ReadOptions {
+                timeout: Some(Duration::from_secs(10)),
+                allow_partial: false,
+            },
+        ))
+        .expect("read one partition");
+        let last = read.records.last().and_then(|r| r.timestamp_ms);
+        assert_eq!(read.high, *end, "{tp}");
+        assert_eq!(newest.timestamps.get(tp), Some(&last), "{tp}");
+        assert_eq!(last.is_none(), *end == 0, "{tp}");
+    }
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use kdr::kafka::{ClusterRole, Reachability, ReadOptions, TopicPartition};
 use kdr::lookup::newest::newest_timestamps;
 use kdr::mm2::Checkpoint;
+use kdr::plan::Direction;
+use kdr::replication::{Clusters, Flow};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -20,10 +22,15 @@ const GROUP: &str = "order-processor";
 
 /// `drill.yaml` replicating `orders` and `payments`, for the group [`GROUP`].
 fn write_plan(dir: &Path, primary: &str, dr: &str) {
+    write_plan_for(dir, primary, dr, "orders, payments");
+}
+
+/// `drill.yaml` replicating `topics` (a YAML list's items), for the group [`GROUP`].
+fn write_plan_for(dir: &Path, primary: &str, dr: &str, topics: &str) {
     let step =
         "  - wait_replication: { max_lag_records: 0, timeout: 5s, on_timeout: accept_rpo }\n";
     let text = format!(
-        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{primary}\" }}\n  dr: {{ bootstrap_servers: \"{dr}\" }}\nreplication: {{ topics: [orders, payments], groups: [{GROUP}] }}\nfailover:\n{step}failback:\n{step}"
+        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{primary}\" }}\n  dr: {{ bootstrap_servers: \"{dr}\" }}\nreplication: {{ topics: [{topics}], groups: [{GROUP}] }}\nfailover:\n{step}failback:\n{step}"
     );
     std::fs::write(dir.join("drill.yaml"), text).expect("plan");
 }
@@ -386,4 +393,63 @@ fn the_newest_records_of_many_partitions_at_once_are_each_partitions_last_record
         assert_eq!(newest.timestamps.get(tp), Some(&last), "{tp}");
         assert_eq!(last.is_none(), *end == 0, "{tp}");
     }
+}
+
+/// `Flow::list_and_measure_lag` (each side listed and measured in one session, both at once)
+/// gives the partitions and lags that listing on the source and then measuring gives: a
+/// topic missing on DR, one with fewer partitions there, one replicated fully, one lagging,
+/// and a topic the plan does not replicate.
+#[test]
+fn lag_from_one_listing_per_cluster_is_lag_from_listing_then_measuring() {
+    let pair = Pair::start();
+    create(
+        &pair.primary,
+        ClusterRole::Primary,
+        &["orders", "refunds"],
+        3,
+    );
+    create(&pair.primary, ClusterRole::Primary, &["payments"], 2);
+    create(&pair.primary, ClusterRole::Primary, &["audit"], 1);
+    create(&pair.dr, ClusterRole::Dr, &["primary.orders"], 3);
+    create(&pair.dr, ClusterRole::Dr, &["primary.payments"], 1);
+    for partition in 0..3 {
+        produce(&pair.primary.bootstrap(), "orders", partition, 4);
+        produce(&pair.primary.bootstrap(), "refunds", partition, 2);
+        produce(
+            &pair.dr.bootstrap(),
+            "primary.orders",
+            partition,
+            i64::from(partition) + 1,
+        );
+    }
+    produce(&pair.primary.bootstrap(), "payments", 1, 3);
+    produce(&pair.dr.bootstrap(), "primary.payments", 0, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_plan_for(
+        dir.path(),
+        &pair.primary.bootstrap(),
+        &pair.dr.bootstrap(),
+        "orders, payments, refunds",
+    );
+    let plan = kdr::plan::load(&dir.path().join("drill.yaml")).expect("plan");
+    let clusters = Clusters::from_plan(&plan).expect("clusters");
+    let flow = Flow::new(&plan, &clusters, Direction::Failover);
+    let (partitions, lags) = block_on(flow.list_and_measure_lag()).expect("one listing");
+    let listed = block_on(flow.partitions_from_source()).expect("listing");
+    let measured = block_on(flow.measure_lag(&listed, None)).expect("measuring");
+    assert_eq!(partitions, listed);
+    assert_eq!(lags, measured);
+    assert_eq!(lags.len(), 8, "{lags:?}");
+    assert_eq!(
+        lags.iter()
+            .filter(|l| l.missing_on_target())
+            .map(|l| (l.source_topic.as_str(), l.partition))
+            .collect::<Vec<_>>(),
+        [
+            ("payments", 1),
+            ("refunds", 0),
+            ("refunds", 1),
+            ("refunds", 2)
+        ]
+    );
 }

@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: test lint ci rehearse test-brokers fuzz bench-scale bench-lookups
+.PHONY: test lint ci rehearse test-brokers fuzz bench-scale bench-lookups bench-engine
 
 # The README's test command: every test, unit, end-to-end on the embedded clusters, and the
 # real-broker suite (scripts/test-brokers installs the pinned Nisshi broker first if missing:
@@ -51,3 +51,8 @@ bench-scale:
 bench-lookups:
 	scripts/test-brokers
 	$(CARGO) bench --locked --bench scale_lookups
+
+# Engine overhead (issue 10, target 4): a whole failover on the embedded world, the time beyond
+# the plan's declared wait, and `kdr plan check`. Figures, printed, not asserted.
+bench-engine:
+	$(CARGO) bench --locked --bench engine_overhead

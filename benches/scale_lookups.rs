@@ -6,7 +6,10 @@
 //! per figure:
 //! - the baseline: the end offsets of every partition from a bare librdkafka consumer
 //!   (`offsets_for_times` at "latest": one ListOffsets per leader), against kdr's batched path;
-//! - `kdr lag` and `kdr status` end to end (the built binary), every partition reported;
+//! - `kdr lag` and `kdr status` end to end (the built binary), every partition reported, and
+//!   how many partitions `kdr lag` found the newest record of (the others are empty);
+//! - one poll of `wait_replication` (`Flow::measure_lag` over every replicated partition,
+//!   what each poll does), five times: it must poll 20 000 partitions at least once a second;
 //! - `kdr plan check`.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs the same with 2 topics x 10 partitions,
@@ -26,6 +29,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kdr::kafka::{Cluster, ClusterRole, TopicPartition};
+use kdr::plan::Direction;
+use kdr::replication::{Clusters, Flow};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -108,6 +113,12 @@ fn main() {
     );
     let rows = out["partitions"].as_array().map_or(0, Vec::len);
     figure("kdr lag (end to end)", rows, took, Some(baseline));
+    let aged = out["partitions"].as_array().map_or(0, |rows| {
+        rows.iter()
+            .filter(|r| !r["newest_record_age_ms"].is_null())
+            .count()
+    });
+    println!("  newest record found on {aged} of {rows} dr partitions (the rest are empty)");
     let (took, out) = kdr(
         dir.path(),
         &["status", "--plan", "drill.yaml", "--output", "json"],
@@ -119,8 +130,36 @@ fn main() {
         println!("  status: {}", out["replication"][0]["lag_error"]);
     }
     figure("kdr status (end to end)", measured, took, Some(baseline));
+    wait_replication_polls(dir.path());
     let (took, _) = kdr(dir.path(), &["plan", "check", "drill.yaml"]);
     figure("kdr plan check", 0, took, None);
+}
+
+/// What one poll of `wait_replication` costs: `Flow::measure_lag` over every replicated
+/// partition (both sides' watermarks and the offset syncs), five polls in a row.
+fn wait_replication_polls(dir: &Path) {
+    let plan = kdr::plan::load(&dir.join("drill.yaml")).expect("plan");
+    let clusters = Clusters::from_plan(&plan).expect("clusters");
+    let flow = Flow::new(&plan, &clusters, Direction::Failover);
+    let partitions = block_on(flow.partitions_from_source()).expect("replicated partitions");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let lags = block_on(flow.measure_lag(&partitions, None)).expect("one poll");
+        let took = started.elapsed();
+        assert_eq!(lags.len(), partitions.len(), "every partition measured");
+        figure(
+            "wait_replication poll (measure_lag)",
+            lags.len(),
+            took,
+            None,
+        );
+        slowest = slowest.max(took);
+    }
+    println!(
+        "  slowest poll {slowest:.2?}: {:.1} polls per second at worst",
+        1.0 / slowest.as_secs_f64()
+    );
 }
 
 /// One figure: what, how many partitions it reported, how long, and the ratio to the baseline.

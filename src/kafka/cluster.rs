@@ -127,7 +127,8 @@ impl Cluster {
             .producer_config(self.inner.operation_timeout)
     }
 
-    /// Whether the cluster answers a metadata request within the bound.
+    /// Whether the cluster answers a metadata request within the bound. The request names one
+    /// topic, so it costs the same on an estate of twenty partitions and of twenty thousand.
     ///
     /// Refused, unresolvable and silent clusters are `Ok(Unreachable)`: for a DR tool a
     /// dead cluster is an observation. Failed authentication and bad configuration are
@@ -188,6 +189,56 @@ impl Cluster {
             self.operation_timeout(),
             self.meta_config(),
             |session| session.all_topics().map(<[TopicInfo]>::to_vec),
+        )
+        .await
+    }
+
+    /// The topics whose name passes `filter` (sorted, without internal `__` topics, as
+    /// [`Cluster::topics`] lists them) and the watermarks of every one of their partitions,
+    /// in listing order, from one session: the one metadata request that lists the topics
+    /// also tells kdr which partitions exist and librdkafka where their leaders are. Asking
+    /// [`Cluster::topics`] and then [`Cluster::batch_watermarks`] would list every topic
+    /// twice, which at 20 000 partitions is the larger part of the cost.
+    pub async fn topics_with_watermarks(
+        &self,
+        filter: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<(Vec<TopicInfo>, Vec<Watermarks>), KafkaError> {
+        self.run(
+            Operation::FetchWatermarks,
+            self.operation_timeout(),
+            self.meta_config(),
+            move |session| {
+                let topics: Vec<TopicInfo> = session
+                    .all_topics()?
+                    .iter()
+                    .filter(|t| !t.name.starts_with("__") && filter(&t.name))
+                    .cloned()
+                    .collect();
+                let asked: Vec<TopicPartition> = topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(|p| TopicPartition::new(&t.name, *p))
+                    })
+                    .collect();
+                if asked.is_empty() {
+                    return Ok((topics, Vec::new()));
+                }
+                let (low, high) = session.list_offsets_both(&asked)?;
+                let mut marks = Vec::with_capacity(asked.len());
+                for ((tp, low), high) in asked.into_iter().zip(low).zip(high) {
+                    let (low, high) = (low?, high?);
+                    let (topic, partition) = (tp.topic, tp.partition);
+                    marks.push(Watermarks {
+                        topic,
+                        partition,
+                        low,
+                        high,
+                    });
+                }
+                Ok((topics, marks))
+            },
         )
         .await
     }
@@ -283,7 +334,10 @@ impl Cluster {
             .inner
             .spec
             .consumer_config(Some(&reader_group(self.role())), bound);
-        config.set("enable.partition.eof", "true");
+        // The read asks the topic's metadata by name: never create it by asking.
+        config
+            .set("enable.partition.eof", "true")
+            .set("allow.auto.create.topics", "false");
         let operation = Operation::ReadPartition {
             topic: topic.to_owned(),
             partition,
@@ -401,10 +455,16 @@ impl Cluster {
         })
     }
 
+    /// A client that only asks questions. Its metadata requests may name a topic (the
+    /// probe's, a partition read's), and asking must never create one, whatever the plan's
+    /// client settings say about auto-creation.
     pub(super) fn meta_config(&self) -> ClientConfig {
-        self.inner
+        let mut config = self
+            .inner
             .spec
-            .consumer_config(None, self.operation_timeout())
+            .consumer_config(None, self.operation_timeout());
+        config.set("allow.auto.create.topics", "false");
+        config
     }
 
     pub(super) fn scope(&self, operation: Operation, bound: Duration) -> Scope {

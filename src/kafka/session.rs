@@ -6,6 +6,7 @@
 //! hearing meanwhile what librdkafka only reports as events (refused handshakes, every
 //! broker down).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::sync::OnceLock;
@@ -46,6 +47,14 @@ const OFFSETS_PER_CALL: usize = 128;
 
 /// ListOffsets calls in flight at once in one session.
 const CALLS_AT_ONCE: usize = 4;
+
+/// The one topic a reachability probe asks metadata for. A request for every topic grows
+/// with the estate (seconds at 20 000 partitions, once past the probe's bound: a healthy
+/// cluster called unreachable), a request for one topic does not, and its answer names the
+/// brokers, the cluster id and the controller all the same. It is kdr's own authority topic,
+/// asked with auto-creation off (see `Cluster::meta_config`), so asking never creates it;
+/// whether it exists, or may be described, does not matter to the probe.
+pub(crate) const PROBE_TOPIC: &str = "__kdr_authority";
 
 /// Each asked partition's earliest and latest offsets, or why it has none.
 type EachBoth = (Vec<Result<i64, KafkaError>>, Vec<Result<i64, KafkaError>>);
@@ -170,8 +179,13 @@ impl Session {
         }
     }
 
+    /// The brokers and the cluster's identity from a metadata request for [`PROBE_TOPIC`]
+    /// alone: it costs the same however many partitions the cluster holds.
     pub(crate) fn cluster_info(&self) -> Result<ClusterInfo, KafkaError> {
-        let metadata = self.sliced(|wait| self.consumer.fetch_metadata(None, wait), |_| None)?;
+        let metadata = self.sliced(
+            |wait| self.consumer.fetch_metadata(Some(PROBE_TOPIC), wait),
+            |_| None,
+        )?;
         let mut brokers: Vec<BrokerInfo> = metadata
             .brokers()
             .iter()
@@ -202,6 +216,42 @@ impl Session {
         Ok(self.topics.get_or_init(|| topics_of(&metadata)))
     }
 
+    /// What this session must know of the topics of `asked` before a ListOffsets: which
+    /// partitions exist (kdr's check) and their leaders (librdkafka's cache, filled by the
+    /// same request). Partitions of one topic (a partition read, an internal topic) ask that
+    /// topic alone, at the same cost on any size of cluster; more topics ask every topic,
+    /// once per session.
+    fn topics_for(&self, asked: &[TopicPartition]) -> Result<Cow<'_, [TopicInfo]>, KafkaError> {
+        if let Some(topics) = self.topics.get() {
+            return Ok(Cow::Borrowed(topics));
+        }
+        match asked.split_first() {
+            Some((first, rest)) if rest.iter().all(|tp| tp.topic == first.topic) => {
+                self.one_topic(&first.topic).map(Cow::Owned)
+            }
+            _ => self.all_topics().map(Cow::Borrowed),
+        }
+    }
+
+    /// One topic's partitions from a metadata request for it alone; none when the cluster
+    /// does not have it. A transient error of the topic (its leaders not elected yet) asks
+    /// again; any other (not authorised to describe it) is the error.
+    fn one_topic(&self, name: &str) -> Result<Vec<TopicInfo>, KafkaError> {
+        let metadata = self.sliced(
+            |wait| {
+                let metadata = self.consumer.fetch_metadata(Some(name), wait)?;
+                match topic_error(&metadata) {
+                    Some(code) if code != RDKafkaErrorCode::UnknownTopicOrPartition => {
+                        Err(RdKafkaError::MetadataFetch(code))
+                    }
+                    _ => Ok(metadata),
+                }
+            },
+            |_| None,
+        )?;
+        Ok(topics_of(&metadata))
+    }
+
     pub(crate) fn unknown_partition(
         &self,
         code: RDKafkaErrorCode,
@@ -228,10 +278,10 @@ impl Session {
         &self,
         asked: &[TopicPartition],
     ) -> Result<EachBoth, KafkaError> {
-        self.all_topics()?;
+        let topics = self.topics_for(asked)?;
         let (low, high) = std::thread::scope(|threads| {
-            let low = threads.spawn(|| self.list_offsets_each(asked, Offset::Beginning));
-            let high = self.list_offsets_each(asked, Offset::End);
+            let low = threads.spawn(|| self.offsets_at(&topics, asked, Offset::Beginning));
+            let high = self.offsets_at(&topics, asked, Offset::End);
             (low.join(), high)
         });
         let low = low.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -248,7 +298,18 @@ impl Session {
         asked: &[TopicPartition],
         at: Offset,
     ) -> Result<Vec<Result<i64, KafkaError>>, KafkaError> {
-        let index = TopicIndex::new(self.all_topics()?);
+        let topics = self.topics_for(asked)?;
+        self.offsets_at(&topics, asked, at)
+    }
+
+    /// [`Session::list_offsets_each`] against `topics`, what this session knows exists.
+    fn offsets_at(
+        &self,
+        topics: &[TopicInfo],
+        asked: &[TopicPartition],
+        at: Offset,
+    ) -> Result<Vec<Result<i64, KafkaError>>, KafkaError> {
+        let index = TopicIndex::new(topics);
         let mut answers: Vec<Option<Result<i64, KafkaError>>> = asked
             .iter()
             .map(|tp| index.missing(&self.scope, tp).map(Err))
@@ -363,15 +424,6 @@ impl Session {
         }
     }
 
-    pub(crate) fn single_offset(&self, tp: &TopicPartition, at: Offset) -> Result<i64, KafkaError> {
-        let offsets = self.list_offsets_each(std::slice::from_ref(tp), at)?;
-        offsets.into_iter().next().unwrap_or_else(|| {
-            Err(self
-                .scope
-                .client(format!("the cluster gave no offset for {tp}")))
-        })
-    }
-
     pub(crate) fn read_partition(
         &self,
         tp: &TopicPartition,
@@ -401,8 +453,16 @@ impl Session {
         allow_partial: bool,
         sink: &mut dyn FnMut(&BorrowedMessage<'_>, i64),
     ) -> Result<PartitionScan, KafkaError> {
-        let low = self.single_offset(tp, Offset::Beginning)?;
-        let high = self.single_offset(tp, Offset::End)?;
+        let (low, high) = self.list_offsets_both(std::slice::from_ref(tp))?;
+        let no_offset = || {
+            Err(self
+                .scope
+                .client(format!("the cluster gave no offset for {tp}")))
+        };
+        let (low, high) = (
+            low.into_iter().next().unwrap_or_else(no_offset)?,
+            high.into_iter().next().unwrap_or_else(no_offset)?,
+        );
         if low >= high {
             return Ok(PartitionScan {
                 records: 0,
@@ -630,11 +690,25 @@ fn description(group: &str, info: Option<&GroupInfo>) -> GroupDescription {
     }
 }
 
-/// Every topic in the metadata with its partitions, both sorted.
+/// The error of the first topic in the metadata that has one.
+fn topic_error(metadata: &Metadata) -> Option<RDKafkaErrorCode> {
+    metadata
+        .topics()
+        .iter()
+        .find_map(|topic| topic.error())
+        .map(RDKafkaErrorCode::from)
+}
+
+/// Every topic in the metadata with its partitions, both sorted; a topic the answer says
+/// does not exist (asked by name) is left out.
 fn topics_of(metadata: &Metadata) -> Vec<TopicInfo> {
     let mut topics: Vec<TopicInfo> = metadata
         .topics()
         .iter()
+        .filter(|topic| {
+            topic.error().map(RDKafkaErrorCode::from)
+                != Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+        })
         .map(|topic| {
             let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
             partitions.sort_unstable();

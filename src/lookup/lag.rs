@@ -167,37 +167,32 @@ pub async fn run(
 /// not: listed on and measured against the source while it answers; listed on the target,
 /// with unknown lag, once it does not.
 ///
-/// The source is probed and listed at once (both are one metadata request): the probe's
-/// answer says why a listing failed.
+/// The source is probed while both sides are listed and measured (one metadata request per
+/// cluster, `Flow::list_and_measure_lag`): the probe's answer says why that failed.
 async fn measure(
     flow: &Flow,
     ctx: &LookupCtx,
 ) -> Result<(Vec<ReplicatedPartition>, Vec<PartitionLag>, Option<String>), LookupError> {
     let deadline = ctx.deadline;
     let source_role = flow.source_plan.role;
-    let listing = format!("list the replicated topics on {source_role}");
-    let (reached, listed) = tokio::join!(
-        tokio::time::timeout_at(deadline, flow.source_reachable()),
-        bounded(deadline, &listing, flow.partitions_from_source())
+    let measured = bounded(
+        deadline,
+        "measure replication lag",
+        flow.list_and_measure_lag(),
     );
-    let source_error = match (reached, listed) {
+    let (reached, measured) = tokio::join!(
+        tokio::time::timeout_at(deadline, flow.source_reachable()),
+        ctx.noting("reading the offsets of the replicated partitions", measured)
+    );
+    let source_error = match (reached, measured) {
+        (Ok(Reachability::Reachable(_)), Ok((partitions, lags))) => {
+            return Ok((partitions, lags, None));
+        }
         (Ok(Reachability::Unreachable { reason }), _) => {
             format!("{source_role} unreachable: {reason}")
         }
         (Err(_), _) => format!("{source_role} did not answer before the deadline"),
         (Ok(Reachability::Reachable(_)), Err(e)) => e,
-        (Ok(Reachability::Reachable(_)), Ok(partitions)) => {
-            let reading = format!("reading the offsets of {} partitions", partitions.len());
-            let measured = bounded(
-                deadline,
-                "measure replication lag",
-                flow.measure_lag(&partitions, None),
-            );
-            match ctx.noting(&reading, measured).await {
-                Ok(lags) => return Ok((partitions, lags, None)),
-                Err(e) => e,
-            }
-        }
     };
     let target_role = flow.target_plan.role;
     let partitions = bounded(

@@ -11,7 +11,7 @@
 //! and the whole command by an overall deadline (`--timeout`), so a look-up never hangs.
 
 pub mod lag;
-mod newest;
+pub mod newest;
 pub mod status;
 pub mod translate;
 

@@ -296,17 +296,10 @@ async fn lag(
     if let Some(why) = source_down {
         return Err(why);
     }
-    let source = flow.source_plan.role;
-    let partitions = bounded(
-        deadline,
-        &format!("list the replicated topics on {source}"),
-        flow.partitions_from_source(),
-    )
-    .await?;
-    let lags = bounded(
+    let (_, lags) = bounded(
         deadline,
         "measure replication lag",
-        flow.measure_lag(&partitions, None),
+        flow.list_and_measure_lag(),
     )
     .await?;
     let known: Vec<i64> = lags.iter().filter_map(|l| l.lag).collect();

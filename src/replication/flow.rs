@@ -128,7 +128,7 @@ impl Flow {
         Ok(out)
     }
 
-    fn expand(&self, topics: Vec<kafka::TopicInfo>) -> Vec<ReplicatedPartition> {
+    pub(super) fn expand(&self, topics: Vec<kafka::TopicInfo>) -> Vec<ReplicatedPartition> {
         let mut out = Vec::new();
         for t in topics {
             let target_topic = self.remote_topic(&t.name);

@@ -4,10 +4,13 @@
 //! far below where the group stood (issue 14 #5).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kdr::kafka::ClusterRole;
+use kdr::kafka::{ClusterRole, Reachability, ReadOptions, TopicPartition};
+use kdr::lookup::newest::newest_timestamps;
 use kdr::mm2::Checkpoint;
+use kdr::plan::Direction;
+use kdr::replication::{Clusters, Flow};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -19,10 +22,15 @@ const GROUP: &str = "order-processor";
 
 /// `drill.yaml` replicating `orders` and `payments`, for the group [`GROUP`].
 fn write_plan(dir: &Path, primary: &str, dr: &str) {
+    write_plan_for(dir, primary, dr, "orders, payments");
+}
+
+/// `drill.yaml` replicating `topics` (a YAML list's items), for the group [`GROUP`].
+fn write_plan_for(dir: &Path, primary: &str, dr: &str, topics: &str) {
     let step =
         "  - wait_replication: { max_lag_records: 0, timeout: 5s, on_timeout: accept_rpo }\n";
     let text = format!(
-        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{primary}\" }}\n  dr: {{ bootstrap_servers: \"{dr}\" }}\nreplication: {{ topics: [orders, payments], groups: [{GROUP}] }}\nfailover:\n{step}failback:\n{step}"
+        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{primary}\" }}\n  dr: {{ bootstrap_servers: \"{dr}\" }}\nreplication: {{ topics: [{topics}], groups: [{GROUP}] }}\nfailover:\n{step}failback:\n{step}"
     );
     std::fs::write(dir.join("drill.yaml"), text).expect("plan");
 }
@@ -295,4 +303,153 @@ fn write_checkpoint(bootstrap: &str, checkpoint: &Checkpoint) {
             .map_err(|(e, _)| e)
             .expect("checkpoint written");
     });
+}
+
+/// The probe asks metadata for one topic, not for every topic: at 10 000 partitions it still
+/// answers well inside a one-second bound (a request for every topic took seconds at 20 000
+/// and once called a healthy primary unreachable), and asking never creates the topic it names.
+#[test]
+fn a_probe_of_ten_thousand_partitions_is_as_quick_as_of_one_and_creates_nothing() {
+    let broker = Nisshi::start("dr", Storage::Memory);
+    let topics: Vec<String> = (0..10).map(|i| format!("big-{i}")).collect();
+    let admin = broker
+        .cluster(ClusterRole::Dr)
+        .with_operation_timeout(Duration::from_secs(60))
+        .expect("bound");
+    create_topics(&admin, &topics, 1000);
+    let quick = broker
+        .cluster(ClusterRole::Dr)
+        .with_operation_timeout(Duration::from_secs(1))
+        .expect("bound");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let probe = block_on(quick.probe()).expect("probe");
+        eprintln!("probe at 10 000 partitions: {:?}", started.elapsed());
+        let Reachability::Reachable(info) = probe else {
+            panic!("a healthy cluster called unreachable: {probe:?}");
+        };
+        assert_eq!(info.brokers.len(), 1, "{info:?}");
+        assert_eq!(info.cluster_id.as_deref(), Some("dr"));
+    }
+    let started = Instant::now();
+    let listed = block_on(admin.topics_with_internal(|_| true)).expect("topics");
+    eprintln!("a listing of every topic: {:?}", started.elapsed());
+    assert_eq!(
+        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        topics.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the probe's topic was not created by asking"
+    );
+    assert!(listed.iter().all(|t| t.partitions.len() == 1000));
+}
+
+/// The newest record of many partitions, read by one consumer assigned to all of them, is
+/// what reading each partition on its own to its end finds: the last record's timestamp, or
+/// nothing for an empty partition.
+#[test]
+fn the_newest_records_of_many_partitions_at_once_are_each_partitions_last_record() {
+    let broker = Nisshi::start("dr", Storage::Memory);
+    let topics = ["primary.orders", "primary.payments"];
+    create(&broker, ClusterRole::Dr, &topics, 6);
+    for (t, topic) in topics.iter().enumerate() {
+        // Partitions 0 and 5 stay empty; the others get a different number of records.
+        for partition in 1..5 {
+            produce(
+                &broker.bootstrap(),
+                topic,
+                partition,
+                i64::from(partition) + t as i64,
+            );
+        }
+    }
+    let cluster = broker.cluster(ClusterRole::Dr);
+    let every: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|t| (0..6).map(move |p| TopicPartition::new(*t, p)))
+        .collect();
+    let ends: Vec<(TopicPartition, i64)> = block_on(cluster.watermarks(&every))
+        .expect("watermarks")
+        .into_iter()
+        .map(|w| (TopicPartition::new(w.topic, w.partition), w.high))
+        .collect();
+    let newest = block_on(newest_timestamps(
+        &cluster,
+        ends.clone(),
+        Duration::from_secs(10),
+    ));
+    assert_eq!(newest.unread, None);
+    assert_eq!(newest.timestamps.len(), every.len());
+    for (tp, end) in &ends {
+        let read = block_on(cluster.read_to_end(
+            &tp.topic,
+            tp.partition,
+            ReadOptions {
+                timeout: Some(Duration::from_secs(10)),
+                allow_partial: false,
+            },
+        ))
+        .expect("read one partition");
+        let last = read.records.last().and_then(|r| r.timestamp_ms);
+        assert_eq!(read.high, *end, "{tp}");
+        assert_eq!(newest.timestamps.get(tp), Some(&last), "{tp}");
+        assert_eq!(last.is_none(), *end == 0, "{tp}");
+    }
+}
+
+/// `Flow::list_and_measure_lag` (each side listed and measured in one session, both at once)
+/// gives the partitions and lags that listing on the source and then measuring gives: a
+/// topic missing on DR, one with fewer partitions there, one replicated fully, one lagging,
+/// and a topic the plan does not replicate.
+#[test]
+fn lag_from_one_listing_per_cluster_is_lag_from_listing_then_measuring() {
+    let pair = Pair::start();
+    create(
+        &pair.primary,
+        ClusterRole::Primary,
+        &["orders", "refunds"],
+        3,
+    );
+    create(&pair.primary, ClusterRole::Primary, &["payments"], 2);
+    create(&pair.primary, ClusterRole::Primary, &["audit"], 1);
+    create(&pair.dr, ClusterRole::Dr, &["primary.orders"], 3);
+    create(&pair.dr, ClusterRole::Dr, &["primary.payments"], 1);
+    for partition in 0..3 {
+        produce(&pair.primary.bootstrap(), "orders", partition, 4);
+        produce(&pair.primary.bootstrap(), "refunds", partition, 2);
+        produce(
+            &pair.dr.bootstrap(),
+            "primary.orders",
+            partition,
+            i64::from(partition) + 1,
+        );
+    }
+    produce(&pair.primary.bootstrap(), "payments", 1, 3);
+    produce(&pair.dr.bootstrap(), "primary.payments", 0, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_plan_for(
+        dir.path(),
+        &pair.primary.bootstrap(),
+        &pair.dr.bootstrap(),
+        "orders, payments, refunds",
+    );
+    let plan = kdr::plan::load(&dir.path().join("drill.yaml")).expect("plan");
+    let clusters = Clusters::from_plan(&plan).expect("clusters");
+    let flow = Flow::new(&plan, &clusters, Direction::Failover);
+    let (partitions, lags) = block_on(flow.list_and_measure_lag()).expect("one listing");
+    let listed = block_on(flow.partitions_from_source()).expect("listing");
+    let measured = block_on(flow.measure_lag(&listed, None)).expect("measuring");
+    assert_eq!(partitions, listed);
+    assert_eq!(lags, measured);
+    assert_eq!(lags.len(), 8, "{lags:?}");
+    assert_eq!(
+        lags.iter()
+            .filter(|l| l.missing_on_target())
+            .map(|l| (l.source_topic.as_str(), l.partition))
+            .collect::<Vec<_>>(),
+        [
+            ("payments", 1),
+            ("refunds", 0),
+            ("refunds", 1),
+            ("refunds", 2)
+        ]
+    );
 }

@@ -328,10 +328,13 @@ fn a_step_deadline_reached_while_dr_hangs_mid_call_fails_the_step_on_time() {
     assert_eq!(run.code, 1, "{run:?}");
     let log = logs(dir.path()).pop().expect("log");
     assert_log_consistent(&log, |_| 4_000);
-    let message = step_message(&log, 1);
+    // Either the step's deadline passed first, or librdkafka's own ApiVersion timeout (half
+    // the operation bound) named the hung broker first: both say why, and both are on time.
+    let message = step_message(&log, 1).to_lowercase();
     assert!(
-        message.contains("timeout") || message.contains("timed out"),
-        "the failure does not say the deadline passed: {message}"
+        message.contains("timeout")
+            || message.contains("timed out") && message.contains("did not answer"),
+        "the failure does not say the deadline passed or the broker hung: {message}"
     );
     mm2.pair.dr.signal(libc::SIGCONT);
     let resumed = resume(dir.path());

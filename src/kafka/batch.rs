@@ -115,6 +115,18 @@ impl Cluster {
         .await
     }
 
+    /// The name of every consumer group the cluster knows, sorted, from one listing (the
+    /// same requests as [`Cluster::batch_group_states`]).
+    pub async fn group_names(&self) -> Result<Vec<String>, KafkaError> {
+        self.run(
+            Operation::DescribeGroups,
+            self.operation_timeout(),
+            self.meta_config(),
+            |session| session.group_names(),
+        )
+        .await
+    }
+
     /// Each group's committed offsets, as [`Cluster::committed_offsets`] gives them, in the
     /// order asked, with at most `concurrency` groups in flight on one client
     /// (ListConsumerGroupOffsets, `group_offsets.rs`). A group the cluster answers

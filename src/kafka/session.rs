@@ -641,6 +641,18 @@ impl Session {
             .collect())
     }
 
+    /// The name of every group the cluster knows, from one listing.
+    pub(crate) fn group_names(&self) -> Result<Vec<String>, KafkaError> {
+        let groups = self.list_groups(None)?;
+        let mut names: Vec<String> = groups
+            .groups()
+            .iter()
+            .map(|info| info.name().to_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// ListGroups/DescribeGroups for one group, or every group with `None`.
     fn list_groups(&self, group: Option<&str>) -> Result<GroupList, KafkaError> {
         self.sliced(

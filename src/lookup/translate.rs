@@ -25,9 +25,9 @@ use crate::plan::{Direction, Plan, Role, Selector};
 use crate::replication::{
     Action, Applied, Batching, Bound, Call, Clusters, Cut, Flow, GROUPS_PER_BATCH, GroupState,
     GroupTranslation, KnownStates, OPERATION_TIMEOUT, Offsets, Reverse, ReverseGroup,
-    ReverseObservation, Skip, SparseSync, TargetView, TranslateError, apply, map_home, now_ms,
-    plan_read, read_checkpoints, read_target, resolve_groups, source_partition_ends, sparse_syncs,
-    sparse_syncs_warning,
+    ReverseObservation, Skip, SparseSync, TargetView, TranslateError, apply, map_home,
+    more_groups_on_dr, now_ms, plan_read, read_checkpoints, read_target, resolve_groups,
+    source_partition_ends, sparse_syncs, sparse_syncs_warning,
 };
 
 /// `kdr offsets translate --output json` up to its groups: the document is this, then
@@ -207,7 +207,18 @@ pub async fn run(
     } else {
         selectors
     };
-    let groups = resolve_groups(selectors, &index);
+    let mut groups = resolve_groups(selectors, &index);
+    // The groups asked for; at failback, those only DR knows follow them (kept where the
+    // reverse mapping gives them a position).
+    let asked = groups.len();
+    if request.direction == Direction::Failback {
+        match more_groups_on_dr(&flow, selectors, &groups, &mut bound).await {
+            Ok(more) => groups.extend(more),
+            Err(e) => ctx.say(&format!(
+                "note: only the checkpointed and named groups are mapped home: failed to {e}"
+            )),
+        }
+    }
     if groups.is_empty() {
         ctx.say(
             "note: no consumer group to translate (the plan names none, or no pattern matched a checkpointed group)",
@@ -252,7 +263,7 @@ pub async fn run(
         count(groups.len() as i64),
         count(index.len() as i64)
     ));
-    for group in groups.iter().filter(|g| !index.has_group(g)) {
+    for group in groups[..asked].iter().filter(|g| !index.has_group(g)) {
         ctx.say(&format!(
             "warning: no checkpoint for group {group} in {topic}: MM2 has not seen it commit, or it is filtered out"
         ));
@@ -294,6 +305,10 @@ pub async fn run(
             ));
         }
         for (i, t) in translations.into_iter().enumerate() {
+            if first + i >= asked && t.partitions.is_empty() {
+                // Only DR knows the group, and the mapping gives it no position.
+                continue;
+            }
             let mapped = mapped.as_deref().map(|m| &m[i]);
             let source = source_column(&t, committed.get(first + i), mapped);
             if let Some(m) = mapped.filter(|m| !m.partitions.is_empty()) {

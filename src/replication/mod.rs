@@ -22,7 +22,8 @@ pub use internal::OffsetSyncs;
 pub use lag::{LagMethod, PartitionLag, present, topics_missing_on_target, total_lag};
 pub use reverse::{
     IDENTITY_SKIP, KnownStates, PositionFrom, Reverse, ReverseGroup, ReverseObservation,
-    ReversePartition, ReverseRead, SyncIndex, SyncUsed, map_home, reverse_position,
+    ReversePartition, ReverseRead, SyncIndex, SyncUsed, map_home, more_groups_on_dr,
+    reverse_position,
 };
 pub use translation::{
     Action, Applied, Batching, Call, Clamp, GroupPlan, GroupState, GroupTranslation,

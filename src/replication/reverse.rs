@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kafka::{GroupDescription, GroupPartitions, RecordView, TopicPartition, Watermarks};
 use crate::mm2::{OffsetSync, ReplicationPolicy};
+use crate::plan::Selector;
 
 use super::internal::read_options;
 use super::translation::{
@@ -260,6 +261,40 @@ pub const IDENTITY_SKIP: &str = "reverse checkpointing skipped: under the identi
 /// The groups whose state on the primary is already known (from planning the reverse flow's
 /// checkpoints), with their members when live: the mapping asks only for the others.
 pub type KnownStates<'a> = HashMap<&'a str, (GroupState, Option<GroupDescription>)>;
+
+/// At failback, the groups on DR that a pattern among `selectors` matches and `groups` (the
+/// reverse flow's checkpointed groups and the names given) does not hold. A group that only
+/// read DR's replicas of the primary's topics during the outage is known to DR but never to
+/// the reverse flow's checkpoints (MirrorMaker 2 does not checkpoint a replica back), so a
+/// pattern alone would miss it. Mapped with the others; kept only where the mapping gives a
+/// position. None without a pattern.
+pub async fn more_groups_on_dr(
+    back: &Flow,
+    selectors: &[Selector],
+    groups: &[String],
+    bound: &mut Bound,
+) -> Result<Vec<String>, TranslateError> {
+    if !selectors
+        .iter()
+        .any(|s| matches!(s, Selector::Pattern { .. }))
+    {
+        return Ok(Vec::new());
+    }
+    let asked = Call::GroupNames {
+        target: back.source_plan.role,
+    };
+    let names = call(bound, asked, back.source.group_names()).await?;
+    let known: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+    Ok(names
+        .into_iter()
+        .filter(|name| !known.contains(name.as_str()))
+        .filter(|name| {
+            selectors
+                .iter()
+                .any(|s| matches!(s, Selector::Pattern { .. }) && s.matches(name))
+        })
+        .collect())
+}
 
 /// Maps every group's commits on DR's replica topics home through the forward flow's offset
 /// syncs, for the failback flow `back` (DR -> primary), and places each position in the

@@ -221,6 +221,10 @@ pub enum Call {
     Topics {
         target: Role,
     },
+    /// The names of every group the cluster knows.
+    GroupNames {
+        target: Role,
+    },
     Commit {
         group: String,
         target: Role,
@@ -252,6 +256,7 @@ impl fmt::Display for Call {
             }
             Call::Watermarks { target } => write!(f, "read the watermarks on {target}"),
             Call::Topics { target } => write!(f, "list the topics on {target}"),
+            Call::GroupNames { target } => write!(f, "list the consumer groups on {target}"),
             Call::Commit { group, target } => {
                 write!(f, "commit offsets for group {group} on {target}")
             }

@@ -32,11 +32,18 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     // Every wait of this step ends at its deadline, or at once on Ctrl-C.
     let mut bound = Bound::cancellable(ctx.deadline, ctx.cancel.clone());
     let index = read_index(ctx, &flow, &mut bound).await?;
+    let plan = ctx.plan;
     let selectors = match &t.groups {
-        Groups::All => &ctx.plan.replication.groups,
+        Groups::All => &plan.replication.groups,
         Groups::List(l) => l,
     };
-    let groups = resolve_groups(selectors, &index);
+    let mut groups = resolve_groups(selectors, &index);
+    // The groups the plan asked for; at failback, those only DR knows follow them.
+    let asked = groups.len();
+    if ctx.direction == Direction::Failback {
+        let more = reverse::more_groups(ctx, &flow, selectors, &groups, &mut bound).await?;
+        groups.extend(more);
+    }
     if groups.is_empty() {
         return Ok(StepDone::Skipped(
             "the plan names no consumer groups to translate".to_owned(),
@@ -78,9 +85,12 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     let mut tally = Tally::default();
     let mut failure = None;
     let mut outcomes = source.into_iter().zip(applied);
-    for (group, plan) in groups.into_iter().zip(plans) {
+    for (place, (group, plan)) in groups.into_iter().zip(plans).enumerate() {
         let Some((plan, reverse)) = plan else {
-            no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
+            // A group only DR knows that the mapping gives no position: nothing to do.
+            if place < asked {
+                no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
+            }
             continue;
         };
         let (committed, applied) = outcomes.next().expect("an outcome per planned group");

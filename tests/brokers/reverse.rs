@@ -18,8 +18,12 @@ use crate::roundtrip::{consume, switch, write};
 const RECORDS: i64 = 20;
 
 fn write_plan(dir: &std::path::Path, pair: &Pair, policy: &str) {
+    write_plan_for(dir, pair, policy, GROUP);
+}
+
+fn write_plan_for(dir: &std::path::Path, pair: &Pair, policy: &str, groups: &str) {
     let text = format!(
-        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ policy: {policy}, topics: [{TOPIC}], groups: [{GROUP}] }}\nfailover:\n  - translate_offsets: {{}}\nfailback:\n  - translate_offsets: {{ on_missing_checkpoint: skip }}\n",
+        "version: 1\nname: drill\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ policy: {policy}, topics: [{TOPIC}], groups: [{groups}] }}\nfailover:\n  - translate_offsets: {{}}\nfailback:\n  - translate_offsets: {{ on_missing_checkpoint: skip }}\n",
         pair.primary.bootstrap(),
         pair.dr.bootstrap()
     );
@@ -288,6 +292,75 @@ impl Expected {
             bound: lands - position,
         }
     }
+}
+
+/// A plan that names its groups by pattern: the group that only read DR's `primary.orders`
+/// during the outage is in no checkpoint of the reverse flow, yet DR knows it, so the failback
+/// maps it home; a group on DR the pattern does not match is left alone.
+#[test]
+fn a_pattern_maps_home_a_group_only_dr_knows_and_leaves_the_others() {
+    let pair = Pair::start();
+    create_layout(&pair);
+    write(&pair.primary.bootstrap(), TOPIC, "p", 0, RECORDS);
+    let forward = Replicator::start(replicator_config(&pair)).expect("primary -> dr");
+    let primary = pair.primary.cluster(ClusterRole::Primary);
+    wait_until(
+        Duration::from_secs(30),
+        "every record replicated and synced",
+        || {
+            let read = block_on(primary.read_to_end(
+                "mm2-offset-syncs.dr.internal",
+                0,
+                ReadOptions::default(),
+            ));
+            let syncs: Vec<OffsetSync> = read
+                .map(|r| r.records)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| OffsetSync::decode(r.key.as_deref(), r.value.as_deref()).ok())
+                .filter(|s| s.topic == TOPIC)
+                .collect();
+            (0..PARTITIONS).all(|p| {
+                syncs
+                    .iter()
+                    .any(|s| s.partition == p && s.downstream_offset <= 7)
+            })
+        },
+    );
+    forward.stop();
+    commit(&pair, ClusterRole::Dr, REMOTE_TOPIC, &[(0, 7)]);
+    let dr = pair.dr.cluster(ClusterRole::Dr);
+    let other = [(TopicPartition::new(REMOTE_TOPIC, 0), 9)];
+    block_on(dr.commit_offsets("audit", &other)).expect("commit audit");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_plan_for(dir.path(), &pair, "default", "\"re:order-.*\"");
+    let log = failback(dir.path());
+    let mapped: Vec<ReverseObservation> = events(&log)
+        .iter()
+        .filter(|e| e["name"] == "reverse_translation")
+        .map(|e| serde_json::from_value(e["data"].clone()).expect("a reverse_translation"))
+        .collect();
+    assert_eq!(
+        mapped.iter().map(|m| m.group.as_str()).collect::<Vec<_>>(),
+        [GROUP],
+        "{mapped:?}"
+    );
+    let row = &mapped[0].partitions[0];
+    assert_eq!((row.partition, row.dr_committed), (0, 7));
+    let position = row.target_offset.expect("a position at home");
+    assert!((1..=7).contains(&position), "{row:?}");
+    let home = |group: &str| {
+        block_on(primary.committed_offsets(group, &[TopicPartition::new(TOPIC, 0)]))
+            .expect("committed at home")[0]
+            .1
+    };
+    assert_eq!(home(GROUP), Some(position));
+    assert_eq!(
+        home("audit"),
+        None,
+        "a group the pattern does not match moved"
+    );
 }
 
 #[test]

@@ -5,12 +5,48 @@
 use std::collections::BTreeSet;
 
 use super::{detail, step_error};
-use crate::plan::Direction;
+use crate::plan::{Direction, Selector};
 use crate::replication::{
     Batching, Bound, Cut, Flow, GroupPlan, GroupTranslation, Planned, Reverse, ReverseGroup,
-    ReverseObservation, ReversePartition, TranslateError, map_home,
+    ReverseObservation, ReversePartition, TranslateError, map_home, more_groups_on_dr,
 };
 use crate::steps::{StepCtx, StepError};
+
+/// The groups on DR a pattern of the plan matches that the reverse flow's checkpoints do not
+/// name ([`more_groups_on_dr`]). A failure to list them is recorded and adds none: the
+/// checkpoints' groups go on; only Ctrl-C stops the step.
+pub(super) async fn more_groups(
+    ctx: &mut StepCtx<'_>,
+    back: &Flow,
+    selectors: &[Selector],
+    groups: &[String],
+    bound: &mut Bound,
+) -> Result<Vec<String>, StepError> {
+    if ctx.state.source_unreachable.is_some() {
+        return Ok(Vec::new());
+    }
+    match more_groups_on_dr(back, selectors, groups, bound).await {
+        Ok(more) => Ok(more),
+        Err(
+            e @ TranslateError::Cut {
+                cut: Cut::Interrupted,
+                ..
+            },
+        ) => Err(step_error(e, ctx.step.timeout())),
+        Err(e) => {
+            ctx.recorder.decide(
+                "kdr",
+                "map home only the groups the reverse flow's checkpoints or the plan name",
+                format!(
+                    "the groups on {} could not be listed: {e}",
+                    back.source_plan.role
+                ),
+                serde_json::Value::Null,
+            )?;
+            Ok(Vec::new())
+        }
+    }
+}
 
 /// The groups' commits on DR's replica topics mapped home, one per group of `groups`; `None`
 /// when the mapping does not apply (recorded with its reason).

@@ -434,7 +434,10 @@ impl RunSection {
                 } => {
                     section.finished_at = Some(event.ts.clone());
                     section.outcome = Some(*outcome);
-                    section.duration_ms = Some(*duration_ms);
+                    // The engine's monotonic figure, never less than what the log's own
+                    // timestamps span: the RTO is measured on those (millisecond stamps of the
+                    // wall clock), and must not come out longer than the run that holds it.
+                    section.duration_ms = Some((*duration_ms).max(at_ms));
                     section.message = Some(message.clone());
                 }
                 EventBody::RunStarted { .. } => {}

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kdr::kafka::{ClusterRole, ReadOptions, TopicPartition};
+use kdr::kafka::{Cluster, ClusterRole, ReadOptions, TopicPartition};
 use kdr::mm2::{OffsetLagMax, OffsetSync};
 use kdr::rehearsal::Replicator;
 use kdr::replication::{IDENTITY_SKIP, PositionFrom, ReverseObservation};
@@ -28,6 +28,18 @@ fn write_plan_for(dir: &std::path::Path, pair: &Pair, policy: &str, groups: &str
         pair.dr.bootstrap()
     );
     std::fs::write(dir.join("drill.yaml"), text).expect("plan");
+}
+
+/// The forward flow's offset syncs of the primary's `orders`, as they stand on the primary.
+fn forward_syncs(primary: &Cluster) -> Vec<OffsetSync> {
+    let read =
+        block_on(primary.read_to_end("mm2-offset-syncs.dr.internal", 0, ReadOptions::default()));
+    read.map(|r| r.records)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| OffsetSync::decode(r.key.as_deref(), r.value.as_deref()).ok())
+        .filter(|s| s.topic == TOPIC)
+        .collect()
 }
 
 fn commit(pair: &Pair, role: ClusterRole, topic: &str, offsets: &[(i32, i64)]) {
@@ -63,19 +75,7 @@ fn failback_maps_dr_commits_home_through_sparse_syncs_and_the_group_rereads_what
     config.offset_flush_interval = Duration::from_secs(600);
     let forward = Replicator::start(config).expect("primary -> dr");
     let primary = pair.primary.cluster(ClusterRole::Primary);
-    let read_syncs = || {
-        let read = block_on(primary.read_to_end(
-            "mm2-offset-syncs.dr.internal",
-            0,
-            ReadOptions::default(),
-        ));
-        read.map(|r| r.records)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|r| OffsetSync::decode(r.key.as_deref(), r.value.as_deref()).ok())
-            .filter(|s| s.topic == TOPIC)
-            .collect::<Vec<OffsetSync>>()
-    };
+    let read_syncs = || forward_syncs(&primary);
     wait_until(
         Duration::from_secs(30),
         "a sync at 15 on every partition",
@@ -308,18 +308,7 @@ fn a_pattern_maps_home_a_group_only_dr_knows_and_leaves_the_others() {
         Duration::from_secs(30),
         "every record replicated and synced",
         || {
-            let read = block_on(primary.read_to_end(
-                "mm2-offset-syncs.dr.internal",
-                0,
-                ReadOptions::default(),
-            ));
-            let syncs: Vec<OffsetSync> = read
-                .map(|r| r.records)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|r| OffsetSync::decode(r.key.as_deref(), r.value.as_deref()).ok())
-                .filter(|s| s.topic == TOPIC)
-                .collect();
+            let syncs = forward_syncs(&primary);
             (0..PARTITIONS).all(|p| {
                 syncs
                     .iter()

@@ -148,6 +148,41 @@ impl Cluster {
         answers
     }
 
+    /// [`Cluster::batch_committed_offsets`] without asking for the groups `unlisted` names:
+    /// groups the cluster's own listing (ListGroups, [`Cluster::group_names`] or
+    /// [`Cluster::batch_group_states`]) did not name, just before. A cluster lists every
+    /// group it holds committed offsets for (`Empty` when it has no members), so such a
+    /// group's partitions are each `None`, as OffsetFetch would answer, and a failover onto
+    /// a DR cluster that has never seen the estate's groups asks nothing per group. Only a
+    /// listing that answered may say a group is unlisted; without one, ask every group.
+    pub async fn batch_committed_offsets_listed(
+        &self,
+        asks: &[GroupPartitions],
+        unlisted: impl Fn(&str) -> bool,
+        concurrency: NonZeroUsize,
+    ) -> Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>> {
+        let skipped: Vec<bool> = asks.iter().map(|ask| unlisted(&ask.group)).collect();
+        let asked: Vec<GroupPartitions> = asks
+            .iter()
+            .zip(&skipped)
+            .map(|(ask, &skip)| GroupPartitions {
+                group: ask.group.clone(),
+                partitions: if skip {
+                    Vec::new()
+                } else {
+                    ask.partitions.clone()
+                },
+            })
+            .collect();
+        let mut answers = self.batch_committed_offsets(&asked, concurrency).await;
+        for ((answer, ask), skip) in answers.iter_mut().zip(asks).zip(skipped) {
+            if skip {
+                *answer = Ok(ask.partitions.iter().map(|tp| (tp.clone(), None)).collect());
+            }
+        }
+        answers
+    }
+
     /// Commits each group's offsets as [`Cluster::commit_offsets`] does, with at most
     /// `concurrency` groups in flight on one client (AlterConsumerGroupOffsets,
     /// `group_offsets.rs`); each group's outcome in the order given. A group with live

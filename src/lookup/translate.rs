@@ -25,8 +25,8 @@ use crate::plan::{Direction, Plan, Role, Selector};
 use crate::replication::{
     Action, Applied, Batching, Bound, Call, Clusters, Cut, Flow, GROUPS_PER_BATCH, GroupState,
     GroupTranslation, KnownStates, OPERATION_TIMEOUT, Offsets, Reverse, ReverseGroup,
-    ReverseObservation, Skip, SparseSync, TargetView, TranslateError, apply, map_home,
-    more_groups_on_dr, now_ms, plan_read, read_checkpoints, read_target, resolve_groups,
+    ReverseObservation, Skip, SparseSync, TargetView, TranslateError, apply, listed_groups,
+    map_home, more_groups_on_dr, now_ms, plan_read, read_checkpoints, read_target, resolve_groups,
     source_partition_ends, sparse_syncs, sparse_syncs_warning,
 };
 
@@ -574,6 +574,15 @@ async fn read_source(
         };
     }
     let source = flow.source_plan.role;
+    let Ok(listed) = bound.wait(listed_groups(&flow.source)).await else {
+        *source_error = Some(format!(
+            "failed to list the groups on {source}: the command's deadline passed first"
+        ));
+        return Source {
+            committed,
+            ends: None,
+        };
+    };
     let mut union = BTreeSet::new();
     for (batch, first) in groups
         .chunks(GROUPS_PER_BATCH)
@@ -598,9 +607,11 @@ async fn read_source(
             })
             .unzip();
         union.extend(asks.iter().flat_map(|a| a.partitions.iter().cloned()));
-        let read = flow
-            .source
-            .batch_committed_offsets(&asks, batching.concurrency);
+        let read = flow.source.batch_committed_offsets_listed(
+            &asks,
+            |group| listed.as_ref().is_some_and(|names| !names.contains(group)),
+            batching.concurrency,
+        );
         let Ok(answers) = bound.wait(read).await else {
             *source_error = Some(format!(
                 "failed to read the groups' committed offsets on {source}: the command's deadline passed first"

@@ -6,7 +6,7 @@
 //! The decisions are values, never words compared: what gets committed, and the exit code, do
 //! not depend on how a decision is worded in the log or on the screen.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -117,6 +117,14 @@ pub enum UnknownState {
     Failed(String),
     /// No answer before the deadline.
     NoAnswer,
+}
+
+impl GroupState {
+    /// The target's listing of its groups answered without naming this one (`Dead`): it
+    /// holds no committed offset for it.
+    pub fn unlisted(&self) -> bool {
+        matches!(self, GroupState::Idle(state) if state.eq_ignore_ascii_case("dead"))
+    }
 }
 
 impl fmt::Display for GroupState {
@@ -538,7 +546,13 @@ pub async fn read_target(
         target_marks(flow, index, groups, &mut marks_bound),
     );
     let (states, marks) = (states?, marks?);
-    let current = target_committed(flow, index, groups, &marks, batching, bound).await?;
+    let unlisted: HashSet<&str> = groups
+        .iter()
+        .zip(&states)
+        .filter(|(_, (state, _))| state.unlisted())
+        .map(|(group, _)| group.as_str())
+        .collect();
+    let current = target_committed(flow, index, groups, &marks, &unlisted, batching, bound).await?;
     Ok(TargetView {
         states,
         marks,
@@ -556,12 +570,14 @@ pub fn checkpointed_partitions(index: &CheckpointIndex, group: &str) -> Vec<Topi
 }
 
 /// The groups' committed offsets on the target for the checkpointed partitions it has, in
-/// batches of [`GROUPS_PER_BATCH`] groups.
+/// batches of [`GROUPS_PER_BATCH`] groups; those the target's listing did not name
+/// (`unlisted`) are not asked.
 async fn target_committed(
     flow: &Flow,
     index: &CheckpointIndex,
     groups: &[String],
     marks: &HashMap<TopicPartition, Watermarks>,
+    unlisted: &HashSet<&str>,
     batching: Batching,
     bound: &mut Bound,
 ) -> Result<Vec<Offsets>, TranslateError> {
@@ -584,9 +600,11 @@ async fn target_committed(
                     .collect(),
             })
             .collect();
-        let read = flow
-            .target
-            .batch_committed_offsets(&asks, batching.concurrency);
+        let read = flow.target.batch_committed_offsets_listed(
+            &asks,
+            |group| unlisted.contains(group),
+            batching.concurrency,
+        );
         let answers = bound.wait(read).await.map_err(|cut| TranslateError::Cut {
             call: Call::AllCommittedOffsets {
                 groups: groups.len(),
@@ -789,9 +807,24 @@ pub async fn source_committed(
                 .collect(),
         })
         .collect();
+    let listed = listed_groups(&flow.source).await;
     flow.source
-        .batch_committed_offsets(&asks, batching.concurrency)
+        .batch_committed_offsets_listed(
+            &asks,
+            |group| listed.as_ref().is_some_and(|names| !names.contains(group)),
+            batching.concurrency,
+        )
         .await
+}
+
+/// The name of every group `cluster` lists, from one listing; `None` when it cannot list
+/// them (a cluster that refuses ListGroups, or an error), and then every group is asked.
+pub async fn listed_groups(cluster: &crate::kafka::Cluster) -> Option<HashSet<String>> {
+    cluster
+        .group_names()
+        .await
+        .ok()
+        .map(|names| names.into_iter().collect())
 }
 
 /// A partition whose translation lands far below what its group had consumed: the group was

@@ -298,3 +298,55 @@ fn batched_fetches_of_missing_topics_and_unknown_groups_match_the_per_group_func
         }
     });
 }
+
+/// Issue 10: groups the cluster's listing does not name are answered without a request, and
+/// that answer is the broker's own. It holds because a broker lists every group it holds
+/// offsets for, however they were committed: by a consumer that never joined, and by the
+/// admin API kdr commits with.
+#[test]
+fn a_group_the_listing_does_not_name_answers_as_the_broker_would_without_a_request() {
+    let broker = Nisshi::start("dr", Storage::Memory);
+    let cluster = broker.cluster(ClusterRole::Dr);
+    create_topics(&cluster, &["orders".to_owned()], 2);
+    let orders = |p| TopicPartition::new("orders", p);
+    block_on(async {
+        cluster
+            .commit_offsets("assigned", &[(orders(1), 4)])
+            .await
+            .expect("commit");
+        let admin = [GroupCommit {
+            group: "administered".to_owned(),
+            offsets: vec![(orders(0), 7)],
+        }];
+        for answer in cluster
+            .batch_commit_offsets(&admin, NonZeroUsize::MIN)
+            .await
+        {
+            answer.expect("admin commit");
+        }
+    });
+    let names = block_on(cluster.group_names()).expect("listing");
+    for group in ["assigned", "administered"] {
+        assert!(names.iter().any(|n| n == group), "{group} in {names:?}");
+    }
+    let asks: Vec<GroupPartitions> = ["assigned", "administered", "stranger"]
+        .into_iter()
+        .map(|group| GroupPartitions {
+            group: group.to_owned(),
+            partitions: vec![orders(0), orders(1)],
+        })
+        .collect();
+    block_on(async {
+        let listed = cluster
+            .batch_committed_offsets_listed(
+                &asks,
+                |group| !names.iter().any(|n| n == group),
+                NonZeroUsize::MIN,
+            )
+            .await;
+        for (ask, listed) in asks.iter().zip(listed) {
+            let one = cluster.committed_offsets(&ask.group, &ask.partitions).await;
+            assert_eq!(listed, one, "{ask:?}");
+        }
+    });
+}

@@ -11,7 +11,8 @@
 //! `KDR_BENCH_GROUPS` / `KDR_BENCH_PARTITIONS` change the size, `KDR_BENCH_BIN` runs another
 //! kdr binary (a build of an older commit, for before/after figures), `KDR_BENCH_STDERR=1`
 //! shows each run's progress lines (where the time goes), `KDR_BENCH_CONCURRENCY=N` passes
-//! `--concurrency N`. Under `cargo test` (no
+//! `--concurrency N`, `KDR_BENCH_HOLD=1` keeps the brokers up after the figures (printing the plan's
+//! directory) until a file named `release` appears in it, for profiling by hand. Under `cargo test` (no
 //! `--bench` argument) it runs at a smoke size of 20 groups x 10 partitions.
 
 #[path = "../tests/common/mod.rs"]
@@ -110,6 +111,23 @@ fn main() {
         "targets: translate <= 1.5 x baseline + 1 s = {:.2?}; RSS < 200 MB; apply <= 10 s",
         baseline.mul_f64(1.5) + Duration::from_secs(1)
     );
+    if std::env::var_os("KDR_BENCH_HOLD").is_some() {
+        hold(dir.path());
+    }
+}
+
+/// Keeps the brokers up until `<dir>/release` exists (at most two hours), for profiling runs by
+/// hand against the same estate.
+fn hold(dir: &Path) {
+    println!(
+        "holding: the plan is {}; touch {} to stop",
+        dir.join("scale.yaml").display(),
+        dir.join("release").display()
+    );
+    let started = Instant::now();
+    while !dir.join("release").exists() && started.elapsed() < Duration::from_secs(7200) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 fn create(pair: &Pair, partitions: i32) {
@@ -278,6 +296,7 @@ fn kdr(binary: &Path, dir: &Path, extra: &[&str]) -> Measured {
         .spawn()
         .expect("spawn kdr");
     let pid = child.id() as libc::pid_t;
+    let peak = PeakRss::watch(pid);
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -285,12 +304,13 @@ fn kdr(binary: &Path, dir: &Path, extra: &[&str]) -> Measured {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
     let took = started.elapsed();
+    let max_rss_kb = peak.stop();
     std::mem::forget(child);
     let stderr = std::fs::read_to_string(&err).unwrap_or_default();
     let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
     Measured {
         took,
-        max_rss_kb: usage.ru_maxrss,
+        max_rss_kb,
         cpu: cpu_time(&usage.ru_utime) + cpu_time(&usage.ru_stime),
         code: if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
@@ -299,6 +319,44 @@ fn kdr(binary: &Path, dir: &Path, extra: &[&str]) -> Measured {
         },
         stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
         stderr,
+    }
+}
+
+/// The peak RSS of a running child, from its `VmHWM` in /proc, read every 10 ms until it
+/// exits. Not `wait4`'s `ru_maxrss`: the child is spawned by vfork, so that counts this
+/// benchmark's own peak (the producer's 300 MB) as the child's. kdr's peak is in the middle
+/// of a run, never in its last 10 ms, so the last reading is its peak.
+struct PeakRss {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: std::thread::JoinHandle<i64>,
+}
+
+impl PeakRss {
+    fn watch(pid: libc::pid_t) -> PeakRss {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&done);
+        let watcher = std::thread::spawn(move || {
+            let path = format!("/proc/{pid}/status");
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let hwm = std::fs::read_to_string(&path).ok().and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+                });
+                peak = peak.max(hwm.unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        });
+        PeakRss { done, watcher }
+    }
+
+    /// The peak seen, in kB; after the child was waited for.
+    fn stop(self) -> i64 {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.watcher.join().unwrap_or(0)
     }
 }
 

@@ -12,6 +12,7 @@
 //! failover of the same world is refused, DR owning writes). Then `kdr plan check` of the same
 //! plan, twenty times.
 //!
+//! `KDR_BENCH_EVENTS=1` prints each run's events with their times (where the time goes).
 //! Under `cargo test` (no `--bench` argument) it runs once, and `plan check` three times, as a
 //! smoke test.
 
@@ -84,6 +85,16 @@ fn failover(dir: &Path) {
     let took = started.elapsed();
     assert_eq!(run.code, 0, "{run:?}");
     let mut steps = Vec::new();
+    if std::env::var_os("KDR_BENCH_EVENTS").is_some() {
+        // Where the time goes: each event's time and what it is.
+        for event in common::events(&log) {
+            let name = event["name"]
+                .as_str()
+                .or(event["kind"].as_str())
+                .unwrap_or("");
+            println!("  | {} {} {name}", event["ts"], event["event"]);
+        }
+    }
     for event in common::events(&log) {
         if event["event"] == "step_finished" {
             let kind = event["kind"].as_str().unwrap_or("?").to_owned();

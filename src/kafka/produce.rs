@@ -105,9 +105,32 @@ fn produce(
             return;
         }
     };
+    if config.get("enable.idempotence") == Some("true") {
+        ask_for_producer_id(&producer, &record.topic, bound);
+    }
     let _ = answer.send(deliver(&producer, &rx, scope, bound, record));
     drop(producer);
 }
+
+/// Gets librdkafka to ask for the idempotent producer's id now rather than half a second
+/// from now. librdkafka asks when a metadata answer comes from a broker it learned of (not the
+/// bootstrap connection), or else on a 500 ms timer started with the producer; the first
+/// answer comes from the bootstrap connection, so every claim of write authority waited that
+/// timer out (`make bench-engine`: 500-600 ms of each failover's declaration). The topic's
+/// metadata is asked until a learned broker answers, a few times at most; a failure here is
+/// left for the send to report.
+fn ask_for_producer_id(producer: &ThreadedProducer<DeliveryContext>, topic: &str, bound: Bound) {
+    for _ in 0..METADATA_TRIES {
+        let remaining = bound.remaining(Instant::now());
+        match producer.client().fetch_metadata(Some(topic), remaining) {
+            Ok(metadata) if metadata.orig_broker_id() < 0 && !remaining.is_zero() => continue,
+            _ => return,
+        }
+    }
+}
+
+/// How many metadata answers [`ask_for_producer_id`] waits for at most.
+const METADATA_TRIES: usize = 5;
 
 /// Sends the record and turns its delivery report (or the lack of one) into the answer.
 fn deliver(

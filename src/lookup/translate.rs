@@ -286,43 +286,47 @@ pub async fn run(
     let mut streamed = Streamed::default();
     let now = now_ms();
     let total = groups.len();
+    let mut mapped_batches = match &mut reverse {
+        Some(Reverse::Mapped(read)) => Some(read.groups.chunks_mut(GROUPS_PER_BATCH)),
+        _ => None,
+    };
+    let mut rows = Rows {
+        asked,
+        committed: &committed,
+        apply: request.apply,
+        streamed: &mut streamed,
+        reverse_rows: &mut reverse_rows,
+        out,
+    };
+    // With --apply, a batch's commits are on the wire while the batch before it is written.
+    let mut previous: Option<Planned> = None;
     for (batch, first) in groups
         .chunks(GROUPS_PER_BATCH)
         .zip((0..).step_by(GROUPS_PER_BATCH))
     {
-        let mut mapped = match &mut reverse {
-            Some(Reverse::Mapped(read)) => Some(&mut read.groups[first..first + batch.len()]),
-            _ => None,
-        };
+        let mut mapped = mapped_batches.as_mut().and_then(Iterator::next);
         let mut translations =
-            written.plan(batch, first, now, &mut streamed, mapped.as_deref_mut());
+            written.plan(batch, first, now, rows.streamed, mapped.as_deref_mut());
         if request.apply {
-            commit(&flow, &mut translations, request.batching, &mut bound).await;
+            let (_, ()) = tokio::join!(
+                commit(&flow, &mut translations, request.batching, &mut bound),
+                async { rows.write(previous.take()) },
+            );
             ticker.say(&format!(
                 "committed {} of {} groups",
                 count((first + batch.len()) as i64),
                 count(total as i64)
             ));
+        } else {
+            rows.write(previous.take());
         }
-        for (i, t) in translations.into_iter().enumerate() {
-            if first + i >= asked && t.partitions.is_empty() {
-                // Only DR knows the group, and the mapping gives it no position.
-                continue;
-            }
-            let mapped = mapped.as_deref().map(|m| &m[i]);
-            let source = source_column(&t, committed.get(first + i), mapped);
-            if let Some(m) = mapped.filter(|m| !m.partitions.is_empty()) {
-                reverse_rows.push(ReverseObservation {
-                    group: m.group.clone(),
-                    syncs_topic: m.syncs_topic.clone(),
-                    partitions: m.finish(&t),
-                });
-            }
-            let row = row(t, Some(&source));
-            streamed.incomplete |= row.incomplete(request.apply);
-            out.group(&row);
-        }
+        previous = Some(Planned {
+            first,
+            translations,
+            mapped,
+        });
     }
+    rows.write(previous);
     out.end(reverse.map(|r| match r {
         Reverse::Skipped(why) => ReverseReport {
             skipped: Some(why),
@@ -347,6 +351,59 @@ pub async fn run(
     Ok(Translated {
         incomplete: streamed.incomplete,
     })
+}
+
+/// A batch of groups planned (and, with --apply, committed), not yet written.
+struct Planned<'m> {
+    /// The place of its first group among all the groups.
+    first: usize,
+    translations: Vec<GroupTranslation>,
+    /// At failback, the batch's groups' commits on DR mapped home.
+    mapped: Option<&'m mut [ReverseGroup]>,
+}
+
+/// Where a batch's rows go, and what is kept of them.
+struct Rows<'a> {
+    /// How many groups were asked for; those after them only DR knows.
+    asked: usize,
+    /// Each group's committed offsets on the source.
+    committed: &'a [Offsets],
+    apply: bool,
+    streamed: &'a mut Streamed,
+    reverse_rows: &'a mut Vec<ReverseObservation>,
+    out: &'a mut dyn ReportWriter,
+}
+
+impl Rows<'_> {
+    /// Writes a batch's rows, and keeps its reverse observations.
+    fn write(&mut self, planned: Option<Planned<'_>>) {
+        let Some(Planned {
+            first,
+            translations,
+            mapped,
+        }) = planned
+        else {
+            return;
+        };
+        for (i, t) in translations.into_iter().enumerate() {
+            if first + i >= self.asked && t.partitions.is_empty() {
+                // Only DR knows the group, and the mapping gives it no position.
+                continue;
+            }
+            let mapped = mapped.as_deref().map(|m| &m[i]);
+            let source = source_column(&t, self.committed.get(first + i), mapped);
+            if let Some(m) = mapped.filter(|m| !m.partitions.is_empty()) {
+                self.reverse_rows.push(ReverseObservation {
+                    group: m.group.clone(),
+                    syncs_topic: m.syncs_topic.clone(),
+                    partitions: m.finish(&t),
+                });
+            }
+            let row = row(t, Some(&source));
+            self.streamed.incomplete |= row.incomplete(self.apply);
+            self.out.group(&row);
+        }
+    }
 }
 
 /// `--direction failback`: the groups' commits on DR's replica topics, mapped home as the

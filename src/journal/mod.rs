@@ -177,12 +177,28 @@ pub struct LogContents {
 /// Read a whole incident log. A final line without its newline is a write a crash cut short:
 /// it is dropped and reported, never trusted. Any other bad line is an error.
 pub fn read(path: &Path) -> Result<LogContents, JournalError> {
+    let mut events = Vec::new();
+    let torn_tail = scan(path, |line| {
+        events.push(serde_json::from_str(line)?);
+        Ok(())
+    })?;
+    Ok(LogContents { events, torn_tail })
+}
+
+/// Hand each event's line of a log to `each`, in order, one at a time, for a reader that needs
+/// a few fields of thousands of events and would not hold them all (`--metrics-file`); `each`
+/// parses what it needs, and its error is the line's. Returns whether the last line was torn
+/// (see [`read`]: such a line is not handed on). A log without an event is an error.
+pub fn scan(
+    path: &Path,
+    mut each: impl FnMut(&str) -> Result<(), serde_json::Error>,
+) -> Result<bool, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read {
         path: path.to_owned(),
         source,
     })?;
     let mut reader = BufReader::new(file);
-    let mut events = Vec::new();
+    let mut seen = 0;
     let mut torn_tail = false;
     let mut line_no = 0;
     let mut buf = String::new();
@@ -198,33 +214,26 @@ pub fn read(path: &Path) -> Result<LogContents, JournalError> {
             break;
         }
         line_no += 1;
-        if !buf.ends_with('\n') {
+        let last = !buf.ends_with('\n');
+        if last {
             torn_tail = serde_json::from_str::<Event>(&buf).is_err();
-            if !torn_tail {
-                events.push(serde_json::from_str(&buf).map_err(|e| JournalError::Parse {
-                    path: path.to_owned(),
-                    line: line_no,
-                    message: e.to_string(),
-                })?);
-            }
-            break;
         }
-        if buf.trim().is_empty() {
+        if torn_tail || buf.trim().is_empty() {
             continue;
         }
-        let event: Event = serde_json::from_str(&buf).map_err(|e| JournalError::Parse {
+        each(&buf).map_err(|e| JournalError::Parse {
             path: path.to_owned(),
             line: line_no,
             message: e.to_string(),
         })?;
-        events.push(event);
+        seen += 1;
     }
-    if events.is_empty() {
+    if seen == 0 {
         return Err(JournalError::Empty {
             path: path.to_owned(),
         });
     }
-    Ok(LogContents { events, torn_tail })
+    Ok(torn_tail)
 }
 
 /// One incident log of a directory, as `kdr log show DIR` lists it.

@@ -8,7 +8,7 @@
 //! commits. Every partition's numbers go in the log. The planning is `replication`'s, shared
 //! with `kdr offsets translate`; this step records it and commits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -627,18 +627,23 @@ fn record_reprocessing(
     // The partitions whose position the reverse mapping gave have its own figure.
     let mapped = reverse::mapped(reversed.unwrap_or_default());
     reverse::rereads(reversed.unwrap_or_default(), &mut total, &mut partitions);
+    // Each partition's commit looked up once (a hundred partitions a group, thousands of
+    // groups): the first answer for a partition, as a search in order would find it.
+    let mut commits: HashMap<(&str, i32), Option<i64>> = HashMap::new();
+    for (tp, offset) in committed.iter().flatten() {
+        commits
+            .entry((tp.topic.as_str(), tp.partition))
+            .or_insert(*offset);
+    }
     for p in plan
         .partitions
         .iter()
         .filter(|p| !mapped.contains(&(p.target_topic.as_str(), p.partition)))
     {
-        let source_commit = committed
-            .as_ref()
-            .and_then(|c| {
-                c.iter()
-                    .find(|(tp, _)| tp.topic == p.source_topic && tp.partition == p.partition)
-            })
-            .and_then(|(_, o)| *o)
+        let source_commit = commits
+            .get(&(p.source_topic.as_str(), p.partition))
+            .copied()
+            .flatten()
             .unwrap_or(p.source_offset);
         // The newest sync at or before the commit: a later one (MM2 went on copying past the
         // group's commit) says nothing about where the commit itself landed.

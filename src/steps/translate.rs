@@ -488,7 +488,7 @@ fn record_group(
     record_reprocessing(ctx, &plan, source_committed, syncs, reversed.as_deref())?;
     if plan.state == GroupState::Active {
         let what = format!("group {name} has live members on {target_role}: refused");
-        let data = observed(&plan, GroupOutcome::Refused)?;
+        let data = observed(&plan, GroupOutcome::Refused);
         ctx.recorder.observe("group", what, data)?;
         tally.refused.push(name);
         return Ok(());
@@ -498,7 +498,7 @@ fn record_group(
             "group {name}: would commit {} partitions",
             plan.commits().len()
         );
-        let data = observed(&plan, GroupOutcome::WouldCommit)?;
+        let data = observed(&plan, GroupOutcome::WouldCommit);
         ctx.recorder.observe("group", what, data)?;
         tally.translated_groups += 1;
         return Ok(());
@@ -508,7 +508,7 @@ fn record_group(
         None => Vec::new(),
         Some(Applied::Refused(e)) => {
             let what = format!("group {name}: the commit was refused: {e}");
-            let data = observed(&plan, GroupOutcome::CommitRefused)?;
+            let data = observed(&plan, GroupOutcome::CommitRefused);
             ctx.recorder.observe("group", what, data)?;
             tally.refused.push(name);
             return Ok(());
@@ -538,7 +538,7 @@ fn record_group(
             .map(|(tp, o)| (tp.topic, tp.partition, o))
             .collect(),
     );
-    let data = observed(&plan, GroupOutcome::Committed)?;
+    let data = observed(&plan, GroupOutcome::Committed);
     ctx.recorder.observe("group", what, data)?;
     Ok(())
 }
@@ -551,14 +551,13 @@ struct GroupObservation<'a> {
     translation: &'a GroupTranslation,
 }
 
-fn observed(
-    translation: &GroupTranslation,
-    outcome: GroupOutcome,
-) -> Result<serde_json::Value, StepError> {
-    detail(&GroupObservation {
+/// Handed to the recorder as it is: it makes the log's JSON of it once (thousands of groups,
+/// a hundred partitions each).
+fn observed(translation: &GroupTranslation, outcome: GroupOutcome) -> GroupObservation<'_> {
+    GroupObservation {
         outcome,
         translation,
-    })
+    }
 }
 
 /// An observation's detail. These types serialise to JSON without fail (string keys, plain

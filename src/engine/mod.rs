@@ -28,6 +28,14 @@ use crate::steps::{self, RunState, StepCtx, StepDone, StepError};
 use gate::{Answer, Gate};
 use resume::{InterruptedStep, ResumeError, ResumePoint};
 
+/// A run that `--resume` continues: its log, where it picks up, and what its earlier
+/// invocations logged, summed up.
+struct Resuming {
+    log: PathBuf,
+    point: ResumePoint,
+    earlier: journal::RunTally,
+}
+
 /// How long past its deadline a step may take to wind down (kill a hook, record its end)
 /// before the engine stops waiting for it.
 const STEP_OVERRUN_GRACE: Duration = Duration::from_secs(15);
@@ -125,16 +133,16 @@ pub async fn run(
     )
     .await?;
     let first_step = match &resume_point {
-        Some((_, point)) => match run.resume(point).await? {
+        Some(resuming) => match run.resume(&resuming.point).await? {
             Resumed::At(step) => step,
             Resumed::Undecided(message) => {
-                return run.finish(Vec::new(), Outcome::Aborted, message, None);
+                return run.finish(Outcome::Aborted, message, None);
             }
         },
         None => 1,
     };
     if let Some(refusal) = run.check_authority().await? {
-        return run.finish(Vec::new(), Outcome::Failed, refusal, None);
+        return run.finish(Outcome::Failed, refusal, None);
     }
     let mut end = run.run_steps(first_step).await?;
     run.return_authority(&mut end).await?;
@@ -148,7 +156,7 @@ pub async fn run(
         };
     }
     let next = run.next_command(end.outcome);
-    run.finish(end.reports, end.outcome, end.message, next)
+    run.finish(end.outcome, end.message, next)
 }
 
 /// A word as a shell reads it: as is when it is plain, else single-quoted.
@@ -245,7 +253,7 @@ fn read_resume(
     plan: &Plan,
     request: &RunRequest,
     gate: &Gate,
-) -> Result<Option<(PathBuf, ResumePoint)>, EngineError> {
+) -> Result<Option<Resuming>, EngineError> {
     let Some(log) = &request.resume else {
         return Ok(None);
     };
@@ -287,7 +295,15 @@ fn read_resume(
             i.index, i.kind
         )));
     }
-    Ok(Some((log.clone(), point)))
+    let mut earlier = journal::RunTally::default();
+    for event in &contents.events {
+        earlier.add(&event.ts, &event.body);
+    }
+    Ok(Some(Resuming {
+        log: log.clone(),
+        point,
+        earlier,
+    }))
 }
 
 /// How a resumed run goes on.
@@ -332,11 +348,11 @@ impl<'a> Run<'a> {
         mut gate: Gate,
         sinks: Vec<Box<dyn EventSink>>,
         clusters: Option<Clusters>,
-        resume_point: Option<&(PathBuf, ResumePoint)>,
+        resume_point: Option<&Resuming>,
         cancel: watch::Receiver<bool>,
     ) -> Result<Run<'a>, EngineError> {
         let direction = request.direction;
-        let point = resume_point.map(|(_, p)| p);
+        let point = resume_point.map(|r| &r.point);
         let operator = request
             .operator
             .clone()
@@ -349,7 +365,7 @@ impl<'a> Run<'a> {
             .or_else(|| point.map(|p| p.reason.clone()))
             .unwrap_or_default();
         let (run_id, log_path) = match resume_point {
-            Some((log, point)) => (point.run_id.clone(), log.clone()),
+            Some(r) => (r.point.run_id.clone(), r.log.clone()),
             None => {
                 let run_id = new_run_id(SystemTime::now());
                 let log = request.log.clone().unwrap_or_else(|| {
@@ -383,7 +399,8 @@ impl<'a> Run<'a> {
             operator,
             reason,
             gate,
-            recorder: Recorder::new(journal, sinks, plan.secrets.clone()),
+            recorder: Recorder::new(journal, sinks, plan.secrets.clone())
+                .with_earlier(resume_point.map(|r| r.earlier.clone()).unwrap_or_default()),
             clusters,
             state: RunState {
                 failover_log: request.failover_log.clone(),
@@ -605,6 +622,9 @@ impl<'a> Run<'a> {
             .set_current_step(Some((step.index, kind.clone())));
         let step_clock = Instant::now();
         let result = self.run_step_bounded(step).await;
+        // A step that stopped inside a batch of events (an error, the deadline) still leaves
+        // them in the log, before its end.
+        self.recorder.commit_batch(None)?;
         self.recorder.set_current_step(None);
         let duration_ms = step_clock.elapsed().as_millis() as u64;
         let refused = matches!(result, Err(StepError::Refused(_)));
@@ -715,22 +735,17 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// The run as its whole log tells it, this invocation's events included.
-    fn whole_run(&self) -> Option<journal::WholeRun> {
-        journal::read(self.recorder.journal().path())
-            .ok()
-            .map(|contents| journal::whole_run(&contents.events))
-    }
-
     /// `3 steps done`; after a resume, how many of them this invocation ran.
     fn done_message(&self, here: usize) -> String {
-        match self.whole_run() {
-            Some(whole) if whole.invocations > 1 => format!(
+        let whole = self.recorder.whole_run();
+        if whole.invocations > 1 {
+            format!(
                 "{} done, {here} of them after the resume ({} invocations)",
                 count(whole.steps.len(), "step"),
                 whole.invocations
-            ),
-            _ => format!("{} done", count(here, "step")),
+            )
+        } else {
+            format!("{} done", count(here, "step"))
         }
     }
 
@@ -776,7 +791,6 @@ impl<'a> Run<'a> {
     /// Log the run's end, release the lock, and sum the run up.
     fn finish(
         mut self,
-        steps: Vec<StepReport>,
         outcome: Outcome,
         message: String,
         next_command: Option<String>,
@@ -788,14 +802,9 @@ impl<'a> Run<'a> {
             message: message.clone(),
         })?;
         drop(self.lock.take());
-        // The summary is the whole run's, read back from its log: after a resume, the steps of
-        // the earlier invocations too.
-        let whole = self.whole_run().unwrap_or_else(|| journal::WholeRun {
-            steps: steps.clone(),
-            invocations: 1,
-            total_ms: duration_ms,
-            rto_ms: (outcome == Outcome::Succeeded).then_some(duration_ms),
-        });
+        // The summary is the whole run's, as its log tells it (kept up to date as events were
+        // recorded, never read back): after a resume, the steps of the earlier invocations too.
+        let whole = self.recorder.whole_run();
         Ok(RunReport {
             run_id: self.run_id,
             plan: self.plan.name.clone(),

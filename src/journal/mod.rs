@@ -1,8 +1,19 @@
-//! The incident log: append-only JSON Lines, one event per line, fsynced per event.
+//! The incident log: append-only JSON Lines, one event per line, fsynced before kdr moves on.
 //!
 //! The log is the evidence a failover or a game day leaves behind, and what `--resume` reads to
 //! continue after a crash. A line is written whole and synced before kdr moves on, so a crash
 //! leaves at most a torn last line, which the reader reports and ignores.
+//!
+//! Most events are synced one by one. A step that records thousands of observations at once
+//! (translate_offsets: several per consumer group) writes them in batches with one fsync per
+//! batch ([`Recorder::begin_batch`]): the sequence numbers stay
+//! consecutive, and the display and every other sink see a batch's events only once the whole
+//! batch is on disk. What a crash can cost: the observations of at most one batch, written
+//! after the commits they describe (a crash between the commits and the sync loses their
+//! record, never an offset). The step's `step_finished` is written after its last batch, so
+//! the log then shows the step as started and not finished, and `--resume` runs it again:
+//! translate_offsets is idempotent (translation never moves a group backwards), so the groups
+//! are translated and recorded again.
 
 mod event;
 pub mod lock;
@@ -16,7 +27,7 @@ use std::time::SystemTime;
 
 pub use event::{Event, EventBody, GroupOutcome, Outcome, SCHEMA_VERSION, StepStatus};
 pub use recorder::{EventSink, Recorder};
-pub use summary::{RunReport, StepReport, WholeRun, whole_run};
+pub use summary::{RunReport, RunTally, StepReport, WholeRun, whole_run};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -107,27 +118,48 @@ impl Journal {
 
     /// Write one event and fsync it before returning.
     pub fn append(&mut self, body: EventBody) -> Result<Event, JournalError> {
-        let event = Event {
+        let event = self.stamp(body, 0);
+        self.write(std::slice::from_ref(&event))?;
+        Ok(event)
+    }
+
+    /// The event `body` will be when written after `ahead` others not yet written.
+    fn stamp(&self, body: EventBody, ahead: u64) -> Event {
+        Event {
             v: SCHEMA_VERSION,
-            seq: self.next_seq,
+            seq: self.next_seq + ahead,
             ts: now_rfc3339(),
             run_id: self.run_id.clone(),
             body,
-        };
-        let mut line = serde_json::to_vec(&event).map_err(|e| JournalError::Append {
+        }
+    }
+
+    /// Write stamped events, the next ones in sequence, and fsync once. Each line is whole in
+    /// one buffer, so a crash cuts at most the last line of the batch short.
+    fn write(&mut self, events: &[Event]) -> Result<(), JournalError> {
+        debug_assert!(
+            events
+                .iter()
+                .zip(self.next_seq..)
+                .all(|(e, seq)| e.seq == seq),
+            "events are written in sequence"
+        );
+        let append_error = |source| JournalError::Append {
             path: self.path.clone(),
-            source: io::Error::other(e),
-        })?;
-        line.push(b'\n');
+            source,
+        };
+        let mut lines = Vec::new();
+        for event in events {
+            serde_json::to_writer(&mut lines, event)
+                .map_err(|e| append_error(io::Error::other(e)))?;
+            lines.push(b'\n');
+        }
         self.file
-            .write_all(&line)
+            .write_all(&lines)
             .and_then(|()| self.file.sync_data())
-            .map_err(|source| JournalError::Append {
-                path: self.path.clone(),
-                source,
-            })?;
-        self.next_seq += 1;
-        Ok(event)
+            .map_err(append_error)?;
+        self.next_seq += events.len() as u64;
+        Ok(())
     }
 }
 
@@ -145,12 +177,28 @@ pub struct LogContents {
 /// Read a whole incident log. A final line without its newline is a write a crash cut short:
 /// it is dropped and reported, never trusted. Any other bad line is an error.
 pub fn read(path: &Path) -> Result<LogContents, JournalError> {
+    let mut events = Vec::new();
+    let torn_tail = scan(path, |line| {
+        events.push(serde_json::from_str(line)?);
+        Ok(())
+    })?;
+    Ok(LogContents { events, torn_tail })
+}
+
+/// Hand each event's line of a log to `each`, in order, one at a time, for a reader that needs
+/// a few fields of thousands of events and would not hold them all (`--metrics-file`); `each`
+/// parses what it needs, and its error is the line's. Returns whether the last line was torn
+/// (see [`read`]: such a line is not handed on). A log without an event is an error.
+pub fn scan(
+    path: &Path,
+    mut each: impl FnMut(&str) -> Result<(), serde_json::Error>,
+) -> Result<bool, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read {
         path: path.to_owned(),
         source,
     })?;
     let mut reader = BufReader::new(file);
-    let mut events = Vec::new();
+    let mut seen = 0;
     let mut torn_tail = false;
     let mut line_no = 0;
     let mut buf = String::new();
@@ -166,33 +214,26 @@ pub fn read(path: &Path) -> Result<LogContents, JournalError> {
             break;
         }
         line_no += 1;
-        if !buf.ends_with('\n') {
+        let last = !buf.ends_with('\n');
+        if last {
             torn_tail = serde_json::from_str::<Event>(&buf).is_err();
-            if !torn_tail {
-                events.push(serde_json::from_str(&buf).map_err(|e| JournalError::Parse {
-                    path: path.to_owned(),
-                    line: line_no,
-                    message: e.to_string(),
-                })?);
-            }
-            break;
         }
-        if buf.trim().is_empty() {
+        if torn_tail || buf.trim().is_empty() {
             continue;
         }
-        let event: Event = serde_json::from_str(&buf).map_err(|e| JournalError::Parse {
+        each(&buf).map_err(|e| JournalError::Parse {
             path: path.to_owned(),
             line: line_no,
             message: e.to_string(),
         })?;
-        events.push(event);
+        seen += 1;
     }
-    if events.is_empty() {
+    if seen == 0 {
         return Err(JournalError::Empty {
             path: path.to_owned(),
         });
     }
-    Ok(LogContents { events, torn_tail })
+    Ok(torn_tail)
 }
 
 /// One incident log of a directory, as `kdr log show DIR` lists it.

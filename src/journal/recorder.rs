@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{Event, EventBody, Journal, JournalError};
+use super::{Event, EventBody, Journal, JournalError, RunTally, WholeRun};
 use crate::plan::Secrets;
 
 /// A subscriber to a run's events. The incident log is written first, so a sink only ever sees
@@ -20,6 +20,15 @@ pub trait EventSink: Send {
 
     /// One line of a hook's output (`stream` is `stdout` or `stderr`), already scrubbed.
     fn hook_line(&mut self, _stream: &str, _line: &str) {}
+
+    /// A batch of events written with one fsync, with a line that counts what it holds for a
+    /// display that shows batches rather than each of their events (thousands of groups). By
+    /// default each event is seen as if recorded alone.
+    fn batch(&mut self, events: &[Event], _counted: &str) {
+        for event in events {
+            self.event(event);
+        }
+    }
 }
 
 /// A closure is a sink that only cares about events.
@@ -35,6 +44,10 @@ pub struct Recorder {
     secrets: Secrets,
     /// The step now running, stamped on observations and decisions.
     current: Option<(usize, String)>,
+    /// Events recorded since [`Recorder::begin_batch`], not yet written.
+    pending: Option<Vec<Event>>,
+    /// The whole run so far, earlier invocations included, for its summary at the end.
+    tally: RunTally,
 }
 
 impl Recorder {
@@ -44,7 +57,20 @@ impl Recorder {
             sinks,
             secrets,
             current: None,
+            pending: None,
+            tally: RunTally::default(),
         }
+    }
+
+    /// Continue the summary of a run whose earlier invocations logged these events.
+    pub fn with_earlier(mut self, earlier: RunTally) -> Self {
+        self.tally = earlier;
+        self
+    }
+
+    /// The run as its log tells it so far, across invocations, without reading the log back.
+    pub fn whole_run(&self) -> WholeRun {
+        self.tally.whole()
     }
 
     pub fn journal(&self) -> &Journal {
@@ -71,13 +97,48 @@ impl Recorder {
         }
     }
 
+    /// Record an event: appended and fsynced, then shown to every sink. Within a batch it is
+    /// numbered now and written with the batch (the returned event is not on disk yet).
     pub fn record(&mut self, body: EventBody) -> Result<Event, JournalError> {
         let body = self.scrub(body);
+        if let Some(pending) = &mut self.pending {
+            let event = self.journal.stamp(body, pending.len() as u64);
+            pending.push(event.clone());
+            return Ok(event);
+        }
         let event = self.journal.append(body)?;
+        self.tally.add(&event.ts, &event.body);
         for sink in &mut self.sinks {
             sink.event(&event);
         }
         Ok(event)
+    }
+
+    /// From now on, hold recorded events until [`Recorder::commit_batch`] writes them with one
+    /// fsync (the journal's module doc says what a crash can cost).
+    pub fn begin_batch(&mut self) {
+        self.pending.get_or_insert_with(Vec::new);
+    }
+
+    /// Write the events held since [`Recorder::begin_batch`] with one fsync, then show them to
+    /// every sink: with a `counted` line, as a batch (a display may show that line instead of
+    /// each event); without, each event as if recorded alone. Ends the batch.
+    pub fn commit_batch(&mut self, counted: Option<&str>) -> Result<(), JournalError> {
+        let Some(events) = self.pending.take().filter(|e| !e.is_empty()) else {
+            return Ok(());
+        };
+        self.journal.write(&events)?;
+        for event in &events {
+            self.tally.add(&event.ts, &event.body);
+        }
+        let counted = counted.map(|c| self.secrets.redact(c));
+        for sink in &mut self.sinks {
+            match &counted {
+                Some(counted) => sink.batch(&events, counted),
+                None => events.iter().for_each(|e| sink.event(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Record what was seen. `data` is anything serialisable; should it not serialise to JSON,
@@ -195,18 +256,88 @@ mod tests {
                 .expect("lock")
                 .push(format!("{stream} {line}"));
         }
+
+        fn batch(&mut self, events: &[Event], counted: &str) {
+            let seqs: Vec<String> = events.iter().map(|e| e.seq.to_string()).collect();
+            self.0
+                .lock()
+                .expect("lock")
+                .push(format!("batch {} {counted}", seqs.join(",")));
+        }
+    }
+
+    /// A recorder of a new log at `path` that keeps `hunter2` secret, and what its sink got.
+    fn taped(path: &std::path::Path) -> (Recorder, Tape) {
+        let tape = Tape::default();
+        let recorder = Recorder::new(
+            Journal::create(path, "r1").expect("log"),
+            vec![Box::new(tape.clone())],
+            Secrets::new(vec!["hunter2".to_owned()]),
+        );
+        (recorder, tape)
+    }
+
+    #[test]
+    fn a_batch_is_one_write_in_sequence_that_sinks_see_once_it_is_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run.jsonl");
+        let (mut recorder, tape) = taped(&path);
+        recorder.observe("before", "alone", 1).expect("observe");
+        recorder.begin_batch();
+        let held: Vec<u64> = (0..3)
+            .map(|i| {
+                recorder
+                    .observe("group", format!("g{i}"), i)
+                    .expect("held")
+                    .seq
+            })
+            .collect();
+        assert_eq!(held, [2, 3, 4], "numbered in sequence as they are held");
+        let logged = || super::super::read(&path).expect("read").events.len();
+        assert_eq!(logged(), 1, "nothing held is written before the commit");
+        assert_eq!(tape.0.lock().expect("lock").len(), 1, "nor shown to a sink");
+        recorder
+            .commit_batch(Some("3 groups, hunter2"))
+            .expect("commit");
+        assert_eq!(logged(), 4);
+        recorder.begin_batch();
+        recorder.observe("group", "g3", 3).expect("held");
+        recorder.commit_batch(None).expect("commit");
+        recorder
+            .commit_batch(Some("nothing held"))
+            .expect("no batch");
+        recorder.observe("after", "alone", 5).expect("observe");
+
+        let events = super::super::read(&path).expect("read").events;
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+        let seen = tape.0.lock().expect("lock").clone();
+        assert_eq!(
+            seen[1], "batch 2,3,4 3 groups, ***",
+            "the counted line is scrubbed"
+        );
+        assert_eq!(
+            seen[2..],
+            [&events[4], &events[5]].map(|e| serde_json::to_string(&e.body).expect("json")),
+            "without a counted line, each event as if alone; an empty commit shows nothing"
+        );
+        let whole = recorder.whole_run();
+        let read_back = super::super::whole_run(&events);
+        assert_eq!(
+            (whole.invocations, whole.total_ms, whole.steps.len()),
+            (
+                read_back.invocations,
+                read_back.total_ms,
+                read_back.steps.len()
+            )
+        );
     }
 
     #[test]
     fn sinks_see_what_is_logged_scrubbed_of_secrets_and_nothing_is_swallowed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("run.jsonl");
-        let tape = Tape::default();
-        let mut recorder = Recorder::new(
-            Journal::create(&path, "r1").expect("log"),
-            vec![Box::new(tape.clone())],
-            Secrets::new(vec!["hunter2".to_owned()]),
-        );
+        let (mut recorder, tape) = taped(&path);
         recorder
             .observe("probe", "password hunter2 seen", ["hunter2"])
             .expect("observe");

@@ -1,6 +1,7 @@
 //! A run's summary: what the engine hands back and the reports render (the final table, the
 //! `--output json` of a run). It lives beside the events it summarises, below both.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{Event, EventBody, Outcome, StepStatus};
@@ -57,15 +58,42 @@ pub struct WholeRun {
 
 /// Sum up a run from its log's events.
 pub fn whole_run(events: &[Event]) -> WholeRun {
-    let mut steps = std::collections::BTreeMap::new();
-    let mut invocations = 0;
-    let mut declared = None;
-    let mut succeeded = false;
+    let mut tally = RunTally::default();
     for event in events {
-        match &event.body {
-            EventBody::RunStarted { .. } => invocations += 1,
-            EventBody::StepStarted { kind, .. } if kind == "declare" && declared.is_none() => {
-                declared = Some(event.ts.as_str());
+        tally.add(&event.ts, &event.body);
+    }
+    tally.whole()
+}
+
+/// A [`WholeRun`] kept up to date one event at a time, so the end of a run sums it up without
+/// reading its log back: the recorder folds in every event it writes, and a resumed run starts
+/// from what its earlier invocations logged. It holds a few words per step, never a payload.
+#[derive(Debug, Clone, Default)]
+pub struct RunTally {
+    steps: BTreeMap<usize, StepReport>,
+    invocations: usize,
+    first: Option<String>,
+    last: Option<String>,
+    /// The first `declare` step's start.
+    declared: Option<String>,
+    /// The last `run_finished` said the run succeeded.
+    succeeded: bool,
+}
+
+impl RunTally {
+    /// Fold in one event, in log order.
+    pub fn add(&mut self, ts: &str, body: &EventBody) {
+        if self.first.is_none() {
+            self.first = Some(ts.to_owned());
+        }
+        match &mut self.last {
+            Some(last) => ts.clone_into(last),
+            None => self.last = Some(ts.to_owned()),
+        }
+        match body {
+            EventBody::RunStarted { .. } => self.invocations += 1,
+            EventBody::StepStarted { kind, .. } if kind == "declare" && self.declared.is_none() => {
+                self.declared = Some(ts.to_owned());
             }
             EventBody::StepFinished {
                 step,
@@ -74,7 +102,7 @@ pub fn whole_run(events: &[Event]) -> WholeRun {
                 duration_ms,
                 message,
             } => {
-                steps.insert(
+                self.steps.insert(
                     *step,
                     StepReport {
                         step: *step,
@@ -85,22 +113,28 @@ pub fn whole_run(events: &[Event]) -> WholeRun {
                     },
                 );
             }
-            EventBody::RunFinished { outcome, .. } => succeeded = *outcome == Outcome::Succeeded,
+            EventBody::RunFinished { outcome, .. } => {
+                self.succeeded = *outcome == Outcome::Succeeded;
+            }
             _ => {}
         }
     }
-    let first = events.first().map(|e| e.ts.as_str());
-    let last = events.last().map(|e| e.ts.as_str());
-    let span = |from: Option<&str>| millis_between(from?, last?);
-    WholeRun {
-        steps: steps.into_values().collect(),
-        invocations,
-        total_ms: span(first).unwrap_or(0),
-        rto_ms: if succeeded {
-            span(declared.or(first))
-        } else {
-            None
-        },
+
+    /// The run as the events folded in so far tell it.
+    pub fn whole(&self) -> WholeRun {
+        let last = self.last.as_deref();
+        let span = |from: Option<&str>| millis_between(from?, last?);
+        let first = self.first.as_deref();
+        WholeRun {
+            steps: self.steps.values().cloned().collect(),
+            invocations: self.invocations,
+            total_ms: span(first).unwrap_or(0),
+            rto_ms: if self.succeeded {
+                span(self.declared.as_deref().or(first))
+            } else {
+                None
+            },
+        }
     }
 }
 

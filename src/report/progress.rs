@@ -1,4 +1,5 @@
-//! Live progress of a run on stderr: one line per step start and finish, hook output indented.
+//! Live progress of a run on stderr: one line per step start and finish, hook output indented,
+//! and a counting line per batch where a step records thousands of groups.
 
 use std::io::{IsTerminal, Write};
 
@@ -166,6 +167,13 @@ impl EventSink for Progress {
 
     fn hook_line(&mut self, stream: &str, line: &str) {
         Progress::hook_line(self, stream, line);
+    }
+
+    /// A step that records thousands of groups shows one counting line per batch; the log
+    /// keeps every event.
+    fn batch(&mut self, _events: &[Event], counted: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "      {} {counted}", self.paint("2", "·"));
     }
 }
 

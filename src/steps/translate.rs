@@ -8,6 +8,7 @@
 //! commits. Every partition's numbers go in the log. The planning is `replication`'s, shared
 //! with `kdr offsets translate`; this step records it and commits.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +18,14 @@ use super::{StepCtx, StepDone, StepError, StepResult};
 
 mod reverse;
 use crate::journal::GroupOutcome;
-use crate::kafka::TopicPartition;
+use crate::kafka::{GroupPartitions, KafkaError, TopicPartition};
 use crate::mm2::CheckpointIndex;
 use crate::plan::{Direction, Groups, MissingCheckpoint, Role, TranslateOffsets};
 use crate::replication::{
-    Applied, Batching, Bound, Call, Cut, Flow, GroupPlan, GroupState, GroupTranslation,
-    OPERATION_TIMEOUT, OffsetSyncs, Planned, ReverseGroup, ReversePartition, SparseSync,
-    TranslateError, apply, plan_groups, read_checkpoints, resolve_groups, source_committed,
-    source_ends, sparse_syncs, sparse_syncs_warning,
+    Applied, Batching, Bound, Call, Cut, Flow, GROUPS_PER_BATCH, GroupPlan, GroupState,
+    GroupTranslation, OPERATION_TIMEOUT, OffsetSyncs, Planned, ReverseGroup, ReversePartition,
+    SparseSync, TranslateError, apply, listed_groups, plan_groups, read_checkpoints,
+    resolve_groups, source_committed, source_ends, sparse_syncs, sparse_syncs_warning,
 };
 
 pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
@@ -56,17 +57,30 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
         .cloned()
         .collect();
     let batching = Batching::default();
-    let planned = plan_groups(
-        &flow,
-        &index,
-        &checkpointed,
-        t.allow_rewind,
-        batching,
-        &mut bound,
-    )
-    .await
-    .map_err(|e| step_error(e, ctx.step.timeout()))?;
-    drop(index);
+    // The target's side and the source's committed offsets (the reprocessing ledger), at once:
+    // the checkpoints say which source partitions each group's translation is made of.
+    let asks = source_asks(&flow, &index, &checkpointed);
+    let mut source_bound = bound.clone();
+    let (planned, source) = tokio::join!(
+        plan_groups(
+            &flow,
+            &index,
+            &checkpointed,
+            t.allow_rewind,
+            batching,
+            &mut bound,
+        ),
+        read_source(
+            ctx,
+            &flow,
+            asks.len(),
+            read_committed(&flow, &asks, batching),
+            &mut source_bound,
+        ),
+    );
+    let planned = planned.map_err(|e| step_error(e, ctx.step.timeout()))?;
+    let source = source?;
+    drop((index, asks));
     let reverse = match ctx.direction {
         Direction::Failback => {
             reverse::map(ctx, &flow, &groups, &planned, t.allow_rewind, &mut bound).await?
@@ -75,35 +89,48 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     };
     warn_sparse_syncs(ctx, &flow, &planned, &mut bound).await?;
     let plans = reverse::fold(&groups, planned.groups, reverse);
-    let translations: Vec<&GroupTranslation> = plans
-        .iter()
-        .flatten()
-        .map(|(g, _)| &g.translation)
-        .collect();
-    let source = read_source(ctx, &flow, &translations, batching, &mut bound).await?;
-    let applied = commit(ctx, &flow, &translations, batching, &mut bound).await?;
+    let source = with_reverse_only(ctx, &flow, &plans, &checkpointed, source, &mut bound).await?;
+    let mut source = source.into_iter();
     let mut tally = Tally::default();
     let mut failure = None;
-    let mut outcomes = source.into_iter().zip(applied);
-    for (place, (group, plan)) in groups.into_iter().zip(plans).enumerate() {
-        let Some((plan, reverse)) = plan else {
-            // A group only DR knows that the mapping gives no position: nothing to do.
-            if place < asked {
-                no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
+    let total = groups.len();
+    let mut entries = groups.into_iter().zip(plans).enumerate().peekable();
+    // A batch of groups at a time: committed, then recorded with one fsync, so a crash loses
+    // the record of at most one batch of commits (the journal's module doc).
+    while entries.peek().is_some() {
+        let chunk: Vec<_> = entries.by_ref().take(GROUPS_PER_BATCH).collect();
+        let translations: Vec<&GroupTranslation> = chunk
+            .iter()
+            .filter_map(|(_, (_, plan))| plan.as_ref())
+            .map(|(g, _)| &g.translation)
+            .collect();
+        let mut applied = commit(ctx, &flow, &translations, batching, &mut bound)
+            .await?
+            .into_iter();
+        ctx.recorder.begin_batch();
+        let mut recorded = 0;
+        for (place, (group, plan)) in chunk {
+            recorded = place + 1;
+            let Some((plan, reverse)) = plan else {
+                // A group only DR knows that the mapping gives no position: nothing to do.
+                if place < asked {
+                    no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
+                }
+                continue;
+            };
+            let outcome = Outcome {
+                plan,
+                source_committed: source.next().expect("a source read per planned group"),
+                applied: applied.next().expect("an outcome per planned group"),
+                syncs: syncs.as_ref(),
+                reverse,
+            };
+            if let Err(e) = record_group(ctx, &flow, outcome, &mut tally) {
+                failure.get_or_insert(e);
             }
-            continue;
-        };
-        let (committed, applied) = outcomes.next().expect("an outcome per planned group");
-        let outcome = Outcome {
-            plan,
-            source_committed: committed,
-            applied,
-            syncs: syncs.as_ref(),
-            reverse,
-        };
-        if let Err(e) = record_group(ctx, &flow, outcome, &mut tally) {
-            failure.get_or_insert(e);
         }
+        let counted = (total > COUNTED_ABOVE).then(|| tally.counted(recorded, total, ctx));
+        ctx.recorder.commit_batch(counted.as_deref())?;
     }
     if let Some(failure) = failure {
         return Err(failure);
@@ -111,29 +138,106 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     tally.outcome(ctx.dry_run, flow.target_plan.role)
 }
 
-/// Every planned group's committed offsets on the source, for the reprocessing ledger, in one
-/// batch; `None` for a group whose offsets could not be read (or all, with the source gone).
+/// Above this many groups the display shows a counting line per batch of groups rather than
+/// each group's lines (the log keeps them all).
+const COUNTED_ABOVE: usize = 20;
+
+/// Each checkpointed group's source partitions, as its translation names them.
+fn source_asks(flow: &Flow, index: &CheckpointIndex, groups: &[String]) -> Vec<GroupPartitions> {
+    groups
+        .iter()
+        .map(|group| GroupPartitions {
+            group: group.clone(),
+            partitions: index
+                .for_group(group)
+                .into_iter()
+                .map(|(c, _)| TopicPartition::new(flow.source_topic_of(&c.topic), c.partition))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The asked groups' committed offsets on the source, `batching.concurrency` groups in flight;
+/// a group the source's listing does not name is not asked.
+async fn read_committed(flow: &Flow, asks: &[GroupPartitions], batching: Batching) -> SourceRead {
+    let listed = listed_groups(&flow.source).await;
+    flow.source
+        .batch_committed_offsets_listed(
+            asks,
+            |group| listed.as_ref().is_some_and(|names| !names.contains(group)),
+            batching.concurrency,
+        )
+        .await
+}
+
+/// What a batch read of committed offsets gives: per group, its offsets or why not.
+type SourceRead = Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>>;
+
+/// Committed offsets on the source for the reprocessing ledger, from `read` (one answer per
+/// group of `groups`); `None` for a group whose offsets could not be read (or all, with the
+/// source gone or the deadline passed).
 async fn read_source(
     ctx: &StepCtx<'_>,
     flow: &Flow,
-    translations: &[&GroupTranslation],
-    batching: Batching,
+    groups: usize,
+    read: impl Future<Output = SourceRead>,
     bound: &mut Bound,
 ) -> Result<Vec<SourceCommitted>, StepError> {
     if ctx.state.source_unreachable.is_some() {
-        return Ok(vec![None; translations.len()]);
+        return Ok(vec![None; groups]);
     }
-    match bound
-        .wait(source_committed(flow, translations, batching))
-        .await
-    {
+    match bound.wait(read).await {
         Ok(read) => Ok(read.into_iter().map(Result::ok).collect()),
-        Err(Cut::Deadline) => Ok(vec![None; translations.len()]),
+        Err(Cut::Deadline) => Ok(vec![None; groups]),
         Err(Cut::Interrupted) => Err(StepError::Interrupted(format!(
             "interrupted while trying to read the groups' committed offsets on {}",
             flow.source_plan.role
         ))),
     }
+}
+
+/// Every planned group's source offsets, in the order of `plans`: the checkpointed groups'
+/// from `checkpointed_read`, and at failback those of the groups only the reverse mapping
+/// planned, read now.
+async fn with_reverse_only(
+    ctx: &StepCtx<'_>,
+    flow: &Flow,
+    plans: &[Option<(GroupPlan, Option<ReverseGroup>)>],
+    checkpointed: &[String],
+    checkpointed_read: Vec<SourceCommitted>,
+    bound: &mut Bound,
+) -> Result<Vec<SourceCommitted>, StepError> {
+    let checkpointed: HashSet<&str> = checkpointed.iter().map(String::as_str).collect();
+    let is_checkpointed = |t: &&GroupTranslation| checkpointed.contains(t.group.as_str());
+    let translations: Vec<&GroupTranslation> = plans
+        .iter()
+        .flatten()
+        .map(|(g, _)| &g.translation)
+        .collect();
+    let reverse_only: Vec<&GroupTranslation> = translations
+        .iter()
+        .copied()
+        .filter(|t| !is_checkpointed(t))
+        .collect();
+    let mut late = if reverse_only.is_empty() {
+        Vec::new()
+    } else {
+        let read = source_committed(flow, &reverse_only, Batching::default());
+        read_source(ctx, flow, reverse_only.len(), read, bound).await?
+    }
+    .into_iter();
+    let mut early = checkpointed_read.into_iter();
+    Ok(translations
+        .iter()
+        .map(|t| {
+            let next = if is_checkpointed(t) {
+                early.next()
+            } else {
+                late.next()
+            };
+            next.expect("a source read per planned group")
+        })
+        .collect())
 }
 
 /// A group's committed offsets on the source, when they could be read.
@@ -306,6 +410,19 @@ struct Tally {
 }
 
 impl Tally {
+    /// The display's line for a batch: how many of the step's groups are recorded, and what
+    /// was committed so far.
+    fn counted(&self, recorded: usize, total: usize, ctx: &StepCtx<'_>) -> String {
+        if ctx.dry_run {
+            return format!("{recorded}/{total} groups recorded (dry run: nothing committed)");
+        }
+        let target = ctx.plan.source_target(ctx.direction).1.role;
+        format!(
+            "{recorded}/{total} groups recorded: {} partitions committed on {target}",
+            self.committed_partitions
+        )
+    }
+
     fn outcome(self, dry_run: bool, target_role: Role) -> StepResult {
         let translated_groups = self.translated_groups;
         if dry_run {
@@ -371,7 +488,7 @@ fn record_group(
     record_reprocessing(ctx, &plan, source_committed, syncs, reversed.as_deref())?;
     if plan.state == GroupState::Active {
         let what = format!("group {name} has live members on {target_role}: refused");
-        let data = observed(&plan, GroupOutcome::Refused)?;
+        let data = observed(&plan, GroupOutcome::Refused);
         ctx.recorder.observe("group", what, data)?;
         tally.refused.push(name);
         return Ok(());
@@ -381,7 +498,7 @@ fn record_group(
             "group {name}: would commit {} partitions",
             plan.commits().len()
         );
-        let data = observed(&plan, GroupOutcome::WouldCommit)?;
+        let data = observed(&plan, GroupOutcome::WouldCommit);
         ctx.recorder.observe("group", what, data)?;
         tally.translated_groups += 1;
         return Ok(());
@@ -391,7 +508,7 @@ fn record_group(
         None => Vec::new(),
         Some(Applied::Refused(e)) => {
             let what = format!("group {name}: the commit was refused: {e}");
-            let data = observed(&plan, GroupOutcome::CommitRefused)?;
+            let data = observed(&plan, GroupOutcome::CommitRefused);
             ctx.recorder.observe("group", what, data)?;
             tally.refused.push(name);
             return Ok(());
@@ -421,7 +538,7 @@ fn record_group(
             .map(|(tp, o)| (tp.topic, tp.partition, o))
             .collect(),
     );
-    let data = observed(&plan, GroupOutcome::Committed)?;
+    let data = observed(&plan, GroupOutcome::Committed);
     ctx.recorder.observe("group", what, data)?;
     Ok(())
 }
@@ -434,14 +551,13 @@ struct GroupObservation<'a> {
     translation: &'a GroupTranslation,
 }
 
-fn observed(
-    translation: &GroupTranslation,
-    outcome: GroupOutcome,
-) -> Result<serde_json::Value, StepError> {
-    detail(&GroupObservation {
+/// Handed to the recorder as it is: it makes the log's JSON of it once (thousands of groups,
+/// a hundred partitions each).
+fn observed(translation: &GroupTranslation, outcome: GroupOutcome) -> GroupObservation<'_> {
+    GroupObservation {
         outcome,
         translation,
-    })
+    }
 }
 
 /// An observation's detail. These types serialise to JSON without fail (string keys, plain
@@ -510,18 +626,23 @@ fn record_reprocessing(
     // The partitions whose position the reverse mapping gave have its own figure.
     let mapped = reverse::mapped(reversed.unwrap_or_default());
     reverse::rereads(reversed.unwrap_or_default(), &mut total, &mut partitions);
+    // Each partition's commit looked up once (a hundred partitions a group, thousands of
+    // groups): the first answer for a partition, as a search in order would find it.
+    let mut commits: HashMap<(&str, i32), Option<i64>> = HashMap::new();
+    for (tp, offset) in committed.iter().flatten() {
+        commits
+            .entry((tp.topic.as_str(), tp.partition))
+            .or_insert(*offset);
+    }
     for p in plan
         .partitions
         .iter()
         .filter(|p| !mapped.contains(&(p.target_topic.as_str(), p.partition)))
     {
-        let source_commit = committed
-            .as_ref()
-            .and_then(|c| {
-                c.iter()
-                    .find(|(tp, _)| tp.topic == p.source_topic && tp.partition == p.partition)
-            })
-            .and_then(|(_, o)| *o)
+        let source_commit = commits
+            .get(&(p.source_topic.as_str(), p.partition))
+            .copied()
+            .flatten()
             .unwrap_or(p.source_offset);
         // The newest sync at or before the commit: a later one (MM2 went on copying past the
         // group's commit) says nothing about where the commit itself landed.

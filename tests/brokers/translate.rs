@@ -373,3 +373,49 @@ fn a_translation_far_below_a_group_at_its_end_says_offset_syncs_look_sparse() {
     assert!(text.contains("dr.offset.flush.interval.ms"), "{text}");
     assert!(text.contains(GROUP), "{text}");
 }
+
+/// Issue 10: translate_offsets over more groups than a terminal can follow line by line shows
+/// a counting line per batch of groups, while the log keeps every group's observations, in
+/// sequence.
+#[test]
+fn translate_offsets_over_many_groups_counts_them_and_logs_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pair = estate(dir.path());
+    let groups: Vec<String> = (0..25).map(|g| format!("app-{g:02}")).collect();
+    let checkpoints: Vec<(&str, &str, i32, i64, i64)> = groups
+        .iter()
+        .flat_map(|g| (0..3).map(move |p| (g.as_str(), "primary.orders", p, 20, 4)))
+        .collect();
+    write_checkpoints(&pair.dr.bootstrap(), &checkpoints);
+    write_plan(
+        dir.path(),
+        &pair.primary.bootstrap(),
+        &pair.dr.bootstrap(),
+        "  - translate_offsets: { groups: [\"re:app-.*\"] }\n",
+        "  - exec: { run: \"true\" }\n",
+    );
+
+    let run = kdr(dir.path(), &failover_args(&[]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("· 25/25 groups recorded: 75 partitions committed on dr\n"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("group app-00"), "{run:?}");
+
+    let log = logs(dir.path()).pop().expect("a log");
+    let events = events(&log);
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    let named = |name: &str| events.iter().filter(|e| e["name"] == name).count();
+    assert_eq!((named("group"), named("reprocessing")), (25, 25));
+    let app00 = events
+        .iter()
+        .find(|e| e["name"] == "group" && e["data"]["group"] == "app-00")
+        .expect("app-00's group observation");
+    assert_eq!(
+        app00["detail"], "group app-00: committed 3 of 3 partitions on dr",
+        "{app00}"
+    );
+}

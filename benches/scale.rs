@@ -6,7 +6,8 @@
 //! checkpointed twice, newest last, written with kdr's MM2 codec. Then, one line per figure:
 //! a bare librdkafka read of the checkpoints topic to its end (the baseline), `kdr offsets
 //! translate --group 're:.*'` end to end (the built binary), its ratio to the baseline and peak
-//! RSS, and the same with `--apply`.
+//! RSS, and the same with `--apply`; then, with DR's groups deleted, `kdr failover` of a plan
+//! whose one step is translate_offsets for every group (the step committing them all again).
 //!
 //! `KDR_BENCH_GROUPS` / `KDR_BENCH_PARTITIONS` change the size, `KDR_BENCH_BIN` runs another
 //! kdr binary (a build of an older commit, for before/after figures), `KDR_BENCH_STDERR=1`
@@ -32,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use kdr::kafka::{ClusterRole, TopicCreation};
 use kdr::mm2::Checkpoint;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -107,8 +110,40 @@ fn main() {
         baseline,
         brokers_took,
     );
+    // The translate_offsets step committing every group, as --apply did: DR forgets the
+    // groups first, so the step has them all to commit again.
+    delete_groups(&pair.dr.bootstrap(), groups);
+    write_step_plan(dir.path(), &pair);
+    let before = brokers_cpu(&brokers);
+    let log = dir.path().join("step.jsonl");
+    let step = run_kdr(
+        &binary,
+        dir.path(),
+        &[
+            "failover",
+            "--plan",
+            "step.yaml",
+            "--yes",
+            "--operator",
+            "bench",
+            "--reason",
+            "bench",
+            "--log",
+            "step.jsonl",
+        ],
+    );
+    report(
+        "translate_offsets step (kdr failover)",
+        &step,
+        baseline,
+        brokers_cpu(&brokers).saturating_sub(before),
+    );
     println!(
-        "targets: translate <= 1.5 x baseline + 1 s = {:.2?}; RSS < 200 MB; apply <= 10 s",
+        "  incident log {} MB",
+        std::fs::metadata(&log).map_or(0, |m| m.len()) / 1_000_000
+    );
+    println!(
+        "targets: translate <= 1.5 x baseline + 1 s = {:.2?}; RSS < 200 MB; apply and the step <= 10 s",
         baseline.mul_f64(1.5) + Duration::from_secs(1)
     );
     if std::env::var_os("KDR_BENCH_HOLD").is_some() {
@@ -231,6 +266,33 @@ fn write_plan(dir: &Path, pair: &Pair) {
     std::fs::write(dir.join("scale.yaml"), text).expect("plan");
 }
 
+/// The plan whose failover is one translate_offsets step for every group.
+fn write_step_plan(dir: &Path, pair: &Pair) {
+    let text = format!(
+        "version: 1\nname: scale-step\nclusters:\n  primary: {{ bootstrap_servers: \"{}\" }}\n  dr: {{ bootstrap_servers: \"{}\" }}\nreplication: {{ topics: [orders], groups: [] }}\nfailover:\n  - translate_offsets: {{ groups: [\"re:.*\"], timeout: 20m }}\nfailback:\n  - exec: {{ run: \"true\" }}\n",
+        pair.primary.bootstrap(),
+        pair.dr.bootstrap()
+    );
+    std::fs::write(dir.join("step.yaml"), text).expect("step plan");
+}
+
+/// Deletes the bench's groups on a cluster (DeleteGroups), so a run has them to commit again.
+fn delete_groups(bootstrap: &str, groups: usize) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+        .expect("admin client");
+    let names: Vec<String> = (0..groups).map(|g| format!("group-{g:05}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(120)));
+    for chunk in names.chunks(500) {
+        for deleted in block_on(admin.delete_groups(chunk, &options)).expect("delete groups") {
+            deleted.unwrap_or_else(|(group, e)| panic!("delete group {group}: {e:?}"));
+        }
+    }
+}
+
 /// A plain librdkafka consumer reading the checkpoints topic from its start to its end.
 fn bare_read(bootstrap: &str, records: u64) -> Duration {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -273,22 +335,32 @@ struct Measured {
 }
 
 /// Runs `kdr offsets translate --group 're:.*'` with `extra`, measuring its wall time and its
-/// peak RSS (from `wait4`'s resource usage of the child).
+/// peak RSS.
 fn kdr(binary: &Path, dir: &Path, extra: &[&str]) -> Measured {
+    let mut args = vec![
+        "offsets",
+        "translate",
+        "--plan",
+        "scale.yaml",
+        "--group",
+        "re:.*",
+        "--output",
+        "json",
+        "--timeout",
+        "20m",
+    ];
+    args.extend_from_slice(extra);
+    run_kdr(binary, dir, &args)
+}
+
+/// Runs kdr with `args` in `dir`, measuring its wall time, its CPU time (from `wait4`) and its
+/// peak RSS ([`PeakRss`]).
+fn run_kdr(binary: &Path, dir: &Path, args: &[&str]) -> Measured {
     let (out, err) = (dir.join("stdout"), dir.join("stderr"));
     let started = Instant::now();
     let child = Command::new(binary)
         .current_dir(dir)
-        .args([
-            "offsets",
-            "translate",
-            "--plan",
-            "scale.yaml",
-            "--group",
-            "re:.*",
-        ])
-        .args(["--output", "json", "--timeout", "20m"])
-        .args(extra)
+        .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(File::create(&out).expect("stdout file"))

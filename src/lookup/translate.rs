@@ -666,7 +666,7 @@ async fn read_source(
         union.extend(asks.iter().flat_map(|a| a.partitions.iter().cloned()));
         let read = flow.source.batch_committed_offsets_listed(
             &asks,
-            |group| listed.as_ref().is_some_and(|names| !names.contains(group)),
+            |group| listed.unlisted(group),
             batching.concurrency,
         );
         let Ok(answers) = bound.wait(read).await else {

@@ -809,22 +809,31 @@ pub async fn source_committed(
         .collect();
     let listed = listed_groups(&flow.source).await;
     flow.source
-        .batch_committed_offsets_listed(
-            &asks,
-            |group| listed.as_ref().is_some_and(|names| !names.contains(group)),
-            batching.concurrency,
-        )
+        .batch_committed_offsets_listed(&asks, |group| listed.unlisted(group), batching.concurrency)
         .await
 }
 
-/// The name of every group `cluster` lists, from one listing; `None` when it cannot list
-/// them (a cluster that refuses ListGroups, or an error), and then every group is asked.
-pub async fn listed_groups(cluster: &crate::kafka::Cluster) -> Option<HashSet<String>> {
-    cluster
-        .group_names()
-        .await
-        .ok()
-        .map(|names| names.into_iter().collect())
+/// The groups a cluster named in one listing, to leave out of offset fetches the groups it
+/// did not name ([`crate::kafka::Cluster::batch_committed_offsets_listed`]).
+pub struct GroupListing(Option<HashSet<String>>);
+
+impl GroupListing {
+    /// Whether the listing answered without naming `group`. Without a listing (a cluster that
+    /// refuses ListGroups, or an error) no group is unlisted, and every group is asked.
+    pub fn unlisted(&self, group: &str) -> bool {
+        self.0.as_ref().is_some_and(|names| !names.contains(group))
+    }
+}
+
+/// Every group `cluster` lists, from one listing.
+pub async fn listed_groups(cluster: &crate::kafka::Cluster) -> GroupListing {
+    GroupListing(
+        cluster
+            .group_names()
+            .await
+            .ok()
+            .map(|names| names.into_iter().collect()),
+    )
 }
 
 /// A partition whose translation lands far below what its group had consumed: the group was

@@ -162,11 +162,7 @@ fn source_asks(flow: &Flow, index: &CheckpointIndex, groups: &[String]) -> Vec<G
 async fn read_committed(flow: &Flow, asks: &[GroupPartitions], batching: Batching) -> SourceRead {
     let listed = listed_groups(&flow.source).await;
     flow.source
-        .batch_committed_offsets_listed(
-            asks,
-            |group| listed.as_ref().is_some_and(|names| !names.contains(group)),
-            batching.concurrency,
-        )
+        .batch_committed_offsets_listed(asks, |group| listed.unlisted(group), batching.concurrency)
         .await
 }
 

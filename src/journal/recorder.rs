@@ -97,21 +97,22 @@ impl Recorder {
         }
     }
 
-    /// Record an event: appended and fsynced, then shown to every sink. Within a batch it is
-    /// numbered now and written with the batch (the returned event is not on disk yet).
-    pub fn record(&mut self, body: EventBody) -> Result<Event, JournalError> {
+    /// Record an event: appended and fsynced, then shown to every sink; its sequence number.
+    /// Within a batch it is numbered now and written with the batch (not on disk yet).
+    pub fn record(&mut self, body: EventBody) -> Result<u64, JournalError> {
         let body = self.scrub(body);
         if let Some(pending) = &mut self.pending {
             let event = self.journal.stamp(body, pending.len() as u64);
-            pending.push(event.clone());
-            return Ok(event);
+            let seq = event.seq;
+            pending.push(event);
+            return Ok(seq);
         }
         let event = self.journal.append(body)?;
         self.tally.add(&event.ts, &event.body);
         for sink in &mut self.sinks {
             sink.event(&event);
         }
-        Ok(event)
+        Ok(event.seq)
     }
 
     /// From now on, hold recorded events until [`Recorder::commit_batch`] writes them with one
@@ -148,7 +149,7 @@ impl Recorder {
         name: &str,
         detail: impl Into<String>,
         data: impl Serialize,
-    ) -> Result<Event, JournalError> {
+    ) -> Result<u64, JournalError> {
         let data = self.payload(name, data)?;
         let (step, kind) = self.step_fields();
         self.record(EventBody::Observation {
@@ -167,7 +168,7 @@ impl Recorder {
         what: impl Into<String>,
         why: impl Into<String>,
         data: impl Serialize,
-    ) -> Result<Event, JournalError> {
+    ) -> Result<u64, JournalError> {
         let what = what.into();
         let data = self.payload(&what, data)?;
         let (step, kind) = self.step_fields();
@@ -285,12 +286,7 @@ mod tests {
         recorder.observe("before", "alone", 1).expect("observe");
         recorder.begin_batch();
         let held: Vec<u64> = (0..3)
-            .map(|i| {
-                recorder
-                    .observe("group", format!("g{i}"), i)
-                    .expect("held")
-                    .seq
-            })
+            .map(|i| recorder.observe("group", format!("g{i}"), i).expect("held"))
             .collect();
         assert_eq!(held, [2, 3, 4], "numbered in sequence as they are held");
         let logged = || super::super::read(&path).expect("read").events.len();

@@ -8,9 +8,10 @@
 //! (translate_offsets: several per consumer group) writes them in batches with one fsync per
 //! batch ([`Recorder::begin_batch`]): the sequence numbers stay
 //! consecutive, and the display and every other sink see a batch's events only once the whole
-//! batch is on disk. What a crash can cost: the observations of at most one batch, written
-//! after the commits they describe (a crash between the commits and the sync loses their
-//! record, never an offset). The step's `step_finished` is written after its last batch, so
+//! batch is on disk. What a crash can cost: the observations of at most two batches, written
+//! after the commits they describe (translate_offsets sends a batch's commits while it records
+//! the batch before; a crash between the commits and the sync loses their record, never an
+//! offset). The step's `step_finished` is written after its last batch, so
 //! the log then shows the step as started and not finished, and `--resume` runs it again:
 //! translate_offsets is idempotent (translation never moves a group backwards), so the groups
 //! are translated and recorded again.

@@ -807,9 +807,19 @@ pub async fn source_committed(
                 .collect(),
         })
         .collect();
+    source_committed_asked(flow, &asks, batching).await
+}
+
+/// The asked groups' committed offsets on the source, `batching.concurrency` groups in flight;
+/// a group the source's listing does not name is not asked.
+pub async fn source_committed_asked(
+    flow: &Flow,
+    asks: &[GroupPartitions],
+    batching: Batching,
+) -> Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>> {
     let listed = listed_groups(&flow.source).await;
     flow.source
-        .batch_committed_offsets_listed(&asks, |group| listed.unlisted(group), batching.concurrency)
+        .batch_committed_offsets_listed(asks, |group| listed.unlisted(group), batching.concurrency)
         .await
 }
 

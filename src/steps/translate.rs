@@ -24,8 +24,8 @@ use crate::plan::{Direction, Groups, MissingCheckpoint, Role, TranslateOffsets};
 use crate::replication::{
     Applied, Batching, Bound, Call, Cut, Flow, GROUPS_PER_BATCH, GroupPlan, GroupState,
     GroupTranslation, OPERATION_TIMEOUT, OffsetSyncs, Planned, ReverseGroup, ReversePartition,
-    SparseSync, TranslateError, apply, listed_groups, plan_groups, read_checkpoints,
-    resolve_groups, source_committed, source_ends, sparse_syncs, sparse_syncs_warning,
+    SparseSync, TranslateError, apply, plan_groups, read_checkpoints, resolve_groups,
+    source_committed, source_committed_asked, source_ends, sparse_syncs, sparse_syncs_warning,
 };
 
 pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
@@ -74,7 +74,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             ctx,
             &flow,
             asks.len(),
-            read_committed(&flow, &asks, batching),
+            source_committed_asked(&flow, &asks, batching),
             &mut source_bound,
         ),
     );
@@ -90,52 +90,124 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     warn_sparse_syncs(ctx, &flow, &planned, &mut bound).await?;
     let plans = reverse::fold(&groups, planned.groups, reverse);
     let source = with_reverse_only(ctx, &flow, &plans, &checkpointed, source, &mut bound).await?;
-    let mut source = source.into_iter();
-    let mut tally = Tally::default();
-    let mut failure = None;
-    let total = groups.len();
-    let mut entries = groups.into_iter().zip(plans).enumerate().peekable();
-    // A batch of groups at a time: committed, then recorded with one fsync, so a crash loses
-    // the record of at most one batch of commits (the journal's module doc).
+    let mut ledger = Ledger {
+        source: source.into_iter(),
+        syncs: syncs.as_ref(),
+        asked,
+        total: groups.len(),
+        on_missing_checkpoint: t.on_missing_checkpoint,
+        recorded: 0,
+        tally: Tally::default(),
+        failure: None,
+    };
+    let sending = Sending {
+        dry_run: ctx.dry_run,
+        timeout: ctx.step.timeout(),
+        batching,
+    };
+    let mut entries = groups.into_iter().zip(plans).peekable();
+    // A batch of groups at a time: committed, then recorded with one fsync while the next
+    // batch's commits are on the wire (they run on threads of their own), so a crash loses the
+    // record of at most two batches of commits (the journal's module doc).
+    let mut previous: Option<Batch> = None;
     while entries.peek().is_some() {
         let chunk: Vec<_> = entries.by_ref().take(GROUPS_PER_BATCH).collect();
         let translations: Vec<&GroupTranslation> = chunk
             .iter()
-            .filter_map(|(_, (_, plan))| plan.as_ref())
+            .filter_map(|(_, plan)| plan.as_ref())
             .map(|(g, _)| &g.translation)
             .collect();
-        let mut applied = commit(ctx, &flow, &translations, batching, &mut bound)
-            .await?
-            .into_iter();
+        let (applied, recorded) =
+            tokio::join!(sending.commit(&flow, &translations, &mut bound), async {
+                ledger.record(ctx, &flow, previous.take())
+            },);
+        recorded?;
+        previous = Some(Batch {
+            applied: applied?,
+            groups: chunk,
+        });
+    }
+    ledger.record(ctx, &flow, previous)?;
+    ledger.finish(ctx.dry_run, flow.target_plan.role)
+}
+
+/// A batch of groups with what became of their commits, not yet recorded.
+struct Batch {
+    groups: Vec<(String, Option<reverse::Folded>)>,
+    /// Each planned group's outcome in order, `None` where nothing was sent.
+    applied: Vec<Option<Applied>>,
+}
+
+/// What the step records batch after batch, and what it made of the groups so far.
+struct Ledger<'s> {
+    /// Each planned group's committed offsets on the source, in order.
+    source: std::vec::IntoIter<SourceCommitted>,
+    syncs: Option<&'s OffsetSyncs>,
+    /// How many groups the plan asked for; those after them only DR knows.
+    asked: usize,
+    total: usize,
+    on_missing_checkpoint: MissingCheckpoint,
+    /// How many groups are recorded.
+    recorded: usize,
+    tally: Tally,
+    /// A commit that failed for a reason other than a refusal: the step's failure, once every
+    /// group is recorded.
+    failure: Option<StepError>,
+}
+
+impl Ledger<'_> {
+    /// Records a batch of groups with one fsync, and a counting line on the display above
+    /// [`COUNTED_ABOVE`] groups.
+    fn record(
+        &mut self,
+        ctx: &mut StepCtx<'_>,
+        flow: &Flow,
+        batch: Option<Batch>,
+    ) -> Result<(), StepError> {
+        let Some(Batch { groups, applied }) = batch else {
+            return Ok(());
+        };
+        let mut applied = applied.into_iter();
         ctx.recorder.begin_batch();
-        let mut recorded = 0;
-        for (place, (group, plan)) in chunk {
-            recorded = place + 1;
+        for (group, plan) in groups {
+            let place = self.recorded;
+            self.recorded += 1;
             let Some((plan, reverse)) = plan else {
                 // A group only DR knows that the mapping gives no position: nothing to do.
-                if place < asked {
-                    no_checkpoint(ctx, &flow, group, t.on_missing_checkpoint, &mut tally)?;
+                if place < self.asked {
+                    no_checkpoint(
+                        ctx,
+                        flow,
+                        group,
+                        self.on_missing_checkpoint,
+                        &mut self.tally,
+                    )?;
                 }
                 continue;
             };
             let outcome = Outcome {
                 plan,
-                source_committed: source.next().expect("a source read per planned group"),
+                source_committed: self.source.next().expect("a source read per planned group"),
                 applied: applied.next().expect("an outcome per planned group"),
-                syncs: syncs.as_ref(),
+                syncs: self.syncs,
                 reverse,
             };
-            if let Err(e) = record_group(ctx, &flow, outcome, &mut tally) {
-                failure.get_or_insert(e);
+            if let Err(e) = record_group(ctx, flow, outcome, &mut self.tally) {
+                self.failure.get_or_insert(e);
             }
         }
-        let counted = (total > COUNTED_ABOVE).then(|| tally.counted(recorded, total, ctx));
+        let counted = (self.total > COUNTED_ABOVE)
+            .then(|| self.tally.counted(self.recorded, self.total, ctx));
         ctx.recorder.commit_batch(counted.as_deref())?;
+        Ok(())
     }
-    if let Some(failure) = failure {
-        return Err(failure);
+
+    fn finish(self, dry_run: bool, target_role: Role) -> StepResult {
+        if let Some(failure) = self.failure {
+            return Err(failure);
+        }
+        self.tally.outcome(dry_run, target_role)
     }
-    tally.outcome(ctx.dry_run, flow.target_plan.role)
 }
 
 /// Above this many groups the display shows a counting line per batch of groups rather than
@@ -155,15 +227,6 @@ fn source_asks(flow: &Flow, index: &CheckpointIndex, groups: &[String]) -> Vec<G
                 .collect(),
         })
         .collect()
-}
-
-/// The asked groups' committed offsets on the source, `batching.concurrency` groups in flight;
-/// a group the source's listing does not name is not asked.
-async fn read_committed(flow: &Flow, asks: &[GroupPartitions], batching: Batching) -> SourceRead {
-    let listed = listed_groups(&flow.source).await;
-    flow.source
-        .batch_committed_offsets_listed(asks, |group| listed.unlisted(group), batching.concurrency)
-        .await
 }
 
 /// What a batch read of committed offsets gives: per group, its offsets or why not.
@@ -198,7 +261,7 @@ async fn read_source(
 async fn with_reverse_only(
     ctx: &StepCtx<'_>,
     flow: &Flow,
-    plans: &[Option<(GroupPlan, Option<ReverseGroup>)>],
+    plans: &[Option<reverse::Folded>],
     checkpointed: &[String],
     checkpointed_read: Vec<SourceCommitted>,
     bound: &mut Bound,
@@ -285,25 +348,34 @@ async fn warn_sparse_syncs(
     Ok(())
 }
 
-/// Commits every group that is neither refused nor in a dry run, in one batch; each group's
-/// outcome in order, `None` where nothing was sent.
-async fn commit(
-    ctx: &StepCtx<'_>,
-    flow: &Flow,
-    translations: &[&GroupTranslation],
+/// What sending a batch's commits needs of the step: none of its recorder, so a batch is sent
+/// while the one before it is recorded.
+struct Sending {
+    dry_run: bool,
+    timeout: Duration,
     batching: Batching,
-    bound: &mut Bound,
-) -> Result<Vec<Option<Applied>>, StepError> {
-    let sent = |t: &&GroupTranslation| !ctx.dry_run && t.state != GroupState::Active;
-    let asked: Vec<&GroupTranslation> = translations.iter().copied().filter(sent).collect();
-    let mut applied = apply(flow, &asked, batching, bound)
-        .await
-        .map_err(|e| step_error(e, ctx.step.timeout()))?
-        .into_iter();
-    Ok(translations
-        .iter()
-        .map(|t| if sent(t) { applied.next() } else { None })
-        .collect())
+}
+
+impl Sending {
+    /// Commits every group that is neither refused nor in a dry run, in one batch; each
+    /// group's outcome in order, `None` where nothing was sent.
+    async fn commit(
+        &self,
+        flow: &Flow,
+        translations: &[&GroupTranslation],
+        bound: &mut Bound,
+    ) -> Result<Vec<Option<Applied>>, StepError> {
+        let sent = |t: &&GroupTranslation| !self.dry_run && t.state != GroupState::Active;
+        let asked: Vec<&GroupTranslation> = translations.iter().copied().filter(sent).collect();
+        let mut applied = apply(flow, &asked, self.batching, bound)
+            .await
+            .map_err(|e| step_error(e, self.timeout))?
+            .into_iter();
+        Ok(translations
+            .iter()
+            .map(|t| if sent(t) { applied.next() } else { None })
+            .collect())
+    }
 }
 
 /// For the reprocessing ledger: where each source record landed on the target. `None` when

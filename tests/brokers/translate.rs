@@ -376,15 +376,16 @@ fn a_translation_far_below_a_group_at_its_end_says_offset_syncs_look_sparse() {
 
 /// Issue 10: translate_offsets over more groups than a terminal can follow line by line shows
 /// a counting line per batch of groups, while the log keeps every group's observations, in
-/// sequence.
+/// sequence. Over more than two batches: each batch's commits go out while the batch before is
+/// recorded, and every group is committed and recorded once.
 #[test]
 fn translate_offsets_over_many_groups_counts_them_and_logs_each() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pair = estate(dir.path());
-    let groups: Vec<String> = (0..25).map(|g| format!("app-{g:02}")).collect();
+    let groups: Vec<String> = (0..1_100).map(|g| format!("app-{g:04}")).collect();
     let checkpoints: Vec<(&str, &str, i32, i64, i64)> = groups
         .iter()
-        .flat_map(|g| (0..3).map(move |p| (g.as_str(), "primary.orders", p, 20, 4)))
+        .flat_map(|g| (0..2).map(move |p| (g.as_str(), "primary.orders", p, 20, 4)))
         .collect();
     write_checkpoints(&pair.dr.bootstrap(), &checkpoints);
     write_plan(
@@ -397,25 +398,45 @@ fn translate_offsets_over_many_groups_counts_them_and_logs_each() {
 
     let run = kdr(dir.path(), &failover_args(&[]));
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("· 25/25 groups recorded: 75 partitions committed on dr\n"),
-        "{run:?}"
-    );
-    assert!(!run.stderr.contains("group app-00"), "{run:?}");
+    for line in [
+        "· 500/1100 groups recorded: 1000 partitions committed on dr\n",
+        "· 1000/1100 groups recorded: 2000 partitions committed on dr\n",
+        "· 1100/1100 groups recorded: 2200 partitions committed on dr\n",
+    ] {
+        assert!(run.stderr.contains(line), "{line}: {run:?}");
+    }
+    assert!(!run.stderr.contains("group app-0000"), "{run:?}");
 
     let log = logs(dir.path()).pop().expect("a log");
     let events = events(&log);
     let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
-    let named = |name: &str| events.iter().filter(|e| e["name"] == name).count();
-    assert_eq!((named("group"), named("reprocessing")), (25, 25));
-    let app00 = events
+    let recorded: Vec<&str> = events
         .iter()
-        .find(|e| e["name"] == "group" && e["data"]["group"] == "app-00")
-        .expect("app-00's group observation");
+        .filter(|e| e["name"] == "group")
+        .filter_map(|e| e["data"]["group"].as_str())
+        .collect();
+    let asked: Vec<&str> = groups.iter().map(String::as_str).collect();
+    assert_eq!(recorded, asked, "each group recorded once, in order");
+    let named = |name: &str| events.iter().filter(|e| e["name"] == name).count();
+    assert_eq!(named("reprocessing"), 1_100);
+    let app0000 = events
+        .iter()
+        .find(|e| e["name"] == "group" && e["data"]["group"] == "app-0000")
+        .expect("app-0000's group observation");
     assert_eq!(
-        app00["detail"], "group app-00: committed 3 of 3 partitions on dr",
-        "{app00}"
+        app0000["detail"], "group app-0000: committed 2 of 2 partitions on dr",
+        "{app0000}"
     );
+    // What the log says was committed is on DR, in every batch.
+    let dr = flow(dir.path()).target;
+    let partitions = [
+        TopicPartition::new("primary.orders", 0),
+        TopicPartition::new("primary.orders", 1),
+    ];
+    for group in ["app-0000", "app-0777", "app-1099"] {
+        let committed = block_on(dr.committed_offsets(group, &partitions)).expect("committed");
+        let offsets: Vec<Option<i64>> = committed.into_iter().map(|(_, o)| o).collect();
+        assert_eq!(offsets, [Some(4), Some(4)], "{group}");
+    }
 }

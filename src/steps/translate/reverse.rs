@@ -126,6 +126,9 @@ pub(super) async fn map(
     }
 }
 
+/// A group's plan, and at failback its reverse mapping.
+pub(super) type Folded = (GroupPlan, Option<ReverseGroup>);
+
 /// Per group of the step, in order: its plan (the reverse flow's checkpoints, with the reverse
 /// mapping folded in at failback) and its reverse mapping; `None` for a group neither gives
 /// anything to commit or report. `checkpointed` holds the checkpointed groups' plans in the
@@ -134,7 +137,7 @@ pub(super) fn fold(
     groups: &[String],
     checkpointed: Vec<GroupPlan>,
     reverse: Option<Vec<ReverseGroup>>,
-) -> Vec<Option<(GroupPlan, Option<ReverseGroup>)>> {
+) -> Vec<Option<Folded>> {
     let mut checkpointed = checkpointed.into_iter().peekable();
     let mut reverse = reverse.map(Vec::into_iter);
     groups

@@ -807,20 +807,44 @@ pub async fn source_committed(
                 .collect(),
         })
         .collect();
-    source_committed_asked(flow, &asks, batching).await
+    let listed = listed_groups(&flow.source).await;
+    flow.source
+        .batch_committed_offsets_listed(&asks, |group| listed.unlisted(group), batching.concurrency)
+        .await
 }
 
-/// The asked groups' committed offsets on the source, `batching.concurrency` groups in flight;
-/// a group the source's listing does not name is not asked.
-pub async fn source_committed_asked(
+/// The checkpointed `groups`' committed offsets on the source, for the source partitions
+/// their checkpoints name, in order. The asks (a whole topic name per partition) are made a
+/// batch of groups at a time, so they never hold every group's partitions at once; one
+/// listing of the source's groups for all the batches.
+pub async fn checkpointed_source_committed(
     flow: &Flow,
-    asks: &[GroupPartitions],
+    index: &CheckpointIndex,
+    groups: &[String],
     batching: Batching,
 ) -> Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>> {
     let listed = listed_groups(&flow.source).await;
-    flow.source
-        .batch_committed_offsets_listed(asks, |group| listed.unlisted(group), batching.concurrency)
-        .await
+    let mut answers = Vec::with_capacity(groups.len());
+    for batch in groups.chunks(GROUPS_PER_BATCH) {
+        let asks: Vec<GroupPartitions> = batch
+            .iter()
+            .map(|group| GroupPartitions {
+                group: group.clone(),
+                partitions: index
+                    .for_group(group)
+                    .into_iter()
+                    .map(|(c, _)| TopicPartition::new(flow.source_topic_of(&c.topic), c.partition))
+                    .collect(),
+            })
+            .collect();
+        let read = flow.source.batch_committed_offsets_listed(
+            &asks,
+            |group| listed.unlisted(group),
+            batching.concurrency,
+        );
+        answers.extend(read.await);
+    }
+    answers
 }
 
 /// The groups a cluster named in one listing, to leave out of offset fetches the groups it

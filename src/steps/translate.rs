@@ -18,14 +18,15 @@ use super::{StepCtx, StepDone, StepError, StepResult};
 
 mod reverse;
 use crate::journal::GroupOutcome;
-use crate::kafka::{GroupPartitions, KafkaError, TopicPartition};
+use crate::kafka::{KafkaError, TopicPartition};
 use crate::mm2::CheckpointIndex;
 use crate::plan::{Direction, Groups, MissingCheckpoint, Role, TranslateOffsets};
 use crate::replication::{
     Applied, Batching, Bound, Call, Cut, Flow, GROUPS_PER_BATCH, GroupPlan, GroupState,
     GroupTranslation, OPERATION_TIMEOUT, OffsetSyncs, Planned, ReverseGroup, ReversePartition,
-    SparseSync, TranslateError, apply, plan_groups, read_checkpoints, resolve_groups,
-    source_committed, source_committed_asked, source_ends, sparse_syncs, sparse_syncs_warning,
+    SparseSync, TranslateError, apply, checkpointed_source_committed, plan_groups,
+    read_checkpoints, resolve_groups, source_committed, source_ends, sparse_syncs,
+    sparse_syncs_warning,
 };
 
 pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
@@ -59,7 +60,6 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     let batching = Batching::default();
     // The target's side and the source's committed offsets (the reprocessing ledger), at once:
     // the checkpoints say which source partitions each group's translation is made of.
-    let asks = source_asks(&flow, &index, &checkpointed);
     let mut source_bound = bound.clone();
     let (planned, source) = tokio::join!(
         plan_groups(
@@ -73,14 +73,14 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
         read_source(
             ctx,
             &flow,
-            asks.len(),
-            source_committed_asked(&flow, &asks, batching),
+            checkpointed.len(),
+            checkpointed_source_committed(&flow, &index, &checkpointed, batching),
             &mut source_bound,
         ),
     );
     let planned = planned.map_err(|e| step_error(e, ctx.step.timeout()))?;
     let source = source?;
-    drop((index, asks));
+    drop(index);
     let reverse = match ctx.direction {
         Direction::Failback => {
             reverse::map(ctx, &flow, &groups, &planned, t.allow_rewind, &mut bound).await?
@@ -213,21 +213,6 @@ impl Ledger<'_> {
 /// Above this many groups the display shows a counting line per batch of groups rather than
 /// each group's lines (the log keeps them all).
 const COUNTED_ABOVE: usize = 20;
-
-/// Each checkpointed group's source partitions, as its translation names them.
-fn source_asks(flow: &Flow, index: &CheckpointIndex, groups: &[String]) -> Vec<GroupPartitions> {
-    groups
-        .iter()
-        .map(|group| GroupPartitions {
-            group: group.clone(),
-            partitions: index
-                .for_group(group)
-                .into_iter()
-                .map(|(c, _)| TopicPartition::new(flow.source_topic_of(&c.topic), c.partition))
-                .collect(),
-        })
-        .collect()
-}
 
 /// What a batch read of committed offsets gives: per group, its offsets or why not.
 type SourceRead = Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>>;

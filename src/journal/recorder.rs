@@ -9,6 +9,9 @@ use serde::Serialize;
 use super::{Event, EventBody, Journal, JournalError, RunTally, WholeRun};
 use crate::plan::Secrets;
 
+/// How long work runs before [`Recorder::say_while`] says how it is going, and how often then.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A subscriber to a run's events. The incident log is written first, so a sink only ever sees
 /// events that are already on disk; a sink cannot fail the run.
 pub trait EventSink: Send {
@@ -86,6 +89,28 @@ impl Recorder {
         let text = self.secrets.redact(text);
         for sink in &mut self.sinks {
             sink.notice(&text);
+        }
+    }
+
+    /// Awaits `work`, and while it runs tells every sink how it is going: `progress()` once a
+    /// second, with the seconds since it began, so a look-up of thousands of groups is never a
+    /// silent wait at the terminal. Not logged: the log says what the work found once it ends.
+    pub async fn say_while<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+        progress: impl Fn() -> String,
+    ) -> T {
+        let began = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(began + PROGRESS_EVERY, PROGRESS_EVERY);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                at = tick.tick() => {
+                    let secs = (at - began).as_secs();
+                    self.say(&format!("      … {} ({secs}s)", progress()));
+                }
+            }
         }
     }
 
@@ -327,6 +352,43 @@ mod tests {
                 read_back.steps.len()
             )
         );
+    }
+
+    /// Work that takes 2.4 s is told once a second, with how far it got, and nothing of it is
+    /// logged; work done within the second says nothing.
+    #[tokio::test(start_paused = true)]
+    async fn long_work_is_told_every_second_while_it_runs_and_not_logged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run.jsonl");
+        let (mut recorder, tape) = taped(&path);
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let work = async {
+            for _ in 0..8 {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                read.fetch_add(100, std::sync::atomic::Ordering::Relaxed);
+            }
+            "done"
+        };
+        let done = recorder
+            .say_while(work, || {
+                let n = read.load(std::sync::atomic::Ordering::Relaxed);
+                format!("read {n} records, hunter2")
+            })
+            .await;
+        assert_eq!(done, "done");
+        let quick = recorder
+            .say_while(async { 7 }, || "never said".to_owned())
+            .await;
+        assert_eq!(quick, 7);
+        assert_eq!(
+            tape.0.lock().expect("lock").clone(),
+            [
+                "notice       … read 300 records, *** (1s)",
+                "notice       … read 600 records, *** (2s)",
+            ]
+        );
+        let logged = std::fs::read(&path).expect("the log");
+        assert!(logged.is_empty(), "nothing of it logged");
     }
 
     #[test]

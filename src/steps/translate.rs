@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -61,23 +62,37 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     // The target's side and the source's committed offsets (the reprocessing ledger), at once:
     // the checkpoints say which source partitions each group's translation is made of.
     let mut source_bound = bound.clone();
-    let (planned, source) = tokio::join!(
-        plan_groups(
-            &flow,
-            &index,
-            &checkpointed,
-            t.allow_rewind,
-            batching,
-            &mut bound,
-        ),
-        read_source(
-            ctx,
-            &flow,
-            checkpointed.len(),
-            checkpointed_source_committed(&flow, &index, &checkpointed, batching),
-            &mut source_bound,
-        ),
-    );
+    let source_gone = ctx.state.source_unreachable.is_some();
+    let both = async {
+        tokio::join!(
+            plan_groups(
+                &flow,
+                &index,
+                &checkpointed,
+                t.allow_rewind,
+                batching,
+                &mut bound,
+            ),
+            read_source(
+                source_gone,
+                &flow,
+                checkpointed.len(),
+                checkpointed_source_committed(&flow, &index, &checkpointed, batching),
+                &mut source_bound,
+            ),
+        )
+    };
+    let (planned, source) = ctx
+        .recorder
+        .say_while(both, || {
+            format!(
+                "reading the states and offsets of {} groups on {} and {}",
+                checkpointed.len(),
+                flow.target_plan.role,
+                flow.source_plan.role
+            )
+        })
+        .await;
     let planned = planned.map_err(|e| step_error(e, ctx.step.timeout()))?;
     let source = source?;
     drop(index);
@@ -219,15 +234,15 @@ type SourceRead = Vec<Result<Vec<(TopicPartition, Option<i64>)>, KafkaError>>;
 
 /// Committed offsets on the source for the reprocessing ledger, from `read` (one answer per
 /// group of `groups`); `None` for a group whose offsets could not be read (or all, with the
-/// source gone or the deadline passed).
+/// source gone, as an earlier step of the run found it, or the deadline passed).
 async fn read_source(
-    ctx: &StepCtx<'_>,
+    source_gone: bool,
     flow: &Flow,
     groups: usize,
     read: impl Future<Output = SourceRead>,
     bound: &mut Bound,
 ) -> Result<Vec<SourceCommitted>, StepError> {
-    if ctx.state.source_unreachable.is_some() {
+    if source_gone {
         return Ok(vec![None; groups]);
     }
     match bound.wait(read).await {
@@ -267,7 +282,8 @@ async fn with_reverse_only(
         Vec::new()
     } else {
         let read = source_committed(flow, &reverse_only, Batching::default());
-        read_source(ctx, flow, reverse_only.len(), read, bound).await?
+        let source_gone = ctx.state.source_unreachable.is_some();
+        read_source(source_gone, flow, reverse_only.len(), read, bound).await?
     }
     .into_iter();
     let mut early = checkpointed_read.into_iter();
@@ -391,10 +407,17 @@ async fn read_index(
     flow: &Flow,
     bound: &mut Bound,
 ) -> Result<CheckpointIndex, StepError> {
-    let index = read_checkpoints(flow, ctx.remaining(), Arc::default(), bound)
+    let topic = flow.checkpoints_topic();
+    let read = Arc::new(AtomicU64::new(0));
+    let reading = read_checkpoints(flow, ctx.remaining(), Arc::clone(&read), bound);
+    let index = ctx
+        .recorder
+        .say_while(reading, || {
+            let read = read.load(Ordering::Relaxed);
+            format!("read {read} records of {topic} so far")
+        })
         .await
         .map_err(|e| step_error(e, ctx.step.timeout()))?;
-    let topic = flow.checkpoints_topic();
     let skipped = index.skipped();
     ctx.recorder.observe(
         "checkpoints_read",

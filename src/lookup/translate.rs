@@ -24,10 +24,10 @@ use crate::mm2::CheckpointIndex;
 use crate::plan::{Direction, Plan, Role, Selector};
 use crate::replication::{
     Action, Applied, Batching, Bound, Call, Clusters, Cut, Flow, GROUPS_PER_BATCH, GroupState,
-    GroupTranslation, KnownStates, OPERATION_TIMEOUT, Offsets, Reverse, ReverseGroup,
-    ReverseObservation, Skip, SparseSync, TargetView, TranslateError, apply, listed_groups,
-    map_home, more_groups_on_dr, now_ms, plan_read, read_checkpoints, read_target, resolve_groups,
-    source_partition_ends, sparse_syncs, sparse_syncs_warning,
+    GroupTranslation, OPERATION_TIMEOUT, Offsets, Reverse, ReverseGroup, ReverseObservation, Skip,
+    SparseSync, TargetView, TranslateError, apply, listed_groups, map_home, more_groups_on_dr,
+    now_ms, plan_read, read_checkpoints, read_target, resolve_groups, source_partition_ends,
+    sparse_syncs, sparse_syncs_warning,
 };
 
 /// `kdr offsets translate --output json` up to its groups: the document is this, then
@@ -418,16 +418,11 @@ async fn reverse_map(
     bound: &mut Bound,
 ) -> Result<Reverse, TranslateError> {
     let forward = Flow::new(plan, clusters, Direction::Failover);
-    let known: KnownStates<'_> = groups
-        .iter()
-        .map(String::as_str)
-        .zip(target.states.iter().cloned())
-        .collect();
     map_home(
         back,
         &forward,
         groups,
-        &known,
+        &target.known_states(groups),
         false,
         request.batching,
         bound,

@@ -441,19 +441,6 @@ pub struct Planned {
     pub marks: HashMap<TopicPartition, Watermarks>,
 }
 
-impl Planned {
-    /// Each planned group's state on the target and its members when live, by name.
-    pub fn known_states(&self) -> super::KnownStates<'_> {
-        self.groups
-            .iter()
-            .map(|g| {
-                let state = (g.translation.state.clone(), g.members.clone());
-                (g.translation.group.as_str(), state)
-            })
-            .collect()
-    }
-}
-
 /// How the Kafka look-ups of a translation are batched.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
@@ -482,28 +469,16 @@ pub async fn plan_groups(
     batching: Batching,
     bound: &mut Bound,
 ) -> Result<Planned, TranslateError> {
-    let TargetView {
-        states,
-        marks,
-        current,
-    } = read_target(flow, index, groups, batching, bound).await?;
+    let target = read_target(flow, index, groups, batching, bound).await?;
     let now = now_ms();
     let planned = groups
         .iter()
-        .zip(states)
-        .zip(&current)
-        .map(|((group, (state, members)), current)| GroupPlan {
-            translation: GroupTranslation {
-                group: group.clone(),
-                state,
-                partitions: plan_read(flow, index, group, current, &marks, allow_rewind, now),
-            },
-            members,
-        })
+        .enumerate()
+        .map(|(place, group)| target.plan(flow, index, group, place, allow_rewind, now))
         .collect();
     Ok(Planned {
         groups: planned,
-        marks,
+        marks: target.marks,
     })
 }
 
@@ -522,6 +497,48 @@ pub struct TargetView {
     pub marks: HashMap<TopicPartition, Watermarks>,
     /// Each group's committed offsets on the target, in the order asked.
     pub current: Vec<Offsets>,
+}
+
+impl TargetView {
+    /// Each of `groups`' state on the target and its members when live, by name: `groups` as
+    /// the view was read for them, in order.
+    pub fn known_states<'g>(&self, groups: &'g [String]) -> super::KnownStates<'g> {
+        groups
+            .iter()
+            .map(String::as_str)
+            .zip(self.states.iter().cloned())
+            .collect()
+    }
+
+    /// The plan of `group`, the `place`-th of the groups the view was read for: its
+    /// translation ([`plan_read`]) and its description when it has live members.
+    pub fn plan(
+        &self,
+        flow: &Flow,
+        index: &CheckpointIndex,
+        group: &str,
+        place: usize,
+        allow_rewind: bool,
+        now: i64,
+    ) -> GroupPlan {
+        let (state, members) = self.states[place].clone();
+        GroupPlan {
+            translation: GroupTranslation {
+                group: group.to_owned(),
+                state,
+                partitions: plan_read(
+                    flow,
+                    index,
+                    group,
+                    &self.current[place],
+                    &self.marks,
+                    allow_rewind,
+                    now,
+                ),
+            },
+            members,
+        }
+    }
 }
 
 /// How many groups' offsets are asked in one batch: the asks and answers of a batch are whole

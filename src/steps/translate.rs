@@ -8,7 +8,7 @@
 //! commits. Every partition's numbers go in the log. The planning is `replication`'s, shared
 //! with `kdr offsets translate`; this step records it and commits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,9 +24,9 @@ use crate::mm2::CheckpointIndex;
 use crate::plan::{Direction, Groups, MissingCheckpoint, Role, TranslateOffsets};
 use crate::replication::{
     Applied, Batching, Bound, Call, Cut, Flow, GROUPS_PER_BATCH, GroupPlan, GroupState,
-    GroupTranslation, OPERATION_TIMEOUT, OffsetSyncs, Planned, ReverseGroup, ReversePartition,
-    SparseSync, TranslateError, apply, checkpointed_source_committed, plan_groups,
-    read_checkpoints, resolve_groups, source_committed, source_ends, sparse_syncs,
+    GroupTranslation, OPERATION_TIMEOUT, OffsetSyncs, ReverseGroup, ReversePartition, SparseSync,
+    TargetView, TranslateError, apply, checkpointed_source_committed, now_ms, read_checkpoints,
+    read_target, resolve_groups, source_committed, source_partition_ends, sparse_syncs,
     sparse_syncs_warning,
 };
 
@@ -65,14 +65,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     let source_gone = ctx.state.source_unreachable.is_some();
     let both = async {
         tokio::join!(
-            plan_groups(
-                &flow,
-                &index,
-                &checkpointed,
-                t.allow_rewind,
-                batching,
-                &mut bound,
-            ),
+            read_target(&flow, &index, &checkpointed, batching, &mut bound),
             read_source(
                 source_gone,
                 &flow,
@@ -82,7 +75,7 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             ),
         )
     };
-    let (planned, source) = ctx
+    let (target, source) = ctx
         .recorder
         .say_while(both, || {
             format!(
@@ -93,20 +86,32 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
             )
         })
         .await;
-    let planned = planned.map_err(|e| step_error(e, ctx.step.timeout()))?;
+    let target = target.map_err(|e| step_error(e, ctx.step.timeout()))?;
     let source = source?;
-    drop(index);
     let reverse = match ctx.direction {
         Direction::Failback => {
-            reverse::map(ctx, &flow, &groups, &planned, t.allow_rewind, &mut bound).await?
+            let known = target.known_states(&checkpointed);
+            reverse::map(ctx, &flow, &groups, &known, t.allow_rewind, &mut bound).await?
         }
         Direction::Failover => None,
     };
-    warn_sparse_syncs(ctx, &flow, &planned, &mut bound).await?;
-    let plans = reverse::fold(&groups, planned.groups, reverse);
-    let source = with_reverse_only(ctx, &flow, &plans, &checkpointed, source, &mut bound).await?;
+    let ends = sparse_sync_ends(ctx, &flow, &index, &checkpointed, &mut bound).await?;
+    let late =
+        reverse_only_source(ctx, &flow, &groups, &index, reverse.as_deref(), &mut bound).await?;
+    let mut planner = Planner {
+        flow: &flow,
+        index: &index,
+        target: &target,
+        allow_rewind: t.allow_rewind,
+        now: now_ms(),
+        checkpointed: 0,
+        early: source.into_iter(),
+        late: late.into_iter(),
+        reverse: reverse.map(Vec::into_iter),
+        ends: ends.as_ref(),
+        sparse: Vec::new(),
+    };
     let mut ledger = Ledger {
-        source: source.into_iter(),
         syncs: syncs.as_ref(),
         asked,
         total: groups.len(),
@@ -120,43 +125,123 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
         timeout: ctx.step.timeout(),
         batching,
     };
-    let mut entries = groups.into_iter().zip(plans).peekable();
-    // A batch of groups at a time: committed, then recorded with one fsync while the next
-    // batch's commits are on the wire (they run on threads of their own), so a crash loses the
-    // record of at most two batches of commits (the journal's module doc).
+    // A batch of groups at a time: planned, committed, then recorded with one fsync while the
+    // next batch's commits are on the wire (they run on threads of their own), so a crash loses
+    // the record of at most two batches of commits (the journal's module doc). Only a batch's
+    // translations are held at once, never every group's.
+    let mut chunks = groups.chunks(GROUPS_PER_BATCH);
+    let mut next = chunks.next().map(|chunk| planner.plan(chunk));
     let mut previous: Option<Batch> = None;
-    while entries.peek().is_some() {
-        let chunk: Vec<_> = entries.by_ref().take(GROUPS_PER_BATCH).collect();
-        let translations: Vec<&GroupTranslation> = chunk
+    while let Some(batch) = next.take() {
+        let translations: Vec<&GroupTranslation> = batch
+            .groups
             .iter()
             .filter_map(|(_, plan)| plan.as_ref())
             .map(|(g, _)| &g.translation)
             .collect();
+        // While this batch's commits are out: the batch before is recorded, the next planned.
         let (applied, recorded) =
             tokio::join!(sending.commit(&flow, &translations, &mut bound), async {
-                ledger.record(ctx, &flow, previous.take())
+                let recorded = ledger.record(ctx, &flow, previous.take());
+                next = chunks.next().map(|chunk| planner.plan(chunk));
+                recorded
             },);
         recorded?;
         previous = Some(Batch {
             applied: applied?,
-            groups: chunk,
+            ..batch
         });
     }
     ledger.record(ctx, &flow, previous)?;
+    warn_sparse_syncs(ctx, &flow, &planner.sparse)?;
     ledger.finish(ctx.dry_run, flow.target_plan.role)
 }
 
-/// A batch of groups with what became of their commits, not yet recorded.
+/// Plans the step's groups a batch at a time, in order, from what was read of both clusters
+/// for all of them: the checkpoints' translations, the reverse mapping folded in at failback,
+/// each planned group's committed offsets on the source, and the translations that land far
+/// below what their groups had consumed.
+struct Planner<'a> {
+    flow: &'a Flow,
+    index: &'a CheckpointIndex,
+    /// What the target holds for the checkpointed groups, in their order.
+    target: &'a TargetView,
+    allow_rewind: bool,
+    now: i64,
+    /// How many checkpointed groups are planned.
+    checkpointed: usize,
+    /// The checkpointed groups' committed offsets on the source, in order.
+    early: std::vec::IntoIter<SourceCommitted>,
+    /// Those of the groups only the reverse mapping plans, in order.
+    late: std::vec::IntoIter<SourceCommitted>,
+    /// At failback, the reverse mapping of every group of the step, in order.
+    reverse: Option<std::vec::IntoIter<ReverseGroup>>,
+    /// The source's log ends, for the sparse-sync warning; `None` without them.
+    ends: Option<&'a HashMap<TopicPartition, i64>>,
+    /// Each group whose checkpoints' translation lands far below, and where.
+    sparse: Vec<(String, Vec<SparseSync>)>,
+}
+
+impl Planner<'_> {
+    fn plan(&mut self, chunk: &[String]) -> Batch {
+        let plans: Vec<GroupPlan> = chunk
+            .iter()
+            .filter(|group| self.index.has_group(group))
+            .map(|group| {
+                let plan = self.target.plan(
+                    self.flow,
+                    self.index,
+                    group,
+                    self.checkpointed,
+                    self.allow_rewind,
+                    self.now,
+                );
+                self.checkpointed += 1;
+                if let Some(ends) = self.ends {
+                    let sparse = sparse_syncs(&plan.translation, &self.target.marks, ends);
+                    if !sparse.is_empty() {
+                        self.sparse.push((group.clone(), sparse));
+                    }
+                }
+                plan
+            })
+            .collect();
+        let reverse = self
+            .reverse
+            .as_mut()
+            .map(|r| r.by_ref().take(chunk.len()).collect());
+        let folded = reverse::fold(chunk, plans, reverse);
+        let sources = folded
+            .iter()
+            .flatten()
+            .map(|(plan, _)| {
+                let next = if self.index.has_group(&plan.translation.group) {
+                    self.early.next()
+                } else {
+                    self.late.next()
+                };
+                next.expect("a source read per planned group")
+            })
+            .collect();
+        Batch {
+            groups: chunk.iter().cloned().zip(folded).collect(),
+            sources,
+            applied: Vec::new(),
+        }
+    }
+}
+
+/// A batch of groups planned, and once sent, what became of their commits.
 struct Batch {
     groups: Vec<(String, Option<reverse::Folded>)>,
+    /// Each planned group's committed offsets on the source, in order.
+    sources: Vec<SourceCommitted>,
     /// Each planned group's outcome in order, `None` where nothing was sent.
     applied: Vec<Option<Applied>>,
 }
 
 /// What the step records batch after batch, and what it made of the groups so far.
 struct Ledger<'s> {
-    /// Each planned group's committed offsets on the source, in order.
-    source: std::vec::IntoIter<SourceCommitted>,
     syncs: Option<&'s OffsetSyncs>,
     /// How many groups the plan asked for; those after them only DR knows.
     asked: usize,
@@ -179,10 +264,16 @@ impl Ledger<'_> {
         flow: &Flow,
         batch: Option<Batch>,
     ) -> Result<(), StepError> {
-        let Some(Batch { groups, applied }) = batch else {
+        let Some(Batch {
+            groups,
+            sources,
+            applied,
+        }) = batch
+        else {
             return Ok(());
         };
         let mut applied = applied.into_iter();
+        let mut sources = sources.into_iter();
         ctx.recorder.begin_batch();
         for (group, plan) in groups {
             let place = self.recorded;
@@ -202,7 +293,7 @@ impl Ledger<'_> {
             };
             let outcome = Outcome {
                 plan,
-                source_committed: self.source.next().expect("a source read per planned group"),
+                source_committed: sources.next().expect("a source read per planned group"),
                 applied: applied.next().expect("an outcome per planned group"),
                 syncs: self.syncs,
                 reverse,
@@ -255,91 +346,87 @@ async fn read_source(
     }
 }
 
-/// Every planned group's source offsets, in the order of `plans`: the checkpointed groups'
-/// from `checkpointed_read`, and at failback those of the groups only the reverse mapping
-/// planned, read now.
-async fn with_reverse_only(
+/// At failback, the committed offsets on the source of the groups only the reverse mapping
+/// plans (none of them checkpointed), in the order of `groups`; none at failover.
+async fn reverse_only_source(
     ctx: &StepCtx<'_>,
     flow: &Flow,
-    plans: &[Option<reverse::Folded>],
-    checkpointed: &[String],
-    checkpointed_read: Vec<SourceCommitted>,
+    groups: &[String],
+    index: &CheckpointIndex,
+    reverse: Option<&[ReverseGroup]>,
     bound: &mut Bound,
 ) -> Result<Vec<SourceCommitted>, StepError> {
-    let checkpointed: HashSet<&str> = checkpointed.iter().map(String::as_str).collect();
-    let is_checkpointed = |t: &&GroupTranslation| checkpointed.contains(t.group.as_str());
-    let translations: Vec<&GroupTranslation> = plans
+    let Some(reverse) = reverse else {
+        return Ok(Vec::new());
+    };
+    let (only, mapped): (Vec<String>, Vec<ReverseGroup>) = groups
+        .iter()
+        .zip(reverse)
+        .filter(|(group, r)| !index.has_group(group) && r.has_positions())
+        .map(|(group, r)| (group.clone(), r.clone()))
+        .unzip();
+    if only.is_empty() {
+        return Ok(Vec::new());
+    }
+    let folded = reverse::fold(&only, Vec::new(), Some(mapped));
+    let translations: Vec<&GroupTranslation> = folded
         .iter()
         .flatten()
         .map(|(g, _)| &g.translation)
         .collect();
-    let reverse_only: Vec<&GroupTranslation> = translations
-        .iter()
-        .copied()
-        .filter(|t| !is_checkpointed(t))
-        .collect();
-    let mut late = if reverse_only.is_empty() {
-        Vec::new()
-    } else {
-        let read = source_committed(flow, &reverse_only, Batching::default());
-        let source_gone = ctx.state.source_unreachable.is_some();
-        read_source(source_gone, flow, reverse_only.len(), read, bound).await?
-    }
-    .into_iter();
-    let mut early = checkpointed_read.into_iter();
-    Ok(translations
-        .iter()
-        .map(|t| {
-            let next = if is_checkpointed(t) {
-                early.next()
-            } else {
-                late.next()
-            };
-            next.expect("a source read per planned group")
-        })
-        .collect())
+    let read = source_committed(flow, &translations, Batching::default());
+    let source_gone = ctx.state.source_unreachable.is_some();
+    read_source(source_gone, flow, translations.len(), read, bound).await
 }
 
 /// A group's committed offsets on the source, when they could be read.
 type SourceCommitted = Option<Vec<(TopicPartition, Option<i64>)>>;
 
+/// The source's log ends of every checkpointed group's partitions, for the warning that
+/// offset syncs look sparse; `None` (and the warning quiet) with the source gone, failing to
+/// answer, or out of time.
+async fn sparse_sync_ends(
+    ctx: &StepCtx<'_>,
+    flow: &Flow,
+    index: &CheckpointIndex,
+    checkpointed: &[String],
+    bound: &mut Bound,
+) -> Result<Option<HashMap<TopicPartition, i64>>, StepError> {
+    if ctx.state.source_unreachable.is_some() {
+        return Ok(None);
+    }
+    let union: BTreeSet<TopicPartition> = checkpointed
+        .iter()
+        .flat_map(|group| index.for_group(group))
+        .map(|(c, _)| TopicPartition::new(flow.source_topic_of(&c.topic), c.partition))
+        .collect();
+    match bound.wait(source_partition_ends(flow, union)).await {
+        Ok(Ok(ends)) => Ok(Some(ends)),
+        Ok(Err(_)) | Err(Cut::Deadline) => Ok(None),
+        Err(Cut::Interrupted) => Err(StepError::Interrupted(format!(
+            "interrupted while trying to read the log ends on {}",
+            flow.source_plan.role
+        ))),
+    }
+}
+
 /// Records, once for all groups, translations that land far below what their groups had
-/// consumed: offset syncs look sparse (issue 14 #5). Needs the source's log ends; quiet
-/// without them.
-async fn warn_sparse_syncs(
+/// consumed (`sparse`, as the batches were planned): offset syncs look sparse (issue 14 #5).
+fn warn_sparse_syncs(
     ctx: &mut StepCtx<'_>,
     flow: &Flow,
-    planned: &Planned,
-    bound: &mut Bound,
+    sparse: &[(String, Vec<SparseSync>)],
 ) -> Result<(), StepError> {
-    if ctx.state.source_unreachable.is_some() {
-        return Ok(());
-    }
-    let translations: Vec<&GroupTranslation> =
-        planned.groups.iter().map(|g| &g.translation).collect();
-    let ends = match bound.wait(source_ends(flow, &translations)).await {
-        Ok(Ok(ends)) => ends,
-        Ok(Err(_)) | Err(Cut::Deadline) => return Ok(()),
-        Err(Cut::Interrupted) => {
-            return Err(StepError::Interrupted(format!(
-                "interrupted while trying to read the log ends on {}",
-                flow.source_plan.role
-            )));
-        }
-    };
-    let sparse: Vec<(&str, Vec<SparseSync>)> = translations
+    let borrowed: Vec<(&str, &[SparseSync])> = sparse
         .iter()
-        .map(|t| (t.group.as_str(), sparse_syncs(t, &planned.marks, &ends)))
-        .filter(|(_, s)| !s.is_empty())
+        .map(|(g, s)| (g.as_str(), s.as_slice()))
         .collect();
-    let borrowed: Vec<(&str, &[SparseSync])> =
-        sparse.iter().map(|(g, s)| (*g, s.as_slice())).collect();
     let Some(warning) = sparse_syncs_warning(flow, &borrowed) else {
         return Ok(());
     };
     let groups: serde_json::Map<String, serde_json::Value> = sparse
         .iter()
-        .map(|(g, s)| Ok(((*g).to_owned(), detail(s)?)))
+        .map(|(g, s)| Ok((g.clone(), detail(s)?)))
         .collect::<Result<_, StepError>>()?;
     ctx.recorder.observe(
         "sparse_offset_syncs",

@@ -396,6 +396,19 @@ fn translate_offsets_over_many_groups_counts_them_and_logs_each() {
         "  - exec: { run: \"true\" }\n",
     );
 
+    // A few groups committed on the primary, in the first, second and last batch: each
+    // group's re-read ledger must use its own commit, whatever batch it was planned in.
+    let source_commits = [
+        ("app-0000", 0, 11),
+        ("app-0777", 1, 13),
+        ("app-1099", 0, 17),
+    ];
+    let primary = flow(dir.path()).source;
+    for (group, partition, offset) in source_commits {
+        let offsets = [(TopicPartition::new("orders", partition), offset)];
+        block_on(primary.commit_offsets(group, &offsets)).expect("commit on the primary");
+    }
+
     let run = kdr(dir.path(), &failover_args(&[]));
     assert_eq!(run.code, 0, "{run:?}");
     for line in [
@@ -428,6 +441,25 @@ fn translate_offsets_over_many_groups_counts_them_and_logs_each() {
         app0000["detail"], "group app-0000: committed 2 of 2 partitions on dr",
         "{app0000}"
     );
+    let source_commit = |group: &str, partition: i64| {
+        let ledger = events
+            .iter()
+            .find(|e| e["name"] == "reprocessing" && e["data"]["group"] == group)
+            .unwrap_or_else(|| panic!("{group}'s reprocessing observation"));
+        let row = ledger["data"]["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .find(|p| p["partition"] == partition)
+            .unwrap_or_else(|| panic!("{group}[{partition}] in {ledger}"));
+        row["source_commit"].as_i64().expect("source_commit")
+    };
+    for (group, partition, offset) in source_commits {
+        assert_eq!(source_commit(group, partition.into()), offset, "{group}");
+        // Its other partition has no commit: the checkpoint's source offset stands in.
+        assert_eq!(source_commit(group, (1 - partition).into()), 20, "{group}");
+    }
+    assert_eq!(source_commit("app-0500", 0), 20);
     // What the log says was committed is on DR, in every batch.
     let dr = flow(dir.path()).target;
     let partitions = [

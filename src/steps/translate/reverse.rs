@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::{detail, step_error};
 use crate::plan::{Direction, Selector};
 use crate::replication::{
-    Batching, Bound, Cut, Flow, GroupPlan, GroupTranslation, Planned, Reverse, ReverseGroup,
+    Batching, Bound, Cut, Flow, GroupPlan, GroupTranslation, KnownStates, Reverse, ReverseGroup,
     ReverseObservation, ReversePartition, TranslateError, map_home, more_groups_on_dr,
 };
 use crate::steps::{StepCtx, StepError};
@@ -54,7 +54,7 @@ pub(super) async fn map(
     ctx: &mut StepCtx<'_>,
     back: &Flow,
     groups: &[String],
-    planned: &Planned,
+    known: &KnownStates<'_>,
     allow_rewind: bool,
     bound: &mut Bound,
 ) -> Result<Option<Vec<ReverseGroup>>, StepError> {
@@ -71,7 +71,7 @@ pub(super) async fn map(
             back,
             &forward,
             groups,
-            &planned.known_states(),
+            known,
             allow_rewind,
             Batching::default(),
             bound,

@@ -20,7 +20,9 @@ use super::config::{ClusterRole, Redactor};
 pub(crate) struct Heard {
     /// The TLS or SASL handshake failed (reason already scrubbed).
     pub(crate) authentication: Option<String>,
-    /// librdkafka declared every broker connection down.
+    /// librdkafka declared every broker connection down. Alone it proves nothing: librdkafka
+    /// also counts connections it closes on purpose towards it (a bootstrap connection retired
+    /// once the broker's id is known, an idle one); see [`Heard::unreachable`].
     pub(crate) all_brokers_down: bool,
     /// The latest other error event (reason already scrubbed).
     pub(crate) last_error: Option<String>,
@@ -28,6 +30,16 @@ pub(crate) struct Heard {
     /// such as a broker that accepts the connection and never answers, are only logged,
     /// never raised as events with a reason.
     pub(crate) last_logged_failure: Option<String>,
+}
+
+impl Heard {
+    /// Every broker connection is down and a connection failure was logged (refused, reset,
+    /// timed out, unresolvable): the cluster cannot be reached, and no retry within this
+    /// operation will change that. Without a logged failure, "all brokers down" is librdkafka
+    /// retiring a connection it planned to close, and the operation goes on to its deadline.
+    pub(crate) fn unreachable(&self) -> bool {
+        self.all_brokers_down && self.last_logged_failure.is_some()
+    }
 }
 
 /// One per client; a client lives for one operation, so what it heard is about that
@@ -228,5 +240,24 @@ mod tests {
         );
         assert!(heard.all_brokers_down);
         assert_eq!(heard.last_error, None);
+    }
+
+    /// "All brokers down" with no connection failure logged is librdkafka retiring its
+    /// bootstrap connection (seen in CI: a declare failed as unreachable on a healthy broker);
+    /// with a refused connection logged, it is the cluster gone.
+    #[test]
+    fn all_brokers_down_makes_a_cluster_unreachable_only_with_a_logged_failure() {
+        let context = KdrContext::new(ClusterRole::Primary, Redactor::default());
+        context.error(
+            RdKafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert!(!context.heard().unreachable());
+        context.log(
+            RDKafkaLogLevel::Error,
+            "FAIL",
+            "[thrd:127.0.0.1:9/bootstrap]: 127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused (after 0ms in state CONNECT)",
+        );
+        assert!(context.heard().unreachable());
     }
 }

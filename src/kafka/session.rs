@@ -128,7 +128,7 @@ impl Session {
     pub(crate) fn heard_failure(&self) -> Option<KafkaError> {
         let (authentication, all_down) = {
             let heard = self.context().heard();
-            (heard.authentication.clone(), heard.all_brokers_down)
+            (heard.authentication.clone(), heard.unreachable())
         };
         if let Some(detail) = authentication {
             return Some(KafkaError::Authentication {

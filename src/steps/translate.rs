@@ -127,8 +127,8 @@ pub async fn run(ctx: &mut StepCtx<'_>, t: &TranslateOffsets) -> StepResult {
     };
     // A batch of groups at a time: planned, committed, then recorded with one fsync while the
     // next batch's commits are on the wire (they run on threads of their own), so a crash loses
-    // the record of at most two batches of commits (the journal's module doc). Only a batch's
-    // translations are held at once, never every group's.
+    // the record of at most two batches of commits (the journal's module doc). Only the batches
+    // in hand (recorded, committed, planned: three at most) hold translations, never every group.
     let mut chunks = groups.chunks(GROUPS_PER_BATCH);
     let mut next = chunks.next().map(|chunk| planner.plan(chunk));
     let mut previous: Option<Batch> = None;

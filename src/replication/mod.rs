@@ -27,10 +27,10 @@ pub use reverse::{
 };
 pub use translation::{
     Action, Applied, Batching, Call, Clamp, GroupPlan, GroupState, GroupTranslation,
-    PartitionTranslation, Planned, Skip, SparseSync, TargetPositions, TranslateError, UnknownState,
-    apply, checkpointed_source_committed, lands_far_below, listed_groups, plan_groups,
-    plan_translation, read_checkpoints, resolve_groups, source_committed, source_ends,
-    sparse_syncs, sparse_syncs_warning,
+    PartitionTranslation, Skip, SparseSync, TargetPositions, TranslateError, UnknownState, apply,
+    checkpointed_source_committed, lands_far_below, listed_groups, plan_translation,
+    read_checkpoints, resolve_groups, source_committed, source_ends, sparse_syncs,
+    sparse_syncs_warning,
 };
 pub use translation::{
     GROUPS_PER_BATCH, Offsets, TargetView, checkpointed_partitions, plan_read, read_target,

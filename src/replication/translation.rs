@@ -21,7 +21,7 @@ use crate::kafka::{
 use crate::mm2::{Checkpoint, CheckpointIndex};
 use crate::plan::{Role, Selector};
 
-use super::{Bound, Cut, Flow, now_ms};
+use super::{Bound, Cut, Flow};
 
 /// What translating does to one partition of a group. Only [`Action::Commit`] and
 /// [`Action::Clamp`] write an offset.
@@ -432,15 +432,6 @@ pub struct TargetPositions<'a> {
     pub marks: &'a HashMap<TopicPartition, Watermarks>,
 }
 
-/// Many groups' translations, planned together, and the target's watermarks they were planned
-/// against (read once for all of them).
-#[derive(Debug, Clone)]
-pub struct Planned {
-    /// One per group asked, in the order asked.
-    pub groups: Vec<GroupPlan>,
-    pub marks: HashMap<TopicPartition, Watermarks>,
-}
-
 /// How the Kafka look-ups of a translation are batched.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
@@ -454,32 +445,6 @@ impl Default for Batching {
             concurrency: crate::kafka::DEFAULT_CONCURRENCY,
         }
     }
-}
-
-/// Plans every group's translation ([`plan_translation`]) from one pass over what the target
-/// holds ([`read_target`]): the groups' states in one listing, the watermarks of every
-/// checkpointed partition of every group in one batch, and the groups' committed offsets with
-/// `batching.concurrency` in flight. A checkpoint for a partition the target lacks is that
-/// partition's `skip: no such partition on the target`, never the whole translation's failure.
-pub async fn plan_groups(
-    flow: &Flow,
-    index: &CheckpointIndex,
-    groups: &[String],
-    allow_rewind: bool,
-    batching: Batching,
-    bound: &mut Bound,
-) -> Result<Planned, TranslateError> {
-    let target = read_target(flow, index, groups, batching, bound).await?;
-    let now = now_ms();
-    let planned = groups
-        .iter()
-        .enumerate()
-        .map(|(place, group)| target.plan(flow, index, group, place, allow_rewind, now))
-        .collect();
-    Ok(Planned {
-        groups: planned,
-        marks: target.marks,
-    })
 }
 
 /// Each of a group's checkpointed partitions' committed offset on one cluster, in the order of
@@ -511,7 +476,9 @@ impl TargetView {
     }
 
     /// The plan of `group`, the `place`-th of the groups the view was read for: its
-    /// translation ([`plan_read`]) and its description when it has live members.
+    /// translation ([`plan_read`]) and its description when it has live members. A checkpoint
+    /// for a partition the target lacks is that partition's `skip: no such partition on the
+    /// target`, never the whole translation's failure.
     pub fn plan(
         &self,
         flow: &Flow,

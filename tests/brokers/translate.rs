@@ -12,8 +12,9 @@ use kdr::kafka::{Cluster, ClusterRole, KafkaError, TopicCreation, TopicPartition
 use kdr::mm2::Checkpoint;
 use kdr::plan::Direction;
 use kdr::replication::{
-    Applied, Batching, Bound, Clusters, Flow, GroupState, GroupTranslation, TargetPositions, apply,
-    plan_groups, plan_translation, read_checkpoints, resolve_groups,
+    Applied, Batching, Bound, Clusters, Flow, GroupPlan, GroupState, GroupTranslation,
+    TargetPositions, apply, now_ms, plan_translation, read_checkpoints, read_target,
+    resolve_groups,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -220,21 +221,26 @@ fn batched_translation_and_commits_match_the_per_group_computation() {
         let selectors = kdr::lookup::translate::selectors(&["re:app-.*".to_owned()]).expect("re");
         let groups = resolve_groups(&selectors, &index);
         assert_eq!(groups.len(), 6);
+        // As translate_offsets plans them: what the target holds for every group read once,
+        // then each group planned from it.
         let plan_all = async |bound: &mut Bound| {
-            plan_groups(&flow, &index, &groups, false, Batching::default(), bound)
+            let target = read_target(&flow, &index, &groups, Batching::default(), bound)
                 .await
-                .expect("planned")
+                .expect("the target's side");
+            let now = now_ms();
+            let plans: Vec<GroupPlan> = groups
+                .iter()
+                .enumerate()
+                .map(|(place, group)| target.plan(&flow, &index, group, place, false, now))
+                .collect();
+            plans
         };
         let planned = plan_all(&mut bound).await;
         let mut expected = Vec::new();
         for group in &groups {
             expected.push(decisions(&per_group(&flow, &index, group).await));
         }
-        let batched: Vec<_> = planned
-            .groups
-            .iter()
-            .map(|g| decisions(&g.translation))
-            .collect();
+        let batched: Vec<_> = planned.iter().map(|g| decisions(&g.translation)).collect();
         assert_eq!(batched, expected);
         let app3 = &batched[3].2;
         assert!(
@@ -251,8 +257,7 @@ fn batched_translation_and_commits_match_the_per_group_computation() {
             "{batched:?}"
         );
 
-        let translations: Vec<&GroupTranslation> =
-            planned.groups.iter().map(|g| &g.translation).collect();
+        let translations: Vec<&GroupTranslation> = planned.iter().map(|g| &g.translation).collect();
         let applied = apply(&flow, &translations, Batching::default(), &mut bound)
             .await
             .expect("applied");
@@ -274,7 +279,7 @@ fn batched_translation_and_commits_match_the_per_group_computation() {
         }
         // Translated again, what was committed is unchanged.
         let again = plan_all(&mut bound).await;
-        for g in &again.groups {
+        for g in &again {
             assert!(
                 g.translation.commits().is_empty(),
                 "{:?}",

@@ -29,8 +29,7 @@ pub use translation::{
     Action, Applied, Batching, Call, Clamp, GroupPlan, GroupState, GroupTranslation,
     PartitionTranslation, Skip, SparseSync, TargetPositions, TranslateError, UnknownState, apply,
     checkpointed_source_committed, lands_far_below, listed_groups, plan_translation,
-    read_checkpoints, resolve_groups, source_committed, source_ends, sparse_syncs,
-    sparse_syncs_warning,
+    read_checkpoints, resolve_groups, source_committed, sparse_syncs, sparse_syncs_warning,
 };
 pub use translation::{
     GROUPS_PER_BATCH, Offsets, TargetView, checkpointed_partitions, plan_read, read_target,

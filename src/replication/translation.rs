@@ -950,20 +950,6 @@ pub fn sparse_syncs_warning(flow: &Flow, groups: &[(&str, &[SparseSync])]) -> Op
     ))
 }
 
-/// The log end on the source of every source partition of these translations, in one batch;
-/// a partition the source cannot answer for is left out.
-pub async fn source_ends(
-    flow: &Flow,
-    translations: &[&GroupTranslation],
-) -> Result<HashMap<TopicPartition, i64>, KafkaError> {
-    let union: BTreeSet<TopicPartition> = translations
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .map(|p| TopicPartition::new(p.source_topic.clone(), p.partition))
-        .collect();
-    source_partition_ends(flow, union).await
-}
-
 /// The log end on the source of each of `partitions`, in one batch; a partition the source
 /// cannot answer for is left out.
 pub async fn source_partition_ends(
